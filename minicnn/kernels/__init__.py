@@ -1,0 +1,47 @@
+"""Low-level kernels: plain functions over ndarrays and ints, compiled with numba.
+
+Each kernel `foo` is bound at module level as `foo = njit(...)(_foo)`, so the un-jitted twin `_foo`
+stays importable, and each has a plain NumPy reference `foo_reference` that the tests compare it
+with. Kernels know nothing of layers. Debug them with `NUMBA_DISABLE_JIT=1`.
+
+Performance rules they follow: outputs are preallocated by the caller and passed in (`out=`-style),
+so a training step reallocates nothing large; loops run over the batch with `prange` only where
+the work per call is large (a parallel launch costs ~16 us); every size and stride is a Python int
+and every array float32 or float64, so each kernel compiles once per dtype.
+"""
+
+from minicnn.kernels.activations import (
+    bias_relu,
+    bias_relu_reference,
+    relu_backward,
+    relu_backward_reference,
+)
+from minicnn.kernels.adam import adam_update, adam_update_reference
+from minicnn.kernels.im2col import col2im, col2im_reference, im2col, im2col_reference
+from minicnn.kernels.pool import (
+    maxpool_backward,
+    maxpool_backward_reference,
+    maxpool_forward,
+    maxpool_forward_reference,
+)
+
+ALL_KERNELS = (im2col, col2im, maxpool_forward, maxpool_backward, bias_relu, relu_backward,
+               adam_update)
+
+__all__ = [
+    "ALL_KERNELS",
+    "adam_update",
+    "adam_update_reference",
+    "bias_relu",
+    "bias_relu_reference",
+    "col2im",
+    "col2im_reference",
+    "im2col",
+    "im2col_reference",
+    "maxpool_backward",
+    "maxpool_backward_reference",
+    "maxpool_forward",
+    "maxpool_forward_reference",
+    "relu_backward",
+    "relu_backward_reference",
+]

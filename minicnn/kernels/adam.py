@@ -1,0 +1,38 @@
+"""Adam's update as Keras writes it, fused into one pass over each parameter tensor.
+
+    m <- m + (g - m) * (1 - beta_1)
+    v <- v + (g * g - v) * (1 - beta_2)
+    w <- w - alpha * m / (sqrt(v) + epsilon),   alpha = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)
+
+The bias correction lives in alpha, so epsilon is added to the *uncorrected* sqrt(v): that is
+Keras's (and the Adam paper's "epsilon hat") form, and it differs from adding epsilon to
+sqrt(v_hat). The caller computes alpha once per step. Arrays are 1-D views of one tensor each.
+"""
+
+import numpy as np
+from numba import njit
+
+
+def _adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon):
+    """Update w, m, v (all (P,)) in place from the gradient g (P,)."""
+    one_minus_b1 = 1.0 - beta_1
+    one_minus_b2 = 1.0 - beta_2
+    for k in range(w.shape[0]):
+        gk = g[k]
+        mk = m[k] + (gk - m[k]) * one_minus_b1
+        vk = v[k] + (gk * gk - v[k]) * one_minus_b2
+        m[k] = mk
+        v[k] = vk
+        w[k] -= alpha * mk / (np.sqrt(vk) + epsilon)
+
+
+# Serial: the largest tensor of the reference model has 36,928 elements, too few to pay for a
+# parallel launch.
+adam_update = njit(cache=True)(_adam_update)
+
+
+def adam_update_reference(w, g, m, v, alpha, beta_1, beta_2, epsilon):
+    """Plain NumPy Adam step; returns new (w, m, v) without touching the inputs."""
+    m = m + (g - m) * (1 - beta_1)
+    v = v + (g * g - v) * (1 - beta_2)
+    return w - alpha * m / (np.sqrt(v) + epsilon), m, v

@@ -1,0 +1,83 @@
+"""Max pooling over NHWC input, forward with recorded argmax and backward by routing.
+
+The forward pass records, for every output element, the flat spatial index `h * W + w` of the
+input element that won, so the backward pass needs no comparison: it adds each `dout` element to
+the one input position it came from. Ties go to the first maximum in row-major window order, as in
+TensorFlow. Positions outside the input (padding "same") never win.
+
+Shapes: x (N, H, W, C); out, argmax, dout (N, H_out, W_out, C); argmax is int32.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+
+def _maxpool_forward(x, PH, PW, SH, SW, PT, PL, out, argmax):
+    """Fill out and argmax (N, H_out, W_out, C) with each window's max and where it was."""
+    N, H, W, C = x.shape
+    H_out, W_out = out.shape[1], out.shape[2]
+    for n in prange(N):
+        for i in range(H_out):
+            h0 = max(i * SH - PT, 0)
+            h1 = min(i * SH - PT + PH, H)
+            for j in range(W_out):
+                w0 = max(j * SW - PL, 0)
+                w1 = min(j * SW - PL + PW, W)
+                for c in range(C):
+                    best = x[n, h0, w0, c]
+                    best_at = h0 * W + w0
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
+                            # strict > keeps the first maximum on ties
+                            if x[n, h, w, c] > best:
+                                best = x[n, h, w, c]
+                                best_at = h * W + w
+                    out[n, i, j, c] = best
+                    argmax[n, i, j, c] = best_at
+
+
+def _maxpool_backward(dout, argmax, dx):
+    """Route dout (N, H_out, W_out, C) to the recorded argmax positions of dx (N, H, W, C).
+
+    dx is overwritten. It accumulates, so overlapping windows (stride < pool size) are right.
+    """
+    N, H, W, C = dx.shape
+    H_out, W_out = dout.shape[1], dout.shape[2]
+    for n in prange(N):
+        dx[n] = 0.0
+        for i in range(H_out):
+            for j in range(W_out):
+                for c in range(C):
+                    at = argmax[n, i, j, c]
+                    dx[n, at // W, at % W, c] += dout[n, i, j, c]
+
+
+maxpool_forward = njit(cache=True, parallel=True)(_maxpool_forward)
+maxpool_backward = njit(cache=True, parallel=True)(_maxpool_backward)
+
+
+def maxpool_forward_reference(x, PH, PW, SH, SW, PT, PL, H_out, W_out):
+    """Plain NumPy max pooling, one window position at a time; returns (out, argmax)."""
+    N, H, W, C = x.shape
+    out = np.empty((N, H_out, W_out, C), dtype=x.dtype)
+    argmax = np.empty((N, H_out, W_out, C), dtype=np.int32)
+    for i in range(H_out):
+        h0, h1 = max(i * SH - PT, 0), min(i * SH - PT + PH, H)
+        for j in range(W_out):
+            w0, w1 = max(j * SW - PL, 0), min(j * SW - PL + PW, W)
+            window = x[:, h0:h1, w0:w1, :].reshape(N, -1, C)
+            k = window.argmax(axis=1)  # first maximum on ties
+            out[:, i, j, :] = np.take_along_axis(window, k[:, None, :], axis=1)[:, 0, :]
+            argmax[:, i, j, :] = (h0 + k // (w1 - w0)) * W + (w0 + k % (w1 - w0))
+    return out, argmax
+
+
+def maxpool_backward_reference(dout, argmax, x_shape):
+    """Plain NumPy routing of dout through argmax with an unbuffered add; returns dx."""
+    N, H, W, C = x_shape
+    dx = np.zeros((N, H * W, C), dtype=dout.dtype)
+    n = np.arange(N)[:, None, None, None]
+    c = np.arange(C)[None, None, None, :]
+    np.add.at(dx, (np.broadcast_to(n, argmax.shape), argmax, np.broadcast_to(c, argmax.shape)),
+              dout)
+    return dx.reshape(N, H, W, C)

@@ -1,0 +1,189 @@
+"""The layer protocol every minicnn layer follows, built-in or a user's own.
+
+    build(input_shape)         create weights once the input shape is known (batch dim is None)
+    forward(x, training=True)  -> y; keeps what backward needs in `self.cache` (only if training)
+    backward(dout)             -> dx; fills each parameter's .grad, never changes a weight
+    params                     the Parameter objects (.name, .value, .grad), in Keras order
+
+A parameter-free layer of your own needs only `forward` and `backward`; its output shape is found
+by running `forward` once on a zero input. Only an optimizer's `step` changes `param.value`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from minicnn import initializers
+
+_name_counts: defaultdict[str, int] = defaultdict(int)
+
+
+def clear_session() -> None:
+    """Restart automatic layer names (conv2d, conv2d_1, ...) from zero, as Keras's does."""
+    _name_counts.clear()
+
+
+def _auto_name(cls: type) -> str:
+    base = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls.__name__)
+    base = re.sub(r"([a-z])([A-Z])", r"\1_\2", base).lower()
+    count = _name_counts[base]
+    _name_counts[base] += 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+@dataclass(eq=False)
+class Parameter:
+    """One weight tensor: its value, the gradient of the last backward pass, and its name."""
+
+    name: str
+    value: np.ndarray
+    grad: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.grad = np.zeros_like(self.value)
+
+    def __repr__(self) -> str:
+        return f"Parameter({self.name!r}, shape={self.value.shape}, dtype={self.value.dtype})"
+
+
+def shape_str(shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + (
+        ",)" if len(shape) == 1 else ")")
+
+
+class Layer:
+    """Base class of all layers. Subclass it and write `forward` and `backward`."""
+
+    def __init__(self, *, name: str | None = None, dtype=None, input_shape=None):
+        self.name = name or _auto_name(type(self))
+        # None: take the dtype of the first floating input (float32 when built from a shape).
+        self.dtype = None if dtype is None else np.dtype(dtype)
+        self.input_shape = None if input_shape is None else (None, *tuple(input_shape))
+        self.output_shape: tuple | None = None
+        self.built = False
+        self.cache = None
+        self._params: list[Parameter] = []
+        self.rng: np.random.Generator | None = None
+
+    # -- building ---------------------------------------------------------------------------
+    def build(self, input_shape: tuple) -> None:
+        """Create the weights for inputs of `input_shape` (batch dimension first, may be None)."""
+        input_shape = (None, *tuple(input_shape)[1:])
+        if self.dtype is None:
+            self.dtype = np.dtype(np.float32)
+        self.input_shape = input_shape
+        self.built = True
+        self.output_shape = self.compute_output_shape(input_shape)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        """Output shape for `input_shape`; by default found by running forward on zeros."""
+        probe = np.zeros((1, *input_shape[1:]), dtype=self.dtype or np.float32)
+        return (None, *self.forward(probe, training=False).shape[1:])
+
+    def add_weight(self, name: str, shape: tuple, initializer) -> Parameter:
+        init = initializers.get(initializer, f"{name}_initializer")
+        param = Parameter(f"{self.name}/{name}", init(shape, self.dtype, self.rng))
+        self._params.append(param)
+        return param
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        """Build on first use and check x against what the layer was built for."""
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(
+                f"Layer '{self.name}' ({type(self).__name__}) expects a floating-point input, "
+                f"received dtype {x.dtype}. Convert it first, e.g. x.astype('float32')."
+            )
+        if not self.built:
+            if self.dtype is None:
+                self.dtype = x.dtype
+            self.build((None, *x.shape[1:]))
+        expected = self.input_shape
+        if x.ndim != len(expected) or any(
+            e is not None and e != g for e, g in zip(expected[1:], x.shape[1:], strict=True)
+        ):
+            raise ValueError(
+                f"Input to layer '{self.name}' ({type(self).__name__}) is incompatible: expected "
+                f"shape {shape_str(expected)}, received shape {shape_str(x.shape)}"
+            )
+        if self._params and x.dtype != self.dtype:
+            raise TypeError(
+                f"Layer '{self.name}' ({type(self).__name__}) has {self.dtype} weights but "
+                f"received a {x.dtype} input; cast the input, or the layer with "
+                f"set_dtype('{x.dtype}'). minicnn never changes a dtype silently."
+            )
+        return x
+
+    def _cached(self):
+        if self.cache is None:
+            raise RuntimeError(
+                f"Layer '{self.name}': backward() needs the cache of a forward(x, training=True) "
+                "call, and there is none."
+            )
+        return self.cache
+
+    # -- the pass -----------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(x, training)")
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement backward(dout)")
+
+    def __call__(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        if not self.built:
+            x = self._prepare(x)
+        return self.forward(x, training=training)
+
+    # -- a softmax output, for the fused cross-entropy gradient ----------------------------------
+    def softmax_logits(self) -> np.ndarray | None:
+        """The logits z behind this layer's softmax output in the last forward, if it ends in one."""
+        return None
+
+    def backward_from_logits(self, dz: np.ndarray) -> np.ndarray:
+        """backward(), starting from dL/dz of the softmax's input instead of dL/dy."""
+        raise TypeError(f"Layer '{self.name}' does not end in a softmax")
+
+    # -- weights ------------------------------------------------------------------------------
+    @property
+    def params(self) -> list[Parameter]:
+        return list(self._params)
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [p.value.copy() for p in self._params]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        if not self.built:
+            raise ValueError(
+                f"Layer '{self.name}' is not built yet: call it on an input or build(input_shape) "
+                "before set_weights()."
+            )
+        weights = list(weights)
+        expected = [p.value.shape for p in self._params]
+        received = [np.shape(w) for w in weights]
+        if [tuple(s) for s in received] != expected:
+            raise ValueError(
+                f"Layer '{self.name}' expects {len(expected)} weights with shapes {expected}, "
+                f"received {len(received)} with shapes {received}"
+            )
+        for p, w in zip(self._params, weights, strict=True):
+            p.value[...] = w
+
+    def set_dtype(self, dtype) -> Layer:
+        """Cast every weight (and its gradient) to `dtype`, e.g. float64 for a gradient check."""
+        self.dtype = np.dtype(dtype)
+        for p in self._params:
+            p.value = p.value.astype(self.dtype)
+            p.grad = p.grad.astype(self.dtype)
+        self.cache = None
+        return self
+
+    def count_params(self) -> int:
+        return int(sum(p.value.size for p in self._params))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} output_shape={self.output_shape}>"

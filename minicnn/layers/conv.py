@@ -1,0 +1,124 @@
+"""Conv2D: a 2-D convolution as an im2col matrix times the kernel, with Keras's arguments.
+
+Forward, for x (N, H, W, C) and kernel (KH, KW, C, F):
+    cols = im2col(x)                         (N * H_out * W_out, KH * KW * C)
+    z    = cols @ kernel.reshape(-1, F) + b  (N * H_out * W_out, F)
+    y    = activation(z)                     viewed as (N, H_out, W_out, F)
+Backward, from dout = dL/dy:
+    dz      = activation'(dout)
+    dkernel = cols.T @ dz      db = sum of dz over rows
+    dx      = col2im(dz @ kernel.reshape(-1, F).T)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from minicnn import activations
+from minicnn.kernels import col2im, im2col
+from minicnn.layers._args import padding_mode, positive_pair, window_geometry
+from minicnn.layers.base import Layer
+
+
+class ConvCache(NamedTuple):
+    x_shape: tuple
+    cols: np.ndarray  # (N * H_out * W_out, KH * KW * C)
+    y: np.ndarray  # (N * H_out * W_out, F), the activation's output
+    logits: np.ndarray | None  # z, kept only when the activation is softmax
+
+
+class Conv2D(Layer):
+    def __init__(self, filters: int, kernel_size, strides=(1, 1), padding: str = "valid",
+                 activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", input_shape=None, *, name: str | None = None,
+                 dtype=None):
+        super().__init__(name=name, dtype=dtype, input_shape=input_shape)
+        if not isinstance(filters, int) or isinstance(filters, bool) or filters <= 0:
+            raise ValueError(
+                "Invalid value for argument `filters`. Expected a strictly positive value. "
+                f"Received filters={filters!r}"
+            )
+        self.filters = filters
+        self.kernel_size = positive_pair(kernel_size, "kernel_size")
+        self.strides = positive_pair(strides, "strides")
+        self.padding = padding_mode(padding)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        # Set False for a first layer: its input gradient is never used, so skip computing it.
+        self.needs_input_gradient = True
+
+    def _geometry(self, H: int, W: int):
+        (KH, KW), (SH, SW) = self.kernel_size, self.strides
+        H_out, PT = window_geometry(H, KH, SH, self.padding)
+        W_out, PL = window_geometry(W, KW, SW, self.padding)
+        if H_out <= 0 or W_out <= 0:
+            raise ValueError(
+                f"Layer '{self.name}' (Conv2D): kernel {self.kernel_size} does not fit an input "
+                f"of {H}x{W} with padding='valid'"
+            )
+        return H_out, W_out, PT, PL
+
+    def build(self, input_shape) -> None:
+        if len(input_shape) != 4:
+            raise ValueError(
+                f"Layer '{self.name}' (Conv2D) expects 4-D input (batch, height, width, channels)"
+                f", received input_shape={tuple(input_shape)}"
+            )
+        KH, KW = self.kernel_size
+        self.dtype = self.dtype or np.dtype(np.float32)
+        self.kernel = self.add_weight("kernel", (KH, KW, input_shape[-1], self.filters),
+                                      self.kernel_initializer)
+        self.bias = (self.add_weight("bias", (self.filters,), self.bias_initializer)
+                     if self.use_bias else None)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        _, H, W, _ = input_shape
+        H_out, W_out, _, _ = self._geometry(H, W) if H is not None and W is not None else (
+            None, None, 0, 0)
+        return (None, H_out, W_out, self.filters)
+
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        """x (N, H, W, C) -> y (N, H_out, W_out, F)."""
+        x = self._prepare(x)
+        N, H, W, C = x.shape
+        (KH, KW), (SH, SW) = self.kernel_size, self.strides
+        H_out, W_out, PT, PL = self._geometry(H, W)
+        cols = np.empty((N * H_out * W_out, KH * KW * C), dtype=x.dtype)
+        im2col(x, KH, KW, SH, SW, PT, PL, H_out, W_out, cols)
+        z = cols @ self.kernel.value.reshape(KH * KW * C, self.filters)
+        logits = z.copy() if self.activation is activations.softmax else None
+        y = self.activation.forward(z, self.bias.value if self.bias is not None else None)
+        self.cache = ConvCache(x.shape, cols, y, logits) if training else None
+        return y.reshape(N, H_out, W_out, self.filters)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """dout (N, H_out, W_out, F) -> dx (N, H, W, C); fills kernel.grad and bias.grad."""
+        cache = self._cached()
+        dz = self.activation.backward(dout.reshape(cache.y.shape), cache.y)
+        return self._backward_linear(dz)
+
+    def softmax_logits(self):
+        return self._cached().logits
+
+    def backward_from_logits(self, dz):
+        return self._backward_linear(dz.reshape(self._cached().y.shape))
+
+    def _backward_linear(self, dz: np.ndarray) -> np.ndarray | None:
+        x_shape, cols, _, _ = self._cached()
+        N, H, W, C = x_shape
+        (KH, KW), (SH, SW) = self.kernel_size, self.strides
+        H_out, W_out, PT, PL = self._geometry(H, W)
+        kernel_2d = self.kernel.value.reshape(KH * KW * C, self.filters)
+        np.matmul(cols.T, dz, out=self.kernel.grad.reshape(kernel_2d.shape))
+        if self.bias is not None:
+            dz.sum(axis=0, out=self.bias.grad)
+        if not self.needs_input_gradient:
+            return None
+        dx = np.empty(x_shape, dtype=dz.dtype)
+        col2im(dz @ kernel_2d.T, KH, KW, SH, SW, PT, PL, H_out, W_out, dx)
+        return dx

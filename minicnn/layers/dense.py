@@ -1,0 +1,80 @@
+"""Dense: y = activation(x @ kernel + bias), kernel (in, out) as in Keras.
+
+Backward, from dout = dL/dy (N, out):
+    dz = activation'(dout);  dkernel = x.T @ dz;  dbias = sum of dz over N;  dx = dz @ kernel.T
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from minicnn import activations
+from minicnn.layers.base import Layer
+
+
+class DenseCache(NamedTuple):
+    x: np.ndarray  # (N, in)
+    y: np.ndarray  # (N, out), the activation's output
+    logits: np.ndarray | None  # z, kept only when the activation is softmax
+
+
+class Dense(Layer):
+    def __init__(self, units: int, activation=None, use_bias: bool = True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", input_shape=None,
+                 *, name: str | None = None, dtype=None):
+        super().__init__(name=name, dtype=dtype, input_shape=input_shape)
+        if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
+            raise ValueError(
+                "Invalid value for argument `units`. Expected a strictly positive value. "
+                f"Received units={units!r}"
+            )
+        self.units = units
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+
+    def build(self, input_shape) -> None:
+        if len(input_shape) != 2 or input_shape[-1] is None:
+            raise ValueError(
+                f"Layer '{self.name}' (Dense) expects 2-D input (batch, features); received "
+                f"input_shape={tuple(input_shape)}. Put a Flatten layer before it."
+            )
+        self.dtype = self.dtype or np.dtype(np.float32)
+        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units),
+                                      self.kernel_initializer)
+        self.bias = (self.add_weight("bias", (self.units,), self.bias_initializer)
+                     if self.use_bias else None)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return (None, self.units)
+
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        """x (N, in) -> y (N, out)."""
+        x = self._prepare(x)
+        z = x @ self.kernel.value
+        logits = z.copy() if self.activation is activations.softmax else None
+        y = self.activation.forward(z, self.bias.value if self.bias is not None else None)
+        self.cache = DenseCache(x, y, logits) if training else None
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """dout (N, out) -> dx (N, in); fills kernel.grad and bias.grad."""
+        cache = self._cached()
+        return self._backward_linear(self.activation.backward(dout, cache.y))
+
+    def softmax_logits(self):
+        return self._cached().logits
+
+    def backward_from_logits(self, dz):
+        return self._backward_linear(dz)
+
+    def _backward_linear(self, dz: np.ndarray) -> np.ndarray:
+        x = self._cached().x
+        np.matmul(x.T, dz, out=self.kernel.grad)
+        if self.bias is not None:
+            dz.sum(axis=0, out=self.bias.grad)
+        return dz @ self.kernel.value.T

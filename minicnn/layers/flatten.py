@@ -1,0 +1,23 @@
+"""Flatten: (N, H, W, C) -> (N, H * W * C) in NHWC (row-major) order, as Keras flattens."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from minicnn.layers.base import Layer
+
+
+class Flatten(Layer):
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        return (None, None if None in rest else math.prod(rest))
+
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        x = self._prepare(x)
+        self.cache = x.shape if training else None
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return dout.reshape(self._cached())

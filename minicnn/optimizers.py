@@ -1,0 +1,109 @@
+"""Optimizers: the only code in minicnn that changes a weight.
+
+`optimizer.step(params)` applies one update to each Parameter from its `.grad`, using Keras's
+update rules exactly, so the same gradients move the same weights to the same place.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from minicnn.kernels import adam_update
+from minicnn.layers.base import Parameter
+
+
+class Optimizer:
+    def __init__(self, learning_rate: float):
+        if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
+            raise ValueError(
+                "Invalid value for argument `learning_rate`. Expected a positive number. "
+                f"Received learning_rate={learning_rate!r}"
+            )
+        self.learning_rate = float(learning_rate)
+        self.iterations = 0  # steps taken; Adam's t is iterations + 1
+        self._slots: dict[Parameter, tuple[np.ndarray, ...]] = {}
+
+    def _slot(self, p: Parameter, count: int) -> tuple[np.ndarray, ...]:
+        slots = self._slots.get(p)
+        if slots is None or slots[0].dtype != p.value.dtype:
+            slots = tuple(np.zeros_like(p.value) for _ in range(count))
+            self._slots[p] = slots
+        return slots
+
+    def step(self, params: list[Parameter]) -> None:
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """w -= lr * g; with momentum, velocity = momentum * velocity - lr * g and w += velocity."""
+
+    name = "sgd"
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0,
+                 nesterov: bool = False):
+        super().__init__(learning_rate)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(
+                "Invalid value for argument `momentum`. Expected a value in [0, 1]. "
+                f"Received momentum={momentum!r}"
+            )
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+
+    def step(self, params: list[Parameter]) -> None:
+        lr = self.learning_rate
+        for p in params:
+            if self.momentum == 0.0:
+                p.value -= lr * p.grad
+                continue
+            (velocity,) = self._slot(p, 1)
+            velocity *= self.momentum
+            velocity -= lr * p.grad
+            if self.nesterov:
+                p.value += self.momentum * velocity - lr * p.grad
+            else:
+                p.value += velocity
+        self.iterations += 1
+
+
+class Adam(Optimizer):
+    """Adam as Keras writes it; see minicnn/kernels/adam.py for the update and where epsilon goes."""
+
+    name = "adam"
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7):
+        super().__init__(learning_rate)
+        for argument, value in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not 0.0 <= value < 1.0:
+                raise ValueError(
+                    f"Invalid value for argument `{argument}`. Expected a value in [0, 1). "
+                    f"Received {argument}={value!r}"
+                )
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+
+    def step(self, params: list[Parameter]) -> None:
+        t = self.iterations + 1
+        # The bias corrections of m and v, folded into one step size.
+        alpha = self.learning_rate * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+        for p in params:
+            m, v = self._slot(p, 2)
+            adam_update(p.value.reshape(-1), p.grad.reshape(-1), m.reshape(-1), v.reshape(-1),
+                        alpha, self.beta_1, self.beta_2, self.epsilon)
+        self.iterations += 1
+
+
+_BY_NAME = {"adam": Adam, "sgd": SGD}
+
+
+def get(identifier) -> Optimizer:
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()]()
+    raise ValueError(
+        f"Invalid value for argument `optimizer`. Expected one of {sorted(_BY_NAME)} or an "
+        f"Optimizer instance. Received optimizer={identifier!r}"
+    )
