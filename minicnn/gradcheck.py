@@ -84,8 +84,8 @@ class GradCheckReport:
         for t in self.tensors:
             size = int(np.prod(t.shape))
             lines.append(
-                f"{t.name:<24}{str(t.shape):<18}{f'{t.checked}/{size}':>9}  {t.error:>10.2e}  "
-                f"{str(t.worst_index):<16}{t.analytic:>12.5g}{t.numeric:>12.5g}"
+                f"{t.name:<24}{t.shape!s:<18}{f'{t.checked}/{size}':>9}  {t.error:>10.2e}  "
+                f"{t.worst_index!s:<16}{t.analytic:>12.5g}{t.numeric:>12.5g}"
                 f"{len(t.kinks):>6}  {'ok' if t.passed else 'FAIL'}")
         lines.append("PASSED" if self.passed else
                      "FAILED: " + ", ".join(t.name for t in self.tensors if not t.passed))

@@ -13,7 +13,7 @@ import numpy as np
 
 
 def _fans(shape: tuple[int, ...]) -> tuple[float, float]:
-    """Keras's fan-in and fan-out: a conv kernel (KH, KW, C_in, C_out) counts its receptive field."""
+    """Keras's fan-in and fan-out; a conv kernel (KH, KW, C_in, C_out) counts its window."""
     if len(shape) < 1:
         return 1.0, 1.0
     if len(shape) == 1:

@@ -69,7 +69,7 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam as Keras writes it; see minicnn/kernels/adam.py for the update and where epsilon goes."""
+    """Adam as Keras writes it; minicnn/kernels/adam.py shows the update and where epsilon goes."""
 
     name = "adam"
 

@@ -41,7 +41,7 @@ def _maxpool_backward(dout, argmax, dx):
 
     dx is overwritten. It accumulates, so overlapping windows (stride < pool size) are right.
     """
-    N, H, W, C = dx.shape
+    N, _, W, C = dx.shape
     H_out, W_out = dout.shape[1], dout.shape[2]
     for n in prange(N):
         dx[n] = 0.0

@@ -141,7 +141,7 @@ class Layer:
 
     # -- a softmax output, for the fused cross-entropy gradient ----------------------------------
     def softmax_logits(self) -> np.ndarray | None:
-        """The logits z behind this layer's softmax output in the last forward, if it ends in one."""
+        """The logits z behind this layer's softmax output in the last forward, if it has one."""
         return None
 
     def backward_from_logits(self, dz: np.ndarray) -> np.ndarray:

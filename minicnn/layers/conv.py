@@ -110,7 +110,7 @@ class Conv2D(Layer):
 
     def _backward_linear(self, dz: np.ndarray) -> np.ndarray | None:
         x_shape, cols, _, _ = self._cached()
-        N, H, W, C = x_shape
+        _, H, W, C = x_shape
         (KH, KW), (SH, SW) = self.kernel_size, self.strides
         H_out, W_out, PT, PL = self._geometry(H, W)
         kernel_2d = self.kernel.value.reshape(KH * KW * C, self.filters)
