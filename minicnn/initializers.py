@@ -73,10 +73,13 @@ class HeNormal(Initializer):
 _BY_NAME = {"zeros": Zeros, "glorot_uniform": GlorotUniform, "he_normal": HeNormal}
 
 
-def get(identifier: str | Initializer, argument: str = "initializer") -> Initializer:
-    """An initializer from its Keras name or an Initializer instance."""
+def get(identifier: str | Initializer | dict, argument: str = "initializer") -> Initializer:
+    """An initializer from its Keras name, an Initializer, or a saved {"class_name", "seed"}."""
     if isinstance(identifier, Initializer):
         return identifier
+    by_class = {cls.__name__: cls for cls in _BY_NAME.values()}
+    if isinstance(identifier, dict) and identifier.get("class_name") in by_class:
+        return by_class[identifier["class_name"]](seed=identifier.get("seed"))
     if isinstance(identifier, str) and identifier in _BY_NAME:
         return _BY_NAME[identifier]()
     raise ValueError(

@@ -35,6 +35,18 @@ class Optimizer:
     def step(self, params: list[Parameter]) -> None:
         raise NotImplementedError
 
+    def get_config(self) -> dict:
+        return {"learning_rate": self.learning_rate}
+
+    def slots(self, params: list[Parameter]) -> list[tuple[np.ndarray, ...]]:
+        """The state kept for each of `params` (empty tuples before the first step)."""
+        return [self._slots.get(p, ()) for p in params]
+
+    def set_slots(self, params: list[Parameter], slots, iterations: int) -> None:
+        """Restore state saved with `slots(params)` and the step count, e.g. to resume training."""
+        self._slots = {p: tuple(s) for p, s in zip(params, slots, strict=True) if len(s)}
+        self.iterations = int(iterations)
+
 
 class SGD(Optimizer):
     """w -= lr * g; with momentum, velocity = momentum * velocity - lr * g and w += velocity."""
@@ -51,6 +63,10 @@ class SGD(Optimizer):
             )
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
+
+    def get_config(self) -> dict:
+        return {"learning_rate": self.learning_rate, "momentum": self.momentum,
+                "nesterov": self.nesterov}
 
     def step(self, params: list[Parameter]) -> None:
         lr = self.learning_rate
@@ -83,6 +99,10 @@ class Adam(Optimizer):
                     f"Received {argument}={value!r}"
                 )
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+
+    def get_config(self) -> dict:
+        return {"learning_rate": self.learning_rate, "beta_1": self.beta_1,
+                "beta_2": self.beta_2, "epsilon": self.epsilon}
 
     def step(self, params: list[Parameter]) -> None:
         t = self.iterations + 1

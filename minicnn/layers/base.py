@@ -182,6 +182,26 @@ class Layer:
         self.cache = None
         return self
 
+    _config_keys: tuple[str, ...] = ()
+
+    def get_config(self) -> dict:
+        """The constructor arguments that rebuild this layer (JSON-serialisable)."""
+        config = {"name": self.name, "dtype": None if self.dtype is None else str(self.dtype)}
+        if self.input_shape is not None:
+            config["input_shape"] = list(self.input_shape[1:])
+        for key in self._config_keys:
+            value = getattr(self, key)
+            if key == "activation":
+                value = value.name
+            elif key.endswith("_initializer") and not isinstance(value, str):
+                value = {"class_name": type(value).__name__, "seed": value.seed}
+            config[key] = list(value) if isinstance(value, tuple) else value
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> Layer:
+        return cls(**config)
+
     def count_params(self) -> int:
         return int(sum(p.value.size for p in self._params))
 

@@ -30,6 +30,9 @@ class ConvCache(NamedTuple):
 
 
 class Conv2D(Layer):
+    _config_keys = ("filters", "kernel_size", "strides", "padding", "activation", "use_bias",
+                    "kernel_initializer", "bias_initializer")
+
     def __init__(self, filters: int, kernel_size, strides=(1, 1), padding: str = "valid",
                  activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", input_shape=None, *, name: str | None = None,

@@ -21,6 +21,8 @@ class DenseCache(NamedTuple):
 
 
 class Dense(Layer):
+    _config_keys = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer")
+
     def __init__(self, units: int, activation=None, use_bias: bool = True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", input_shape=None,
                  *, name: str | None = None, dtype=None):

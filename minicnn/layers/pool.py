@@ -21,6 +21,8 @@ class PoolCache(NamedTuple):
 
 
 class MaxPooling2D(Layer):
+    _config_keys = ("pool_size", "strides", "padding")
+
     def __init__(self, pool_size=(2, 2), strides=None, padding: str = "valid", *,
                  name: str | None = None, dtype=None, input_shape=None):
         super().__init__(name=name, dtype=dtype, input_shape=input_shape)

@@ -1,0 +1,294 @@
+"""Callbacks with Keras's hooks: History, the progress display, early stopping, checkpoints, CSV.
+
+`fit` calls, in order: on_train_begin; per epoch on_epoch_begin, per batch on_train_batch_begin
+and on_train_batch_end(batch, logs), then on_epoch_end(epoch, logs) with the epoch's training and
+validation metrics; finally on_train_end. `evaluate` and `predict` call the on_test_* and
+on_predict_* hooks. A callback sets `self.model.stop_training = True` to end training early.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+
+class Callback:
+    def __init__(self):
+        self.model = None
+        self.params: dict = {}
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def set_params(self, params: dict) -> None:
+        self.params = params
+
+    def on_train_begin(self, logs=None): ...
+    def on_train_end(self, logs=None): ...
+    def on_epoch_begin(self, epoch, logs=None): ...
+    def on_epoch_end(self, epoch, logs=None): ...
+    def on_train_batch_begin(self, batch, logs=None): ...
+    def on_train_batch_end(self, batch, logs=None): ...
+    def on_test_begin(self, logs=None): ...
+    def on_test_end(self, logs=None): ...
+    def on_test_batch_begin(self, batch, logs=None): ...
+    def on_test_batch_end(self, batch, logs=None): ...
+    def on_predict_begin(self, logs=None): ...
+    def on_predict_end(self, logs=None): ...
+    def on_predict_batch_begin(self, batch, logs=None): ...
+    def on_predict_batch_end(self, batch, logs=None): ...
+
+
+class CallbackList:
+    """Forwards each hook to every callback, in order."""
+
+    def __init__(self, callbacks, model, params: dict):
+        self.callbacks = list(callbacks)
+        for c in self.callbacks:
+            if not isinstance(c, Callback):
+                raise TypeError(
+                    f"Invalid value in argument `callbacks`. Expected Callback instances. "
+                    f"Received {c!r}"
+                )
+            c.set_model(model)
+            c.set_params(params)
+
+    def __getattr__(self, hook):
+        if not hook.startswith("on_"):
+            raise AttributeError(hook)
+
+        def call(*args):
+            for c in self.callbacks:
+                getattr(c, hook)(*args)
+        return call
+
+
+class History(Callback):
+    """Records the epoch logs: `history` maps each metric to its per-epoch values."""
+
+    def __init__(self):
+        super().__init__()
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+
+
+def _format_duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
+    if seconds >= 60:
+        return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+    return f"{seconds:.0f}s"
+
+
+def _format_per_step(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.0f}s/step"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/step"
+    return f"{seconds * 1e6:.0f}us/step"
+
+
+def _format_logs(logs: dict) -> str:
+    return "".join(f" - {key}: {value:.4f}" for key, value in logs.items())
+
+
+class ProgbarLogger(Callback):
+    """What `fit(verbose=...)` prints, in Keras's format.
+
+    verbose=1: a live bar, `  50/422 [===>......] - ETA: 6s - loss: 0.5 - accuracy: 0.8`, redrawn
+    in place on a terminal (on a pipe or a file only the finished line is written).
+    verbose=2: one line per epoch, `422/422 - 7s - loss: ... - 7s/epoch - 17ms/step`.
+    """
+
+    def __init__(self, verbose: int = 1, stream=None, width: int = 30):
+        super().__init__()
+        self.verbose = verbose
+        self.stream = stream
+        self.width = width
+
+    def _write(self, text: str) -> None:
+        stream = self.stream or sys.stdout
+        stream.write(text)
+        stream.flush()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.steps = self.params.get("steps")
+        self.start = time.perf_counter()
+        self.last_draw = 0.0
+        if self.verbose:
+            self._write(f"Epoch {epoch + 1}/{self.params['epochs']}\n")
+
+    def _bar(self, seen: int, logs: dict, final: bool) -> str:
+        elapsed = time.perf_counter() - self.start
+        steps = self.steps
+        digits = len(str(steps))
+        done = int(self.width * seen / steps)
+        bar = "=" * done + (">" if done < self.width else "") + "." * (self.width - done - 1)
+        text = f"{seen:>{digits}}/{steps} [{bar[:self.width]}]"
+        if final:
+            text += f" - {_format_duration(elapsed)} {_format_per_step(elapsed / seen)}"
+        else:
+            eta = elapsed / seen * (steps - seen)
+            text += f" - ETA: {_format_duration(eta)}"
+        return text + _format_logs(logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.verbose != 1 or not self._dynamic():
+            return
+        now = time.perf_counter()
+        if now - self.last_draw >= 0.05 and batch + 1 < self.steps:
+            self.last_draw = now
+            self._write("\r" + self._bar(batch + 1, logs or {}, final=False) + "\033[K")
+
+    def _dynamic(self) -> bool:
+        stream = self.stream or sys.stdout
+        return hasattr(stream, "isatty") and stream.isatty()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        steps = self.params.get("steps_done", self.steps)
+        elapsed = time.perf_counter() - self.start
+        if self.verbose == 1:
+            prefix = "\r" if self._dynamic() else ""
+            self._write(prefix + self._bar(steps, logs, final=True) + "\n")
+        elif self.verbose == 2:
+            self._write(f"{steps}/{self.steps} - {_format_duration(elapsed)}{_format_logs(logs)}"
+                        f" - {_format_duration(elapsed)}/epoch"
+                        f" - {_format_per_step(elapsed / max(steps, 1))}\n")
+
+
+class EarlyStopping(Callback):
+    """Stop when `monitor` has not improved by more than `min_delta` for `patience` epochs."""
+
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
+                 verbose: int = 0, mode: str = "auto", restore_best_weights: bool = False):
+        super().__init__()
+        self.monitor, self.patience, self.verbose = monitor, patience, verbose
+        self.min_delta = abs(min_delta)
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"Invalid value for argument `mode`. Expected 'auto', 'min' or "
+                             f"'max'. Received mode={mode!r}")
+        self.sign = _improvement_sign(monitor, mode)
+        self.restore_best_weights = restore_best_weights
+
+    def on_train_begin(self, logs=None):
+        self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
+        self.best, self.best_weights = math.inf, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = _monitored(logs, self.monitor)
+        if value is None:
+            return
+        score = self.sign * value
+        if score < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = score, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None and self.stopped_epoch:
+            if self.verbose:
+                print(f"Restoring model weights from the end of the best epoch: "
+                      f"{self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model after each epoch (or only when `monitor` improved), atomically.
+
+    `filepath` may hold format fields from the epoch logs, e.g. "ckpt-{epoch:02d}-{val_loss:.3f}.npz"
+    (epoch counts from 1).
+    """
+
+    def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
+                 save_best_only: bool = False, mode: str = "auto"):
+        super().__init__()
+        self.filepath, self.monitor, self.verbose = os.fspath(filepath), monitor, verbose
+        self.save_best_only = save_best_only
+        self.sign = _improvement_sign(monitor, mode)
+        self.best = math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_best_only:
+            value = _monitored(logs, self.monitor)
+            if value is None or not self.sign * value < self.best:
+                if self.verbose and value is not None:
+                    print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve")
+                return
+            if self.verbose:
+                print(f"\nEpoch {epoch + 1}: {self.monitor} improved from "
+                      f"{self.sign * self.best:.5f} to {value:.5f}, saving model to {path}")
+            self.best = self.sign * value
+        self.model.save(path)
+
+
+class CSVLogger(Callback):
+    """Write one row of epoch logs per epoch to a CSV file (flushed each epoch)."""
+
+    def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False):
+        super().__init__()
+        self.filename, self.separator, self.append = os.fspath(filename), separator, append
+
+    def on_train_begin(self, logs=None):
+        exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename)
+        self.file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
+        self.writer, self.keys, self.header_written = None, None, bool(exists)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.writer is None:
+            self.keys = list(logs)
+            self.writer = csv.writer(self.file, delimiter=self.separator)
+            if not self.header_written:
+                self.writer.writerow(["epoch", *self.keys])
+        self.writer.writerow([epoch, *(logs.get(k, "NA") for k in self.keys)])
+        self.file.flush()
+
+    def on_train_end(self, logs=None):
+        self.file.close()
+
+
+class TerminateOnNaN(Callback):
+    """Stop training as soon as a batch loss is NaN or infinite."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True
+
+
+def _improvement_sign(monitor: str, mode: str) -> float:
+    """+1 when lower is better, -1 when higher is (accuracy in "auto" mode)."""
+    if mode == "max" or (mode == "auto" and "acc" in monitor):
+        return -1.0
+    return 1.0
+
+
+def _monitored(logs, monitor: str) -> float | None:
+    value = (logs or {}).get(monitor)
+    if value is None:
+        import warnings
+
+        warnings.warn(f"Callback monitors `{monitor}`, which is not available. Available "
+                      f"metrics are: {', '.join(logs or {})}", stacklevel=3)
+    return value

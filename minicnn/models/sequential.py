@@ -1,0 +1,354 @@
+"""Sequential: a stack of layers with Keras's compile / fit / evaluate / predict.
+
+One training step, in `train_on_batch`:
+    forward through every layer (each keeps what its backward needs),
+    the loss, and its gradient: the fused (p - y) / N when the output is a softmax,
+    backward through every layer in reverse (each fills its parameters' .grad),
+    one optimizer step (the only place weights change).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from minicnn import losses, optimizers
+from minicnn.callbacks import Callback, CallbackList, History, ProgbarLogger
+from minicnn.layers.base import Layer, _auto_name, shape_str
+
+_ACCURACY_NAMES = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy")
+
+
+class Sequential:
+    """A linear stack of layers. `Sequential([layers...], name=None, seed=None)`.
+
+    `seed` fixes every random choice (weight initialization and each epoch's shuffle), so a run
+    is bit-for-bit reproducible on CPU; without one a seed is drawn and kept in `model.seed`.
+    """
+
+    def __init__(self, layers: list[Layer] | None = None, name: str | None = None,
+                 seed: int | None = None):
+        self.name = name or _auto_name(type(self))
+        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
+        self._rng = np.random.default_rng(self.seed)
+        self._layers: list[Layer] = []
+        self.optimizer = self.loss = None
+        self.metrics: list[str] = []
+        self.compiled = False
+        self.stop_training = False
+        self.history: History | None = None
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- structure ------------------------------------------------------------------------------
+    @property
+    def layers(self) -> list[Layer]:
+        return list(self._layers)
+
+    def add(self, layer: Layer) -> None:
+        if not isinstance(layer, Layer):
+            raise TypeError(
+                f"Only minicnn Layer instances can be added to a Sequential model. "
+                f"Received: {layer!r} (of type {type(layer).__name__})"
+            )
+        if any(existing.name == layer.name for existing in self._layers):
+            raise ValueError(f"All layers added to a Sequential model should have unique names. "
+                             f"Name '{layer.name}' is already the name of a layer in this model.")
+        self._layers.append(layer)
+        if self._layers[0].input_shape is not None:  # Keras builds as soon as the shape is known
+            self.build(self._layers[0].input_shape)
+
+    @property
+    def built(self) -> bool:
+        return bool(self._layers) and all(layer.built for layer in self._layers)
+
+    @property
+    def input_shape(self) -> tuple | None:
+        return self._layers[0].input_shape if self._layers else None
+
+    @property
+    def output_shape(self) -> tuple | None:
+        return self._layers[-1].output_shape if self.built else None
+
+    def build(self, input_shape: tuple | None = None) -> None:
+        """Build every layer in turn for inputs of `input_shape` (batch dimension first)."""
+        if input_shape is None:
+            input_shape = self.input_shape
+        if input_shape is None:
+            raise ValueError(f"Model '{self.name}' cannot be built without an input shape: give "
+                             "the first layer input_shape=... or call the model on data.")
+        shape = (None, *tuple(input_shape)[1:])
+        for layer in self._layers:
+            if not layer.built:
+                if layer.rng is None:
+                    layer.rng = self._rng
+                layer.build(shape)
+            elif layer.input_shape[1:] != shape[1:]:
+                raise ValueError(
+                    f"Layer '{layer.name}' was built for input shape "
+                    f"{shape_str(layer.input_shape)} but follows an output of {shape_str(shape)}")
+            shape = layer.output_shape
+        # The first layer's input gradient is never used: skip computing it.
+        if hasattr(self._layers[0], "needs_input_gradient"):
+            self._layers[0].needs_input_gradient = False
+
+    @property
+    def params(self):
+        return [p for layer in self._layers for p in layer.params]
+
+    @property
+    def dtype(self):
+        return next((layer.dtype for layer in self._layers if layer.params), np.dtype("float32"))
+
+    def count_params(self) -> int:
+        return sum(layer.count_params() for layer in self._layers)
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [w for layer in self._layers for w in layer.get_weights()]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        weights = list(weights)
+        expected = sum(len(layer.params) for layer in self._layers)
+        if len(weights) != expected:
+            raise ValueError(f"Model '{self.name}' expects {expected} weight arrays, "
+                             f"received {len(weights)}")
+        k = 0
+        for layer in self._layers:
+            layer.set_weights(weights[k:k + len(layer.params)])
+            k += len(layer.params)
+
+    def summary(self, print_fn=None) -> None:
+        from minicnn.models.summary import summary_text
+
+        (print_fn or print)(summary_text(self))
+
+    # -- compile --------------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
+        self.optimizer = optimizers.get(optimizer)
+        if loss is None:
+            raise ValueError("Argument `loss` is required, e.g. loss='categorical_crossentropy'")
+        self.loss = losses.get(loss)
+        self.metrics = []
+        for metric in metrics or []:
+            if metric not in _ACCURACY_NAMES:
+                raise ValueError(f"Invalid value in argument `metrics`. Expected one of "
+                                 f"{list(_ACCURACY_NAMES)}. Received {metric!r}")
+            self.metrics.append(metric)
+        self.compiled = True
+
+    def _require_compiled(self, method: str) -> None:
+        if not self.compiled:
+            raise RuntimeError(f"You must call `compile()` before using the model "
+                               f"(called `{method}()` on model '{self.name}').")
+
+    # -- one batch ------------------------------------------------------------------------------
+    def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        last = len(self._layers) - 1
+        for k, layer in enumerate(self._layers):
+            # The last layer keeps its cache even in inference, so a softmax head can hand its
+            # logits to the loss (it is small: one row of class scores per sample).
+            x = layer.forward(x, training=training or k == last)
+        return x
+
+    def _loss_and_correct(self, y: np.ndarray, out: np.ndarray) -> tuple[float, int]:
+        """Summed loss and number of correct predictions over the batch."""
+        per_sample = self.loss.per_sample(y, out, self._layers[-1].softmax_logits())
+        targets = self.loss.targets(y, out)
+        correct = int((targets.argmax(axis=-1) == out.argmax(axis=-1)).sum())
+        return float(per_sample.sum(dtype=np.float64)), correct
+
+    def train_on_batch(self, x, y) -> list[float] | float:
+        """One optimizer step on the batch (x, y); returns [loss, *metrics] of that batch."""
+        self._require_compiled("train_on_batch")
+        x, y = self._as_data(x, y, "train_on_batch")
+        loss_sum, correct = self._train_step(x, y)
+        values = list(self._logs(loss_sum, correct, len(x)).values())
+        return values if len(values) > 1 else values[0]
+
+    def _train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        """Forward, loss, backward, optimizer step; returns the batch's summed loss and hits."""
+        out = self._forward(x, training=True)
+        batch = self._loss_and_correct(y, out)
+        last = self._layers[-1]
+        if last.softmax_logits() is not None:
+            g = last.backward_from_logits(self.loss.logits_gradient(y, out))
+        else:
+            g = last.backward(self.loss.gradient(y, out))
+        for layer in reversed(self._layers[:-1]):
+            g = layer.backward(g)
+        self.optimizer.step(self.params)
+        return batch
+
+    # -- data checks ----------------------------------------------------------------------------
+    def _as_input(self, x, method: str) -> np.ndarray:
+        x = np.asarray(x)
+        if not self.built:
+            self.build((None, *x.shape[1:]))
+        expected = self.input_shape
+        if x.ndim != len(expected) or any(
+                e is not None and e != g for e, g in zip(expected[1:], x.shape[1:], strict=True)):
+            first = self._layers[0]
+            raise ValueError(
+                f"{method}(): input to layer '{first.name}' ({type(first).__name__}) is "
+                f"incompatible: expected shape {shape_str(expected)}, received shape "
+                f"{shape_str(x.shape)}")
+        # Like Keras, data of another dtype (uint8 images, float64 arrays) is cast to the
+        # model's dtype once here, at the boundary; layers themselves never change a dtype.
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def _as_data(self, x, y, method: str) -> tuple[np.ndarray, np.ndarray]:
+        x = self._as_input(x, method)
+        y = np.asarray(y)
+        if len(x) != len(y):
+            raise ValueError(f"{method}(): x and y must have the same number of samples; x has "
+                             f"{len(x)}, y has {len(y)}")
+        probe = np.zeros((1, *self.output_shape[1:]), dtype=self.dtype)
+        self.loss.targets(y[:1], probe)  # raises with a hint when labels have the wrong form
+        if self.loss.name == "categorical_crossentropy":
+            y = y.astype(self.dtype, copy=False)
+        return x, y
+
+    @staticmethod
+    def _check_batch_size(batch_size) -> int:
+        if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+            raise ValueError(f"Invalid value for argument `batch_size`. Expected a strictly "
+                             f"positive integer. Received batch_size={batch_size!r}")
+        return int(batch_size)
+
+    # -- fit / evaluate / predict ---------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
+            callbacks: list[Callback] | None = None, validation_split: float = 0.0,
+            validation_data=None, shuffle: bool = True, initial_epoch: int = 0) -> History:
+        """Train for `epochs` epochs; returns the History (also kept in `model.history`).
+
+        Keras's semantics: `validation_split` holds out the *last* fraction of x and y, before
+        any shuffling; each epoch reshuffles the training part only; the last, partial batch is
+        trained; logged metrics are sample-weighted means over the epoch so far.
+        """
+        self._require_compiled("fit")
+        batch_size = self._check_batch_size(batch_size)
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"Invalid value for argument `validation_split`. Expected a value "
+                             f"in [0, 1). Received validation_split={validation_split!r}")
+        x, y = self._as_data(x, y, "fit")
+        if validation_data is not None:
+            x_val, y_val = self._as_data(*validation_data[:2], "fit (validation_data)")
+        elif validation_split:
+            split_at = int(math.floor(len(x) * (1.0 - validation_split)))
+            if split_at in (0, len(x)):
+                raise ValueError(f"Training data contains {len(x)} samples, too few to split "
+                                 f"with validation_split={validation_split}.")
+            x, x_val, y, y_val = x[:split_at], x[split_at:], y[:split_at], y[split_at:]
+        else:
+            x_val = y_val = None
+        steps = math.ceil(len(x) / batch_size)
+        self.history = History()
+        params = {"verbose": verbose, "epochs": epochs, "steps": steps}
+        self.history.params = params
+        callbacks = CallbackList([*(callbacks or []), ProgbarLogger(verbose), self.history],
+                                 self, params)
+        self.stop_training = False
+        callbacks.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            callbacks.on_epoch_begin(epoch)
+            # Each epoch's order depends only on (seed, epoch): a resumed run shuffles exactly
+            # as a run straight through.
+            order = (np.random.default_rng((self.seed, epoch)).permutation(len(x)) if shuffle
+                     else np.arange(len(x)))
+            loss_sum, correct, seen, logs = 0.0, 0, 0, {}
+            for step in range(steps):
+                callbacks.on_train_batch_begin(step)
+                idx = order[step * batch_size:(step + 1) * batch_size]
+                batch_loss, batch_correct = self._train_step(x[idx], y[idx])
+                loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, \
+                    seen + len(idx)
+                logs = self._logs(loss_sum, correct, seen)
+                params["steps_done"] = step + 1
+                callbacks.on_train_batch_end(step, logs)
+                if self.stop_training:
+                    break
+            if x_val is not None:
+                val_loss, val_correct = self._evaluate_arrays(x_val, y_val, batch_size)
+                logs.update({f"val_{k}": v for k, v in
+                             self._logs(val_loss, val_correct, len(x_val)).items()})
+            callbacks.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        callbacks.on_train_end()
+        return self.history
+
+    def _logs(self, loss_sum: float, correct: int, seen: int) -> dict[str, float]:
+        logs = {"loss": loss_sum / seen}
+        for metric in self.metrics:
+            logs[metric] = correct / seen
+        return logs
+
+    def _evaluate_arrays(self, x, y, batch_size: int, callbacks=None) -> tuple[float, int]:
+        loss_sum, correct = 0.0, 0
+        for step, start in enumerate(range(0, len(x), batch_size)):
+            if callbacks:
+                callbacks.on_test_batch_begin(step)
+            out = self._forward(x[start:start + batch_size], training=False)
+            batch_loss, batch_correct = self._loss_and_correct(y[start:start + batch_size], out)
+            loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
+            if callbacks:
+                callbacks.on_test_batch_end(step, self._logs(loss_sum, correct,
+                                                             min(start + batch_size, len(x))))
+        return loss_sum, correct
+
+    def evaluate(self, x=None, y=None, batch_size: int = 32, verbose: int = 1,
+                 callbacks: list[Callback] | None = None, return_dict: bool = False):
+        """[loss, *metrics] over (x, y) (a plain float when there are no metrics)."""
+        self._require_compiled("evaluate")
+        batch_size = self._check_batch_size(batch_size)
+        x, y = self._as_data(x, y, "evaluate")
+        steps = math.ceil(len(x) / batch_size)
+        cbs = CallbackList(callbacks or [], self, {"verbose": verbose, "steps": steps})
+        cbs.on_test_begin()
+        loss_sum, correct = self._evaluate_arrays(x, y, batch_size, cbs)
+        logs = self._logs(loss_sum, correct, len(x))
+        cbs.on_test_end(logs)
+        if verbose:
+            print(f"{steps}/{steps}{''.join(f' - {k}: {v:.4f}' for k, v in logs.items())}")
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values if len(values) > 1 else values[0]
+
+    def predict(self, x, batch_size: int = 32, verbose: int = 0,
+                callbacks: list[Callback] | None = None) -> np.ndarray:
+        """The model's outputs (class probabilities for a softmax head), (N, *output_shape)."""
+        batch_size = self._check_batch_size(batch_size)
+        x = self._as_input(x, "predict")
+        cbs = CallbackList(callbacks or [], self, {"verbose": verbose})
+        cbs.on_predict_begin()
+        out = np.empty((len(x), *self.output_shape[1:]), dtype=self.dtype)
+        for step, start in enumerate(range(0, len(x), batch_size)):
+            cbs.on_predict_batch_begin(step)
+            out[start:start + batch_size] = self._forward(x[start:start + batch_size], False)
+            cbs.on_predict_batch_end(step)
+        cbs.on_predict_end()
+        if verbose:
+            steps = math.ceil(len(x) / batch_size)
+            print(f"{steps}/{steps}")
+        return out
+
+    def __call__(self, x, training: bool = False) -> np.ndarray:
+        return self._forward(self._as_input(x, "call"), training=training)
+
+    # -- saving ---------------------------------------------------------------------------------
+    def save(self, filepath) -> None:
+        """Write architecture, weights and optimizer state to one .npz file, atomically."""
+        from minicnn.models.saving import save_model
+
+        save_model(self, filepath)
+
+    def load_weights(self, filepath) -> None:
+        """Load the weights of a model saved with `save()` into this model of the same shape."""
+        from minicnn.models.saving import load_weights
+
+        load_weights(self, filepath)
+
+    def __repr__(self) -> str:
+        return f"<Sequential name={self.name!r} layers={len(self._layers)}>"
