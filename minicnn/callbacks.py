@@ -213,8 +213,8 @@ class EarlyStopping(Callback):
 class ModelCheckpoint(Callback):
     """Save the model after each epoch (or only when `monitor` improved), atomically.
 
-    `filepath` may hold format fields from the epoch logs, e.g. "ckpt-{epoch:02d}-{val_loss:.3f}.npz"
-    (epoch counts from 1).
+    `filepath` may hold format fields from the epoch logs (epoch counts from 1), e.g.
+    "ckpt-{epoch:02d}-{val_loss:.3f}.npz".
     """
 
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
@@ -250,7 +250,7 @@ class CSVLogger(Callback):
 
     def on_train_begin(self, logs=None):
         exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename)
-        self.file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
+        self.file = open(self.filename, "a" if self.append else "w", newline="")
         self.writer, self.keys, self.header_written = None, None, bool(exists)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -42,7 +42,8 @@ def save_model(model, filepath) -> None:
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built yet, so it has no weights to save: "
                          "fit it, call it on data, or give the first layer an input_shape.")
-    arrays = {"format": np.array(FORMAT), "architecture": np.array(json.dumps(_architecture(model)))}
+    arrays = {"format": np.array(FORMAT),
+              "architecture": np.array(json.dumps(_architecture(model)))}
     for k, w in enumerate(model.get_weights()):
         arrays[f"weight/{k}"] = w
     if model.compiled:
@@ -69,7 +70,8 @@ def _read(filepath) -> tuple[dict, dict[str, np.ndarray]]:
                          f"found {found!r}")
     try:
         arch = json.loads(str(arrays["architecture"]))
-        arch["layers"]  # noqa: B018  (presence check)
+        if not isinstance(arch["layers"], list):
+            raise TypeError("'layers' is not a list")
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise ValueError(f"Model file '{path}' has an unreadable architecture "
                          f"({type(e).__name__}: {e})") from e

@@ -235,7 +235,7 @@ class Sequential:
         if validation_data is not None:
             x_val, y_val = self._as_data(*validation_data[:2], "fit (validation_data)")
         elif validation_split:
-            split_at = int(math.floor(len(x) * (1.0 - validation_split)))
+            split_at = math.floor(len(x) * (1.0 - validation_split))
             if split_at in (0, len(x)):
                 raise ValueError(f"Training data contains {len(x)} samples, too few to split "
                                  f"with validation_split={validation_split}.")
