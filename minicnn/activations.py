@@ -66,6 +66,17 @@ class SoftmaxActivation(Activation):
         return y * (dout - (dout * y).sum(axis=-1, keepdims=True))
 
 
+def apply(activation: Activation, z: np.ndarray, bias: np.ndarray | None):
+    """(y, logits): the activation of z + bias, and for a softmax a copy of its input z + bias,
+    which the cross-entropy needs to report Keras's value and to fuse its gradient."""
+    if activation is not softmax:
+        return activation.forward(z, bias), None
+    if bias is not None:
+        z += bias
+    logits = z.copy()
+    return activation.forward(z, None), logits
+
+
 linear = Activation()
 relu = ReLUActivation()
 softmax = SoftmaxActivation()

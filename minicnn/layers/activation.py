@@ -17,8 +17,8 @@ class _ActivationLayer(Layer):
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         x = self._prepare(x)
         z = np.array(x, order="C")  # the activation works in place; never on the caller's x
-        logits = z.copy() if self.function is activations.softmax else None
-        y = self.function.forward(z.reshape(-1, z.shape[-1]), None).reshape(x.shape)
+        y, logits = activations.apply(self.function, z.reshape(-1, z.shape[-1]), None)
+        y = y.reshape(x.shape)
         self.cache = (y, logits) if training else None
         return y
 

@@ -94,8 +94,8 @@ class Conv2D(Layer):
         cols = np.empty((N * H_out * W_out, KH * KW * C), dtype=x.dtype)
         im2col(x, KH, KW, SH, SW, PT, PL, H_out, W_out, cols)
         z = cols @ self.kernel.value.reshape(KH * KW * C, self.filters)
-        logits = z.copy() if self.activation is activations.softmax else None
-        y = self.activation.forward(z, self.bias.value if self.bias is not None else None)
+        y, logits = activations.apply(self.activation, z,
+                                      None if self.bias is None else self.bias.value)
         self.cache = ConvCache(x.shape, cols, y, logits) if training else None
         return y.reshape(N, H_out, W_out, self.filters)
 

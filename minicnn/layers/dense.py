@@ -58,8 +58,8 @@ class Dense(Layer):
         """x (N, in) -> y (N, out)."""
         x = self._prepare(x)
         z = x @ self.kernel.value
-        logits = z.copy() if self.activation is activations.softmax else None
-        y = self.activation.forward(z, self.bias.value if self.bias is not None else None)
+        y, logits = activations.apply(self.activation, z,
+                                      None if self.bias is None else self.bias.value)
         self.cache = DenseCache(x, y, logits) if training else None
         return y
 
