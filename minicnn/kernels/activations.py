@@ -4,13 +4,13 @@ Shapes: z, y, dout, dz (M, F) with bias (F,); layers pass their outputs flattene
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 def _bias_relu(z, bias):
     """In place: z <- max(z + bias, 0). z (M, F), bias (F,)."""
     M, F = z.shape
-    for m in prange(M):
+    for m in range(M):
         for f in range(F):
             v = z[m, f] + bias[f]
             z[m, f] = v if v > 0.0 else 0.0
@@ -19,13 +19,13 @@ def _bias_relu(z, bias):
 def _relu_backward(dout, y, dz):
     """dz <- dout where the ReLU output y was positive, else 0. All (M, F)."""
     M, F = dout.shape
-    for m in prange(M):
+    for m in range(M):
         for f in range(F):
             dz[m, f] = dout[m, f] if y[m, f] > 0.0 else 0.0
 
 
-bias_relu = njit(cache=True, parallel=True)(_bias_relu)
-relu_backward = njit(cache=True, parallel=True)(_relu_backward)
+bias_relu = njit(cache=True)(_bias_relu)
+relu_backward = njit(cache=True)(_relu_backward)
 
 
 def bias_relu_reference(z, bias):

@@ -9,14 +9,14 @@ Shapes: x (N, H, W, C); out, argmax, dout (N, H_out, W_out, C); argmax is int32.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 def _maxpool_forward(x, PH, PW, SH, SW, PT, PL, out, argmax):
     """Fill out and argmax (N, H_out, W_out, C) with each window's max and where it was."""
     N, H, W, C = x.shape
     H_out, W_out = out.shape[1], out.shape[2]
-    for n in prange(N):
+    for n in range(N):
         for i in range(H_out):
             h0 = max(i * SH - PT, 0)
             h1 = min(i * SH - PT + PH, H)
@@ -43,7 +43,7 @@ def _maxpool_backward(dout, argmax, dx):
     """
     N, _, W, C = dx.shape
     H_out, W_out = dout.shape[1], dout.shape[2]
-    for n in prange(N):
+    for n in range(N):
         dx[n] = 0.0
         for i in range(H_out):
             for j in range(W_out):
@@ -52,8 +52,8 @@ def _maxpool_backward(dout, argmax, dx):
                     dx[n, at // W, at % W, c] += dout[n, i, j, c]
 
 
-maxpool_forward = njit(cache=True, parallel=True)(_maxpool_forward)
-maxpool_backward = njit(cache=True, parallel=True)(_maxpool_backward)
+maxpool_forward = njit(cache=True)(_maxpool_forward)
+maxpool_backward = njit(cache=True)(_maxpool_backward)
 
 
 def maxpool_forward_reference(x, PH, PW, SH, SW, PT, PL, H_out, W_out):

@@ -8,7 +8,7 @@ Shapes: x (N, H, W, C); cols (N * H_out * W_out, KH * KW * C), rows ordered (n, 
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 def _im2col(x, KH, KW, SH, SW, PT, PL, H_out, W_out, cols):
@@ -17,7 +17,7 @@ def _im2col(x, KH, KW, SH, SW, PT, PL, H_out, W_out, cols):
     Output pixel (i, j) sees input rows i * SH - PT + kh and columns j * SW - PL + kw.
     """
     N, H, W, C = x.shape
-    for n in prange(N):
+    for n in range(N):
         for i in range(H_out):
             for j in range(W_out):
                 row = (n * H_out + i) * W_out + j
@@ -38,10 +38,10 @@ def _col2im(dcols, KH, KW, SH, SW, PT, PL, H_out, W_out, dx):
     """Scatter-add `dcols` (N * H_out * W_out, KH * KW * C) back into dx (N, H, W, C).
 
     The adjoint of im2col: every input pixel sums the gradient of each column it was copied to.
-    dx is overwritten. The batch loop is parallel because each sample writes only its own dx[n].
+    dx is overwritten.
     """
     N, H, W, C = dx.shape
-    for n in prange(N):
+    for n in range(N):
         dx[n] = 0.0
         for i in range(H_out):
             for j in range(W_out):
@@ -59,8 +59,8 @@ def _col2im(dcols, KH, KW, SH, SW, PT, PL, H_out, W_out, dx):
                             dx[n, h, w, c] += dcols[row, col + c]
 
 
-im2col = njit(cache=True, parallel=True)(_im2col)
-col2im = njit(cache=True, parallel=True)(_col2im)
+im2col = njit(cache=True)(_im2col)
+col2im = njit(cache=True)(_col2im)
 
 
 def _padded_window_slices(kh, kw, SH, SW, H_out, W_out):
