@@ -20,6 +20,8 @@ from minicnn.kernels import (
     bias_relu_reference,
     col2im,
     col2im_reference,
+    conv_direct,
+    conv_direct_reference,
     im2col,
     im2col_reference,
     maxpool_backward,
@@ -134,6 +136,25 @@ def assert_pool_forward_matches(x, s):
     picked = np.take_along_axis(x.reshape(s.N, s.H * s.W, s.C),
                                 argmax.reshape(s.N, -1, s.C).astype(np.intp), axis=1)
     np.testing.assert_array_equal(picked.reshape(out.shape), out)
+
+
+@SETTINGS
+@given(s=window_setups(kind="conv"), filters=st.integers(1, 5), relu=st.booleans(),
+       dtype=dtypes(), seed=seeds())
+def test_conv_direct_matches_im2col_gemm_reference(s, filters, relu, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = standard_normal(rng, s.x_shape, dtype)
+    kernel = standard_normal(rng, (s.KH, s.KW, s.C, filters), dtype)
+    bias = standard_normal(rng, (filters,), dtype)
+    out = np.full((s.N, s.H_out, s.W_out, filters), np.nan, dtype=dtype)
+    conv_direct(x, kernel, bias, s.SH, s.SW, s.PT, s.PL, relu, out)
+    expected = conv_direct_reference(x, kernel, bias, s.SH, s.SW, s.PT, s.PL, relu, s.H_out,
+                                     s.W_out)
+    # The same products summed in another order: equal to float rounding.
+    np.testing.assert_allclose(out, expected, rtol=KERNEL_RTOL[dtype.name],
+                               atol=KERNEL_ATOL[dtype.name] * s.KH * s.KW * s.C)
+    if relu:
+        assert (out >= 0).all()
 
 
 @SETTINGS

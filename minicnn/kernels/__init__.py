@@ -23,7 +23,14 @@ from minicnn.kernels.activations import (
     relu_backward_reference,
 )
 from minicnn.kernels.adam import adam_update, adam_update_reference
-from minicnn.kernels.conv import col2im, col2im_reference, im2col, im2col_reference
+from minicnn.kernels.conv import (
+    col2im,
+    col2im_reference,
+    conv_direct,
+    conv_direct_reference,
+    im2col,
+    im2col_reference,
+)
 from minicnn.kernels.pool import (
     maxpool_backward,
     maxpool_backward_reference,
@@ -31,8 +38,8 @@ from minicnn.kernels.pool import (
     maxpool_forward_reference,
 )
 
-ALL_KERNELS = (im2col, col2im, maxpool_forward, maxpool_backward, bias_relu, relu_backward,
-               adam_update)
+ALL_KERNELS = (im2col, col2im, conv_direct, maxpool_forward, maxpool_backward, bias_relu,
+               relu_backward, adam_update)
 
 __all__ = [
     "ALL_KERNELS",
@@ -42,6 +49,8 @@ __all__ = [
     "bias_relu_reference",
     "col2im",
     "col2im_reference",
+    "conv_direct",
+    "conv_direct_reference",
     "im2col",
     "im2col_reference",
     "maxpool_backward",

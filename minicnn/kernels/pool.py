@@ -13,7 +13,11 @@ from numba import njit
 
 
 def _maxpool_forward(x, PH, PW, SH, SW, PT, PL, out, argmax):
-    """Fill out and argmax (N, H_out, W_out, C) with each window's max and where it was."""
+    """Fill out and argmax (N, H_out, W_out, C) with each window's max and where it was.
+
+    Channels are the innermost loop, so each comparison runs over C contiguous values (SIMD)
+    rather than striding through the window once per channel.
+    """
     N, H, W, C = x.shape
     H_out, W_out = out.shape[1], out.shape[2]
     for n in range(N):
@@ -24,16 +28,16 @@ def _maxpool_forward(x, PH, PW, SH, SW, PT, PL, out, argmax):
                 w0 = max(j * SW - PL, 0)
                 w1 = min(j * SW - PL + PW, W)
                 for c in range(C):
-                    best = x[n, h0, w0, c]
-                    best_at = h0 * W + w0
-                    for h in range(h0, h1):
-                        for w in range(w0, w1):
+                    out[n, i, j, c] = x[n, h0, w0, c]
+                    argmax[n, i, j, c] = h0 * W + w0
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        at = h * W + w
+                        for c in range(C):
                             # strict > keeps the first maximum on ties
-                            if x[n, h, w, c] > best:
-                                best = x[n, h, w, c]
-                                best_at = h * W + w
-                    out[n, i, j, c] = best
-                    argmax[n, i, j, c] = best_at
+                            if x[n, h, w, c] > out[n, i, j, c]:
+                                out[n, i, j, c] = x[n, h, w, c]
+                                argmax[n, i, j, c] = at
 
 
 def _maxpool_backward(dout, argmax, dx):
@@ -41,15 +45,15 @@ def _maxpool_backward(dout, argmax, dx):
 
     dx is overwritten. It accumulates, so overlapping windows (stride < pool size) are right.
     """
-    N, _, W, C = dx.shape
+    N, H, W, C = dx.shape
     H_out, W_out = dout.shape[1], dout.shape[2]
+    dx_flat = dx.reshape((N, H * W, C))  # the argmax is a flat index h * W + w
+    dx_flat[:] = 0.0
     for n in range(N):
-        dx[n] = 0.0
         for i in range(H_out):
             for j in range(W_out):
                 for c in range(C):
-                    at = argmax[n, i, j, c]
-                    dx[n, at // W, at % W, c] += dout[n, i, j, c]
+                    dx_flat[n, argmax[n, i, j, c], c] += dout[n, i, j, c]
 
 
 maxpool_forward = njit(cache=True)(_maxpool_forward)
