@@ -1,33 +1,395 @@
-"""The `minicnn` command line."""
+"""The `minicnn` command line: train the notebook's CNN on MNIST, then use the saved model.
+
+    minicnn train --epochs 20 --out runs/mnist       # model.npz, history.csv and pictures
+    minicnn evaluate runs/mnist/model.npz            # test loss and accuracy
+    minicnn predict runs/mnist/model.npz --index 0   # the digit in test image 0
+    minicnn predict runs/mnist/model.npz digit.png   # ... or in a picture of your own
+    minicnn summary [runs/mnist/model.npz]           # the layer table
+
+Exit status: 0 on success; 1 when a file or the data cannot be used (one line on stderr naming
+it, no traceback); 2 for a usage error (argparse's message, or a value out of range).
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from minicnn import __version__
+
+if TYPE_CHECKING:
+    from minicnn.models import Sequential
+
+# The engine (numba) and matplotlib are imported inside the commands that need them, so
+# `minicnn --help` answers at once.
+
+MNIST_INPUT, MNIST_CLASSES = (28, 28, 1), 10
 
 
-def main(argv: list[str] | None = None) -> int:
+class CLIError(Exception):
+    """A problem to report as one line on stderr, without a traceback, and the exit status."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# -- argument types ------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0  # not an integer: reported below with the text received
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a strictly positive integer, received {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, received {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), received {text!r}")
+    return value
+
+
+# -- shared steps --------------------------------------------------------------------------------
+def load_mnist(data: str | None) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """MNIST as the notebook feeds it to the model.
+
+    Args:
+        data: directory with the four MNIST files; None for $MINICNN_DATA, else the download
+            cache (see `minicnn.datasets.mnist.load_data`).
+
+    Returns:
+        `(x_train, y_train), (x_test, y_test)`: images (N, 28, 28, 1) float32 in [0, 1] and
+        labels (N,) uint8 (class indices, not one-hot).
+    """
+    from minicnn.datasets import mnist
+
+    try:
+        (x_train, y_train), (x_test, y_test) = mnist.load_data(path=data)
+    except (OSError, ValueError) as e:  # missing files, a failed download, a malformed file
+        raise CLIError(str(e)) from e
+    return (_scale(x_train), y_train), (_scale(x_test), y_test)
+
+
+def _scale(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1]: channels-last, one channel."""
+    return images.reshape(-1, *MNIST_INPUT) / np.float32(255)  # uint8 / float32 -> float32
+
+
+def load_model(path: str | os.PathLike, mnist_shaped: bool = True) -> Sequential:
+    """The model saved at `path`; with `mnist_shaped`, checked to map 28x28x1 images to 10 classes.
+
+    A model saved without compile settings gets the notebook's loss and metric, which is all
+    `evaluate` needs from them.
+    """
+    from minicnn import models
+    from minicnn.layers.base import shape_str
+
+    if not os.path.isfile(path):
+        problem = "is a directory, not" if os.path.isdir(path) else "does not exist; expected"
+        raise CLIError(f"model file '{path}' {problem} a .npz file saved by model.save()")
+    try:
+        model = models.load_model(path)
+    except (OSError, ValueError) as e:  # the loader's message names the file and the problem
+        raise CLIError(str(e)) from e
+    if mnist_shaped and (tuple(model.input_shape[1:]) != MNIST_INPUT
+                         or tuple(model.output_shape[1:]) != (MNIST_CLASSES,)):
+        raise CLIError(
+            f"model '{path}' maps inputs {shape_str(model.input_shape)} to "
+            f"{shape_str(model.output_shape)}; MNIST needs (None, 28, 28, 1) -> (None, 10)")
+    if not model.compiled:
+        model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _probability_table(probs: np.ndarray) -> str:
+    """One line per class: the digit, its probability and a bar 20 characters at most."""
+    return "\n".join(f"  {digit}: {p:.4f} {'#' * round(20 * float(p))}".rstrip()
+                     for digit, p in enumerate(probs))
+
+
+def read_digit_image(path: str | os.PathLike) -> np.ndarray:
+    """A picture of a handwritten digit, made to look like an MNIST image.
+
+    The rules, in order:
+      1. read with `matplotlib.image.imread` (PNG natively, other formats through Pillow);
+         integer pixels are scaled to [0, 1];
+      2. colour to gray with the ITU-R 601 weights (0.299 R + 0.587 G + 0.114 B); a transparent
+         pixel counts as white (alpha-composited onto a white page);
+      3. MNIST digits are bright strokes on black. If the image's border (its outermost rows and
+         columns, which are background in a picture of one digit) averages above 0.5, it is a dark
+         digit on a light page and is inverted (1 - x);
+      4. a non-square image is padded with background (black, after step 3) to a square, so the
+         digit keeps its proportions;
+      5. resized to 28x28: each output pixel averages the block of input pixels it covers when
+         shrinking; the nearest input pixel is repeated when enlarging.
+    MNIST digits also sit in a 20x20 box centred by mass; draw yours about that size, centred,
+    for the best results.
+
+    Returns:
+        (28, 28) float32 in [0, 1].
+
+    Raises:
+        CLIError: the file is missing, not an image, or not a 2-D gray/RGB/RGBA picture.
+    """
+    import matplotlib.image
+
+    try:
+        pixels = matplotlib.image.imread(path)
+    except FileNotFoundError as e:
+        raise CLIError(f"image file '{path}' does not exist") from e
+    except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for unreadable images
+        raise CLIError(f"cannot read image '{path}': {e}") from e
+    if np.issubdtype(pixels.dtype, np.integer):
+        pixels = pixels / np.iinfo(pixels.dtype).max
+    pixels = np.asarray(pixels, dtype=np.float64)
+    if pixels.ndim == 3 and pixels.shape[-1] in (1, 2, 3, 4):
+        channels = pixels.shape[-1]
+        color, alpha = (pixels, None) if channels in (1, 3) else (pixels[..., :-1],
+                                                                   pixels[..., -1])
+        gray = color[..., 0] if color.shape[-1] == 1 else color @ [0.299, 0.587, 0.114]
+        if alpha is not None:
+            gray = gray * alpha + (1.0 - alpha)
+    elif pixels.ndim == 2:
+        gray = pixels
+    else:
+        raise CLIError(f"image '{path}' has shape {pixels.shape}; expected a gray (H, W) or an "
+                       f"RGB/RGBA (H, W, 3|4) picture")
+    if min(gray.shape) == 0:
+        raise CLIError(f"image '{path}' is empty (shape {gray.shape})")
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    if border.mean() > 0.5:
+        gray = 1.0 - gray
+    height, width = gray.shape
+    size = max(height, width)
+    top, left = (size - height) // 2, (size - width) // 2
+    square = np.zeros((size, size))
+    square[top:top + height, left:left + width] = gray
+    return _resize_square(square, MNIST_INPUT[0]).astype(np.float32)
+
+
+def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """(S, S) -> (size, size): block means when shrinking, nearest pixel when enlarging."""
+    n = len(image)
+    if n < size:
+        index = np.arange(size) * n // size
+        return image[np.ix_(index, index)]
+    edges = np.round(np.linspace(0, n, size + 1)).astype(np.intp)  # strictly increasing: n >= size
+    sums = np.add.reduceat(np.add.reduceat(image, edges[:-1], axis=0), edges[:-1], axis=1)
+    counts = np.diff(edges)
+    return sums / np.outer(counts, counts)
+
+
+# -- the commands --------------------------------------------------------------------------------
+def train(args: argparse.Namespace) -> int:
+    from minicnn import models, plots
+    from minicnn.callbacks import CSVLogger
+    from minicnn.utils import to_categorical
+
+    (x_train, y_train), (x_test, y_test) = load_mnist(args.data)
+    if args.limit is not None:
+        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+    n_fit = math.floor(len(x_train) * (1.0 - args.validation_split))
+    if args.validation_split and n_fit in (0, len(x_train)):
+        raise CLIError(f"--validation-split {args.validation_split} leaves no training or no "
+                       f"validation images out of {len(x_train)}; raise --limit", exit_code=2)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"cannot create the output directory '{args.out}': {e}") from e
+
+    model = models.mnist_cnn(seed=args.seed)
+    model.summary()
+    # visualkeras imports TensorFlow, whose C++ start-up logs fill stderr; this process only
+    # uses TensorFlow to let visualkeras recognise layer classes, so quiet it (a user's own
+    # settings win).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    model_png = plots.plot_model(model, os.path.join(args.out, "model.png"))
+    if model_png is None:
+        print("model.png skipped: visualkeras is not installed (pip install 'minicnn[dev]')")
+    val = f", validating on {len(x_train) - n_fit}" if args.validation_split else ""
+    print(f"Training on {n_fit} MNIST images{val}; seed {model.seed}")
+
+    history = model.fit(x_train, to_categorical(y_train, MNIST_CLASSES),
+                        batch_size=args.batch_size, epochs=args.epochs, verbose=args.verbose,
+                        validation_split=args.validation_split,
+                        callbacks=[CSVLogger(os.path.join(args.out, "history.csv"))])
+    model.save(os.path.join(args.out, "model.npz"))
+
+    test_loss, test_accuracy = model.evaluate(x_test, to_categorical(y_test, MNIST_CLASSES),
+                                              batch_size=args.batch_size, verbose=0)
+    print(f"Test loss: {test_loss:.4f}")
+    print(f"Test accuracy: {test_accuracy:.4f}")
+    probabilities = model.predict(x_test[:3], batch_size=args.batch_size)
+    print("Predictions for the first 3 test images:")
+    for k, (probs, label) in enumerate(zip(probabilities, y_test[:3], strict=True)):
+        digit = int(probs.argmax())
+        print(f"  test image {k}: predicted {digit} (probability {probs[digit]:.4f}), "
+              f"label {int(label)}")
+
+    plots.plot_history(history, os.path.join(args.out, "history.png"))
+    plots.plot_predictions(x_test[:3], y_test[:3], probabilities,
+                           os.path.join(args.out, "predictions.png"))
+    saved = ["model.npz", "history.csv", "history.png", "predictions.png"]
+    saved += ["model.png"] if model_png else []
+    print(f"Saved to {args.out}: {', '.join(saved)}")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from minicnn.utils import to_categorical
+
+    model = load_model(args.model)
+    _, (x_test, y_test) = load_mnist(args.data)
+    test_loss, test_accuracy = model.evaluate(x_test, to_categorical(y_test, MNIST_CLASSES),
+                                              batch_size=args.batch_size, verbose=0)
+    print(f"Model {args.model} on the {len(x_test)} MNIST test images")
+    print(f"Test loss: {test_loss:.4f}")
+    print(f"Test accuracy: {test_accuracy:.4f}")
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    if args.index is not None:
+        _, (x_test, y_test) = load_mnist(args.data)
+        if args.index >= len(x_test):
+            raise CLIError(f"--index {args.index} is out of range: the test set has "
+                           f"{len(x_test)} images (0 to {len(x_test) - 1})", exit_code=2)
+        image, source = x_test[args.index], f"Test image {args.index}, label {y_test[args.index]}"
+    else:
+        image, source = read_digit_image(args.image)[..., None], f"Image {args.image}"
+    probs = model.predict(image[None])[0]
+    digit = int(probs.argmax())
+    print(source)
+    print(f"Predicted digit: {digit} (probability {probs[digit]:.4f})")
+    print("Probabilities:")
+    print(_probability_table(probs))
+    return 0
+
+
+def summary(args: argparse.Namespace) -> int:
+    from minicnn import models
+
+    model = models.mnist_cnn() if args.model is None else load_model(args.model, mnist_shaped=False)
+    model.summary()
+    return 0
+
+
+# -- the parser ----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minicnn",
-        description="minicnn: a from-scratch CNN engine in NumPy and numba.",
-    )
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    parser.add_argument("command", nargs="?", help="train, evaluate, predict, summary")
-    args = parser.parse_args(argv)
-    if args.version:
-        from minicnn import __version__
+        description="minicnn: a from-scratch CNN engine in NumPy and numba. Train the Keras "
+                    "notebook's MNIST network and use the saved model.",
+        epilog="Run 'minicnn COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"minicnn {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-        print(__version__)
-        return 0
+    def command(name: str, run: Callable[[argparse.Namespace], int], help: str,
+                description: str, usage: str | None = None) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=description, usage=usage)
+        sub.set_defaults(run=run)
+        return sub
+
+    def data_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--data", metavar="DIR",
+                         help="directory with the four MNIST files (raw or .gz); default "
+                              "$MINICNN_DATA, else ~/.cache/minicnn/mnist (downloaded if need be)")
+
+    sub = command("train", train, "train the notebook's CNN on MNIST and save it",
+                  "Train the Keras notebook's CNN (93,322 parameters, Adam) on MNIST, evaluate "
+                  "it on the test set, and save into --out: model.npz, history.csv, "
+                  "history.png, predictions.png and, with visualkeras installed, model.png.")
+    sub.add_argument("--epochs", type=_positive_int, default=20, metavar="N",
+                     help="epochs to train (default 20)")
+    sub.add_argument("--batch-size", type=_positive_int, default=128, metavar="N",
+                     help="images per optimizer step (default 128)")
+    data_option(sub)
+    sub.add_argument("--out", default=os.path.join("runs", "mnist"), metavar="DIR",
+                     help="directory for the model, history and pictures (default runs/mnist)")
+    sub.add_argument("--seed", type=_non_negative_int, metavar="N",
+                     help="seed for the weights and the shuffles, for a reproducible run "
+                          "(default: drawn at random and printed)")
+    sub.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",
+                     help="fraction of the training images held out, from the end, to "
+                          "validate on after each epoch (default 0.1)")
+    sub.add_argument("--limit", type=_positive_int, metavar="N",
+                     help="train on the first N training images only, for a quick run")
+    sub.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2,
+                     help="0 silent, 1 a progress bar, 2 one line per epoch (default 2)")
+
+    sub = command("evaluate", evaluate, "print a saved model's test loss and accuracy",
+                  "Print the loss and accuracy of a saved model on the 10,000 MNIST test "
+                  "images.")
+    sub.add_argument("model", metavar="MODEL", help="a .npz file saved by train or model.save()")
+    data_option(sub)
+    sub.add_argument("--batch-size", type=_positive_int, default=128, metavar="N",
+                     help="images per forward pass (default 128)")
+
+    sub = command("predict", predict, "predict the digit in a test image or a picture",
+                  "Print the predicted digit and the 10 class probabilities, for MNIST test "
+                  "image --index N or for a picture file. A picture is made to look like MNIST: "
+                  "gray, inverted if its border is light (a dark digit on a light page), padded "
+                  "to a square and resized to 28x28.",
+                  usage="minicnn predict [-h] [--data DIR] MODEL (IMAGE | --index N)")
+    sub.add_argument("model", metavar="MODEL", help="a .npz file saved by train or model.save()")
+    source = sub.add_mutually_exclusive_group(required=True)
+    source.add_argument("image", nargs="?", metavar="IMAGE",
+                        help="a picture of one digit (PNG, or JPEG etc. through Pillow)")
+    source.add_argument("--index", type=_non_negative_int, metavar="N",
+                        help="use MNIST test image N (and print its label)")
+    data_option(sub)
+
+    sub = command("summary", summary, "print a model's layer table",
+                  "Print the layer table of a saved model, or of the notebook's model when no "
+                  "MODEL is given.")
+    sub.add_argument("model", nargs="?", metavar="MODEL",
+                     help="a .npz file saved by train or model.save() (default: the notebook's "
+                          "untrained model)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` (default sys.argv[1:]); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version and usage errors: argparse has printed already
+        return e.code if isinstance(e.code, int) else int(e.code is not None)
     if args.command is None:
         parser.print_help()
         return 0
-    print(
-        f"minicnn: the '{args.command}' command is not available yet; the training command "
-        "arrives with the model API (issue 4).",
-        file=sys.stderr,
-    )
-    return 2
+    try:
+        return args.run(args)
+    except CLIError as e:
+        print(f"minicnn {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"minicnn {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
