@@ -31,6 +31,12 @@ from minicnn.kernels.conv import (
     im2col,
     im2col_reference,
 )
+from minicnn.kernels.fused import (
+    bias_relu_maxpool,
+    conv_relu_maxpool,
+    conv_relu_maxpool_backward,
+    maxpool_relu_backward,
+)
 from minicnn.kernels.pool import (
     maxpool_backward,
     maxpool_backward_reference,
@@ -39,24 +45,29 @@ from minicnn.kernels.pool import (
 )
 
 ALL_KERNELS = (im2col, col2im, conv_direct, maxpool_forward, maxpool_backward, bias_relu,
-               relu_backward, adam_update)
+               relu_backward, adam_update, bias_relu_maxpool, maxpool_relu_backward,
+               conv_relu_maxpool, conv_relu_maxpool_backward)
 
 __all__ = [
     "ALL_KERNELS",
     "adam_update",
     "adam_update_reference",
     "bias_relu",
+    "bias_relu_maxpool",
     "bias_relu_reference",
     "col2im",
     "col2im_reference",
     "conv_direct",
     "conv_direct_reference",
+    "conv_relu_maxpool",
+    "conv_relu_maxpool_backward",
     "im2col",
     "im2col_reference",
     "maxpool_backward",
     "maxpool_backward_reference",
     "maxpool_forward",
     "maxpool_forward_reference",
+    "maxpool_relu_backward",
     "relu_backward",
     "relu_backward_reference",
 ]

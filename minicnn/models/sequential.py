@@ -16,6 +16,7 @@ import numpy as np
 from minicnn import losses, optimizers
 from minicnn.callbacks import Callback, CallbackList, History, ProgbarLogger
 from minicnn.layers.base import Layer, _auto_name, shape_str
+from minicnn.layers.fused import ConvPool
 
 _ACCURACY_NAMES = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy")
 
@@ -33,6 +34,7 @@ class Sequential:
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self._rng = np.random.default_rng(self.seed)
         self._layers: list[Layer] = []
+        self._plan: list | None = None
         self.optimizer = self.loss = None
         self.metrics: list[str] = []
         self.compiled = False
@@ -56,6 +58,7 @@ class Sequential:
             raise ValueError(f"All layers added to a Sequential model should have unique names. "
                              f"Name '{layer.name}' is already the name of a layer in this model.")
         self._layers.append(layer)
+        self._plan = None
         if self._layers[0].input_shape is not None:  # Keras builds as soon as the shape is known
             self.build(self._layers[0].input_shape)
 
@@ -92,6 +95,26 @@ class Sequential:
         # The first layer's input gradient is never used: skip computing it.
         if hasattr(self._layers[0], "needs_input_gradient"):
             self._layers[0].needs_input_gradient = False
+
+    @property
+    def _steps(self) -> list:
+        """The layers as fit/evaluate/predict run them: each Conv2D(relu) + MaxPooling2D pair
+        that qualifies becomes one ConvPool step (same results, fewer passes over memory)."""
+        if self._plan is None:
+            self._plan = self._make_plan()
+        return self._plan
+
+    def _make_plan(self) -> list:
+        steps, k = [], 0
+        while k < len(self._layers):
+            pair = self._layers[k:k + 2]
+            if len(pair) == 2 and ConvPool.applies(*pair):
+                steps.append(ConvPool(*pair))
+                k += 2
+            else:
+                steps.append(self._layers[k])
+                k += 1
+        return steps
 
     @property
     def params(self):
@@ -144,11 +167,11 @@ class Sequential:
 
     # -- one batch ------------------------------------------------------------------------------
     def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        last = len(self._layers) - 1
-        for k, layer in enumerate(self._layers):
+        last = len(self._steps) - 1
+        for k, step in enumerate(self._steps):
             # The last layer keeps its cache even in inference, so a softmax head can hand its
             # logits to the loss (it is small: one row of class scores per sample).
-            x = layer.forward(x, training=training or k == last)
+            x = step.forward(x, training=training or k == last)
         return x
 
     def _loss_and_correct(self, y: np.ndarray, out: np.ndarray) -> tuple[float, int]:
@@ -175,8 +198,8 @@ class Sequential:
             g = last.backward_from_logits(self.loss.logits_gradient(y, out))
         else:
             g = last.backward(self.loss.gradient(y, out))
-        for layer in reversed(self._layers[:-1]):
-            g = layer.backward(g)
+        for step in reversed(self._steps[:-1]):
+            g = step.backward(g)
         self.optimizer.step(self.params)
         return batch
 
