@@ -24,6 +24,8 @@ class Optimizer:
         self.learning_rate = float(learning_rate)
         self.iterations = 0  # steps taken; Adam's t is iterations + 1
         self._slots: dict[Parameter, tuple[np.ndarray, ...]] = {}
+        # ||w_new - w_old|| of each parameter in the last step, for the backward summary.
+        self.update_norms: dict[Parameter, float] = {}
 
     def _slot(self, p: Parameter, count: int) -> tuple[np.ndarray, ...]:
         slots = self._slots.get(p)
@@ -72,15 +74,14 @@ class SGD(Optimizer):
         lr = self.learning_rate
         for p in params:
             if self.momentum == 0.0:
-                p.value -= lr * p.grad
-                continue
-            (velocity,) = self._slot(p, 1)
-            velocity *= self.momentum
-            velocity -= lr * p.grad
-            if self.nesterov:
-                p.value += self.momentum * velocity - lr * p.grad
+                update = -lr * p.grad
             else:
-                p.value += velocity
+                (velocity,) = self._slot(p, 1)
+                velocity *= self.momentum
+                velocity -= lr * p.grad
+                update = (self.momentum * velocity - lr * p.grad) if self.nesterov else velocity
+            p.value += update
+            self.update_norms[p] = float(np.linalg.norm(update))
         self.iterations += 1
 
 
@@ -110,8 +111,9 @@ class Adam(Optimizer):
         alpha = self.learning_rate * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
         for p in params:
             m, v = self._slot(p, 2)
-            adam_update(p.value.reshape(-1), p.grad.reshape(-1), m.reshape(-1), v.reshape(-1),
-                        alpha, self.beta_1, self.beta_2, self.epsilon)
+            step_sq = adam_update(p.value.reshape(-1), p.grad.reshape(-1), m.reshape(-1),
+                                  v.reshape(-1), alpha, self.beta_1, self.beta_2, self.epsilon)
+            self.update_norms[p] = math.sqrt(step_sq)
         self.iterations += 1
 
 

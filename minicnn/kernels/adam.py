@@ -14,16 +14,25 @@ from numba import njit
 
 
 def _adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon):
-    """Update w, m, v (all (P,)) in place from the gradient g (P,)."""
+    """Update w, m, v (all (P,)) in place from the gradient g (P,).
+
+    Returns the squared norm of the step taken, sum((w_new - w_old)**2), which the backward
+    summary reports as an update-to-weight ratio; summing it here is free next to the memory
+    traffic of the update itself.
+    """
     one_minus_b1 = 1.0 - beta_1
     one_minus_b2 = 1.0 - beta_2
+    step_sq = 0.0
     for k in range(w.shape[0]):
         gk = g[k]
         mk = m[k] + (gk - m[k]) * one_minus_b1
         vk = v[k] + (gk * gk - v[k]) * one_minus_b2
         m[k] = mk
         v[k] = vk
-        w[k] -= alpha * mk / (np.sqrt(vk) + epsilon)
+        step = alpha * mk / (np.sqrt(vk) + epsilon)
+        w[k] -= step
+        step_sq += step * step
+    return step_sq
 
 
 # Serial: the largest tensor of the reference model has 36,928 elements, too few to pay for a

@@ -9,14 +9,17 @@ One training step, in `train_on_batch`:
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
 from minicnn import losses, optimizers
-from minicnn.callbacks import Callback, CallbackList, History, ProgbarLogger
+from minicnn.callbacks import Callback, CallbackList, History, LearningCheck, ProgbarLogger
 from minicnn.layers.base import Layer, _auto_name, shape_str
 from minicnn.layers.fused import ConvPool
+from minicnn.recording import BackwardSummary, Recording
 
 _ACCURACY_NAMES = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy")
 
@@ -35,6 +38,9 @@ class Sequential:
         self._rng = np.random.default_rng(self.seed)
         self._layers: list[Layer] = []
         self._plan: list | None = None
+        self._recording: Recording | None = None
+        # fit() warns about any layer that did not learn in its first steps (LearningCheck).
+        self.learning_check = True
         self.optimizer = self.loss = None
         self.metrics: list[str] = []
         self.compiled = False
@@ -167,12 +173,35 @@ class Sequential:
 
     # -- one batch ------------------------------------------------------------------------------
     def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        last = len(self._steps) - 1
-        for k, step in enumerate(self._steps):
+        rec = self._recording
+        steps = self._steps if rec is None else self._layers
+        if rec is not None:
+            rec.start(x)
+        last = len(steps) - 1
+        for k, step in enumerate(steps):
             # The last layer keeps its cache even in inference, so a softmax head can hand its
             # logits to the loss (it is small: one row of class scores per sample).
-            x = step.forward(x, training=training or k == last)
+            y = step.forward(x, training=training or k == last)
+            if rec is not None:
+                rec.forward(step, x, y)
+            x = y
         return x
+
+    def _backward(self, y: np.ndarray, out: np.ndarray) -> None:
+        """Fill every parameter's .grad with dL/dW of the mean loss over the batch (y, out)."""
+        rec = self._recording
+        steps = self._steps if rec is None else self._layers
+        last = steps[-1]
+        if last.softmax_logits() is not None:
+            g = last.backward_from_logits(self.loss.logits_gradient(y, out))
+        else:
+            g = last.backward(self.loss.gradient(y, out))
+        if rec is not None:
+            rec.backward(last, self.loss.gradient(y, out), g)
+        for step in reversed(steps[:-1]):
+            dout, g = g, step.backward(g)
+            if rec is not None:
+                rec.backward(step, dout, g)
 
     def _loss_and_correct(self, y: np.ndarray, out: np.ndarray) -> tuple[float, int]:
         """Summed loss and number of correct predictions over the batch."""
@@ -193,13 +222,9 @@ class Sequential:
         """Forward, loss, backward, optimizer step; returns the batch's summed loss and hits."""
         out = self._forward(x, training=True)
         batch = self._loss_and_correct(y, out)
-        last = self._layers[-1]
-        if last.softmax_logits() is not None:
-            g = last.backward_from_logits(self.loss.logits_gradient(y, out))
-        else:
-            g = last.backward(self.loss.gradient(y, out))
-        for step in reversed(self._steps[:-1]):
-            g = step.backward(g)
+        if self._recording is not None:
+            self._recording.loss = batch[0] / len(x)
+        self._backward(y, out)
         self.optimizer.step(self.params)
         return batch
 
@@ -269,8 +294,9 @@ class Sequential:
         self.history = History()
         params = {"verbose": verbose, "epochs": epochs, "steps": steps}
         self.history.params = params
-        callbacks = CallbackList([*(callbacks or []), ProgbarLogger(verbose), self.history],
-                                 self, params)
+        defaults = [LearningCheck()] if initial_epoch == 0 and self.learning_check else []
+        callbacks = CallbackList([*defaults, *(callbacks or []), ProgbarLogger(verbose),
+                                  self.history], self, params)
         self.stop_training = False
         callbacks.on_train_begin()
         for epoch in range(initial_epoch, epochs):
@@ -359,6 +385,56 @@ class Sequential:
 
     def __call__(self, x, training: bool = False) -> np.ndarray:
         return self._forward(self._as_input(x, "call"), training=training)
+
+    # -- looking inside -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def record(self) -> Iterator[Recording]:
+        """Record every layer's input, output, dout, dx and parameter gradients of each pass
+        run inside the block (the last one is kept): see minicnn/recording.py."""
+        first = self._layers[0] if self._layers else None
+        saved = getattr(first, "needs_input_gradient", None)
+        if saved is not None:
+            first.needs_input_gradient = True  # a learner wants to see dL/dx of the input too
+        self._recording = Recording()
+        try:
+            yield self._recording
+        finally:
+            self._recording = None
+            if saved is not None:
+                first.needs_input_gradient = saved
+
+    def backward_summary(self, x=None, y=None, print_fn=None) -> BackwardSummary:
+        """The backward pass as a table like summary(): per layer the shape and norm of dL/dy,
+        the norms of dL/dx and dL/dW, the last step's update-to-weight ratio, and the share of
+        dead ReLUs and of pool ties. Runs one forward and backward pass on (x, y), without an
+        optimizer step; printed (and returned) like summary()."""
+        self._require_compiled("backward_summary")
+        if x is None or y is None:
+            raise ValueError("backward_summary() needs a batch: backward_summary(x, y), e.g. "
+                             "the first 128 training images and their labels")
+        x, y = self._as_data(x, y, "backward_summary")
+        with self.record() as rec:
+            out = self._forward(x, training=True)
+            rec.loss = self._loss_and_correct(y, out)[0] / len(x)
+            self._backward(y, out)
+        summary = BackwardSummary(self.name, rec, self.optimizer, self._layers)
+        if print_fn is not False:
+            (print_fn or print)(str(summary))
+        return summary
+
+    def gradient_check(self, x, y, max_checks: int | None = 20, seed: int = 0,
+                       epsilon: float = 1e-5, tolerance: float | None = None):
+        """Check every layer's gradients, the loss included, against float64 central
+        differences on (x, y): see minicnn/gradcheck.py. `max_checks` elements are sampled per
+        tensor (None checks every one). The model itself is not changed."""
+        from minicnn import gradcheck
+
+        self._require_compiled("gradient_check")
+        x, y = self._as_data(x, y, "gradient_check")
+        return gradcheck.check_layers(
+            self._layers, x, y=y, loss=self.loss, seed=seed, epsilon=epsilon,
+            tolerance=gradcheck.TOLERANCE if tolerance is None else tolerance,
+            max_checks=max_checks, title=f"model '{self.name}' with {self.loss.name}")
 
     # -- saving ---------------------------------------------------------------------------------
     def save(self, filepath) -> None:

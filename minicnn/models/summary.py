@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from minicnn.layers.base import shape_str
 
 _WIDTHS = (33, 24, 15)  # Keras's columns for a line length of 76
 
 
-def _rule(left: str, fill: str, cross: str, right: str) -> str:
-    return left + cross.join(fill * w for w in _WIDTHS) + right
+def render_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]],
+                 widths: Sequence[int], right_from: int, footer: Sequence[str] = ()) -> str:
+    """A box-drawn table in Keras's style; columns from `right_from` on are right-aligned."""
 
+    def rule(left: str, fill: str, cross: str, right: str) -> str:
+        return left + cross.join(fill * w for w in widths) + right
 
-def _row(name: str, shape: str, params: str, bar: str) -> str:
-    a, b, c = (w - 2 for w in _WIDTHS)
-    return f"{bar} {name:<{a}} {bar} {shape:<{b}} {bar} {params:>{c}} {bar}"
+    def row(cells: Sequence[str], bar: str) -> str:
+        parts = [f"{c:>{w - 2}}" if k >= right_from else f"{c:<{w - 2}}"
+                 for k, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        return f"{bar} " + f" {bar} ".join(parts) + f" {bar}"
+
+    lines = [title, rule("┏", "━", "┳", "┓"), row(headers, "┃"), rule("┡", "━", "╇", "┩")]
+    for k, cells in enumerate(rows):
+        lines.append(row(cells, "│"))
+        if k < len(rows) - 1:
+            lines.append(rule("├", "─", "┼", "┤"))
+    lines.append(rule("└", "─", "┴", "┘"))
+    return "\n".join([*lines, *footer])
 
 
 def readable_size(n_bytes: float) -> str:
@@ -26,25 +40,20 @@ def readable_size(n_bytes: float) -> str:
 
 
 def summary_text(model) -> str:
-    lines = [f'Model: "{model.name}"', _rule("┏", "━", "┳", "┓"),
-             _row("Layer (type)", "Output Shape", "Param #", "┃"), _rule("┡", "━", "╇", "┩")]
-    for k, layer in enumerate(model.layers):
-        shape = "?" if layer.output_shape is None else shape_str(layer.output_shape)
-        lines.append(_row(f"{layer.name} ({type(layer).__name__})", shape,
-                          f"{layer.count_params():,}", "│"))
-        if k < len(model.layers) - 1:
-            lines.append(_rule("├", "─", "┼", "┤"))
-    lines.append(_rule("└", "─", "┴", "┘"))
+    rows = [(f"{layer.name} ({type(layer).__name__})",
+             "?" if layer.output_shape is None else shape_str(layer.output_shape),
+             f"{layer.count_params():,}") for layer in model.layers]
     count = model.count_params()
     size = sum(p.value.nbytes for p in model.params)
     optimizer_count, optimizer_size = _optimizer_variables(model.optimizer)
-    lines += [f" Total params: {count + optimizer_count:,} "
+    footer = [f" Total params: {count + optimizer_count:,} "
               f"({readable_size(size + optimizer_size)})",
               f" Trainable params: {count:,} ({readable_size(size)})",
               " Non-trainable params: 0 (0.00 B)"]
     if optimizer_count:
-        lines.append(f" Optimizer params: {optimizer_count:,} ({readable_size(optimizer_size)})")
-    return "\n".join(lines)
+        footer.append(f" Optimizer params: {optimizer_count:,} ({readable_size(optimizer_size)})")
+    return render_table(f'Model: "{model.name}"', ("Layer (type)", "Output Shape", "Param #"),
+                        rows, _WIDTHS, right_from=2, footer=footer)
 
 
 def _optimizer_variables(optimizer) -> tuple[int, int]:

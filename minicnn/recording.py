@@ -1,0 +1,174 @@
+"""Seeing inside a pass: what each layer received and returned, forward and backward.
+
+    with model.record() as rec:
+        model.train_on_batch(x, y)          # or model.predict(x), or model(x)
+    rec["conv2d_1"].dout                    # dL/dy that reached conv2d_1
+    print(model.backward_summary())         # norms, update ratios, dead ReLUs, pool ties
+
+While a recording is open the model runs its layers one by one (the reference path, never the
+fused one) and copies each array, since later passes reuse buffers. Outside a recording nothing
+is copied: the only cost is one `is None` test per layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from minicnn import activations
+from minicnn.layers.base import Layer, shape_str
+from minicnn.layers.conv import Conv2D
+from minicnn.layers.pool import MaxPooling2D
+
+
+@dataclass
+class LayerRecord:
+    """One layer's part of the last recorded pass (NumPy arrays, copies)."""
+
+    name: str
+    class_name: str
+    input: np.ndarray  # x (N, ...)
+    output: np.ndarray  # y (N, ...)
+    dout: np.ndarray | None = None  # dL/dy; for a softmax head: of the loss w.r.t. its output
+    dx: np.ndarray | None = None  # dL/dx
+    grads: dict[str, np.ndarray] = field(default_factory=dict)  # parameter name -> dL/dW
+    cols_shape: tuple[int, int] | None = None  # Conv2D: the im2col matrix (N*H_out*W_out, KH*KW*C)
+
+
+class Recording:
+    """The last pass recorded in a `with model.record()` block, layer by layer."""
+
+    def __init__(self) -> None:
+        self.layers: list[LayerRecord] = []
+        self.loss: float | None = None
+        self.batch_size: int | None = None
+
+    def __getitem__(self, key: int | str) -> LayerRecord:
+        if isinstance(key, int):
+            return self.layers[key]
+        for record in self.layers:
+            if record.name == key:
+                return record
+        raise KeyError(f"no layer named {key!r} in this recording; have "
+                       f"{[r.name for r in self.layers]}")
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    # Called by Sequential while the recording is open.
+    def start(self, x: np.ndarray) -> None:
+        self.layers, self.loss, self.batch_size = [], None, len(x)
+
+    def forward(self, layer: Layer, x: np.ndarray, y: np.ndarray) -> None:
+        cols_shape = None
+        if isinstance(layer, Conv2D):
+            (KH, KW) = layer.kernel_size
+            cols_shape = (int(np.prod(y.shape[:3])), KH * KW * x.shape[-1])
+        self.layers.append(LayerRecord(layer.name, type(layer).__name__, np.array(x),
+                                       np.array(y), cols_shape=cols_shape))
+
+    def backward(self, layer: Layer, dout: np.ndarray, dx: np.ndarray | None) -> None:
+        record = self[layer.name]
+        record.dout = np.array(dout)
+        record.dx = None if dx is None else np.array(dx)
+        record.grads = {p.name: p.grad.copy() for p in layer.params}
+
+
+def _norm(a: np.ndarray | None) -> float | None:
+    return None if a is None else float(np.linalg.norm(a.astype(np.float64, copy=False)))
+
+
+def dead_relu_share(layer: Layer, output: np.ndarray) -> float | None:
+    """Share of a ReLU's outputs that are exactly 0 (no gradient flows back through them)."""
+    ends_in_relu = getattr(layer, "activation", None) is activations.relu or (
+        type(layer).__name__ == "ReLU")
+    return float(np.mean(output == 0)) if ends_in_relu else None
+
+
+def pool_tie_share(layer: Layer, x: np.ndarray) -> float | None:
+    """Share of a max pool's windows whose maximum occurs more than once.
+
+    At a tie the gradient goes to the first maximum only, and a numerical gradient check cannot
+    tell which element should get it, so ties (often windows of ReLU zeros) are worth seeing.
+    """
+    if not isinstance(layer, MaxPooling2D):
+        return None
+    _, H, W, _ = x.shape
+    H_out, W_out, PT, PL = layer._geometry(H, W)
+    (PH, PW), (SH, SW) = layer.pool_size, layer.strides
+    tied = total = 0
+    for i in range(H_out):
+        h0, h1 = max(i * SH - PT, 0), min(i * SH - PT + PH, H)
+        for j in range(W_out):
+            w0, w1 = max(j * SW - PL, 0), min(j * SW - PL + PW, W)
+            window = x[:, h0:h1, w0:w1, :]
+            count = (window == window.max(axis=(1, 2), keepdims=True)).sum(axis=(1, 2))
+            tied += int((count > 1).sum())
+            total += count.size
+    return tied / total
+
+
+@dataclass
+class BackwardRow:
+    name: str
+    class_name: str
+    dout_shape: tuple
+    dout_norm: float | None
+    dx_norm: float | None
+    grad_norm: float | None  # of all the layer's parameter gradients together
+    update_ratio: float | None  # ||last update|| / ||W|| over the layer's parameters
+    dead_relu: float | None
+    pool_ties: float | None
+
+
+class BackwardSummary:
+    """`summary()` for the backward pass; `rows` holds the numbers, str() the table."""
+
+    def __init__(self, model_name: str, recording: Recording, optimizer, layers: list[Layer]):
+        self.model_name, self.loss, self.batch_size = (model_name, recording.loss,
+                                                       recording.batch_size)
+        self.rows: list[BackwardRow] = []
+        for layer in layers:
+            r = recording[layer.name]
+            grads = list(r.grads.values())
+            grad_norm = math.sqrt(sum(_norm(g) ** 2 for g in grads)) if grads else None
+            update_ratio = None
+            norms = getattr(optimizer, "update_norms", {})
+            if layer.params and all(p in norms for p in layer.params):
+                weight = math.sqrt(sum(_norm(p.value) ** 2 for p in layer.params))
+                update = math.sqrt(sum(norms[p] ** 2 for p in layer.params))
+                update_ratio = update / weight if weight else None
+            self.rows.append(BackwardRow(
+                r.name, r.class_name, tuple(r.dout.shape) if r.dout is not None else (),
+                _norm(r.dout), _norm(r.dx), grad_norm, update_ratio,
+                dead_relu_share(layer, r.output), pool_tie_share(layer, r.input)))
+
+    def __getitem__(self, name: str) -> BackwardRow:
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(name)
+
+    def __str__(self) -> str:
+        from minicnn.models.summary import render_table
+
+        def num(v, fmt="{:.3e}"):
+            return "-" if v is None else fmt.format(v)
+
+        def pct(v):
+            return "-" if v is None else f"{100 * v:.1f}%"
+
+        rows = [(f"{r.name} ({r.class_name})", shape_str((None, *r.dout_shape[1:]))
+                 if r.dout_shape else "-", num(r.dout_norm), num(r.dx_norm), num(r.grad_norm),
+                 num(r.update_ratio, "{:.2e}"), pct(r.dead_relu), pct(r.pool_ties))
+                for r in self.rows]
+        loss = "" if self.loss is None else f", loss {self.loss:.4f}"
+        title = (f'Backward pass of "{self.model_name}" (batch of {self.batch_size}{loss})')
+        headers = ("Layer (type)", "dL/dy shape", "|dL/dy|", "|dL/dx|", "|dL/dW|",
+                   "update/|W|", "dead ReLU", "pool ties")
+        widths = (33, 20, 11, 11, 11, 12, 11, 11)
+        footer = [" |.| is the Frobenius norm; update/|W| is the last optimizer step's size "
+                  "relative to the weights (~1e-3 is healthy for Adam)."]
+        return render_table(title, headers, rows, widths, right_from=2, footer=footer)
