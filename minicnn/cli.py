@@ -252,7 +252,16 @@ def train(args: argparse.Namespace) -> int:
     plots.plot_history(history, os.path.join(args.out, "history.png"))
     plots.plot_predictions(x_test[:3], y_test[:3], probabilities,
                            os.path.join(args.out, "predictions.png"))
-    saved = ["model.npz", "history.csv", "history.png", "predictions.png"]
+    # What the model learned and where it errs, for a reader studying it.
+    test_probabilities = model.predict(x_test, batch_size=args.batch_size)
+    predicted = test_probabilities.argmax(axis=1)
+    plots.plot_filters(model, os.path.join(args.out, "filters.png"))
+    plots.plot_confusion_matrix(y_test, predicted, os.path.join(args.out, "confusion.png"))
+    plots.plot_misclassified(x_test, y_test, predicted,
+                             os.path.join(args.out, "misclassified.png"),
+                             probabilities=test_probabilities)
+    saved = ["model.npz", "history.csv", "history.png", "predictions.png", "filters.png",
+             "confusion.png", "misclassified.png"]
     saved += ["model.png"] if model_png else []
     print(f"Saved to {args.out}: {', '.join(saved)}")
     return 0
@@ -322,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("train", train, "train the notebook's CNN on MNIST and save it",
                   "Train the Keras notebook's CNN (93,322 parameters, Adam) on MNIST, evaluate "
                   "it on the test set, and save into --out: model.npz, history.csv, "
-                  "history.png, predictions.png and, with visualkeras installed, model.png.")
+                  "history.png, predictions.png, filters.png, confusion.png, "
+                  "misclassified.png and, with visualkeras installed, model.png.")
     sub.add_argument("--epochs", type=_positive_int, default=20, metavar="N",
                      help="epochs to train (default 20)")
     sub.add_argument("--batch-size", type=_positive_int, default=128, metavar="N",

@@ -282,7 +282,8 @@ def test_train_output_and_files(trained):
                           stdout, re.M)) == 3
     header, *rows = (out / "history.csv").read_text().splitlines()
     assert header == "epoch,loss,accuracy,val_loss,val_accuracy" and len(rows) == 1
-    for name in ("history.png", "predictions.png"):
+    for name in ("history.png", "predictions.png", "filters.png", "confusion.png",
+                 "misclassified.png"):
         assert_png(out / name)
     if "model.png" in stdout.splitlines()[-1]:  # written when visualkeras is installed
         assert_png(out / "model.png")
