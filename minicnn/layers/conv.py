@@ -22,6 +22,7 @@ import numpy as np
 from minicnn import activations
 from minicnn.kernels import col2im, conv_direct, im2col
 from minicnn.layers._args import padding_mode, positive_pair, window_geometry
+from minicnn.layers._workspace import Workspace
 from minicnn.layers.base import Layer
 
 # Up to this receptive field (KH * KW * C) the direct kernel beats im2col + GEMM. Measured on the
@@ -60,6 +61,7 @@ class Conv2D(Layer):
         self.bias_initializer = bias_initializer
         # Set False for a first layer: its input gradient is never used, so skip computing it.
         self.needs_input_gradient = True
+        self.workspace = Workspace()
 
     def _geometry(self, H: int, W: int):
         (KH, KW), (SH, SW) = self.kernel_size, self.strides
@@ -109,7 +111,7 @@ class Conv2D(Layer):
             z = z.reshape(-1, self.filters)
             y, logits = (z, None) if relu else activations.apply(self.activation, z, None)
         else:
-            cols = np.empty((N * H_out * W_out, KH * KW * C), dtype=x.dtype)
+            cols = self.workspace.get("cols", (N * H_out * W_out, KH * KW * C), x.dtype)
             im2col(np.ascontiguousarray(x), KH, KW, SH, SW, PT, PL, H_out, W_out, cols)
             z = cols @ self.kernel.value.reshape(KH * KW * C, self.filters)
             y, logits = activations.apply(self.activation, z, bias)
@@ -134,7 +136,7 @@ class Conv2D(Layer):
         (KH, KW), (SH, SW) = self.kernel_size, self.strides
         H_out, W_out, PT, PL = self._geometry(H, W)
         if cols is None:  # the forward pass was direct: build the matrix the gradients need
-            cols = np.empty((N * H_out * W_out, KH * KW * C), dtype=x.dtype)
+            cols = self.workspace.get("cols", (N * H_out * W_out, KH * KW * C), x.dtype)
             im2col(np.ascontiguousarray(x), KH, KW, SH, SW, PT, PL, H_out, W_out, cols)
         kernel_2d = self.kernel.value.reshape(KH * KW * C, self.filters)
         np.matmul(cols.T, dz, out=self.kernel.grad.reshape(kernel_2d.shape))
@@ -142,6 +144,7 @@ class Conv2D(Layer):
             dz.sum(axis=0, out=self.bias.grad)
         if not self.needs_input_gradient:
             return None
-        dx = np.empty(x.shape, dtype=dz.dtype)
-        col2im(dz @ kernel_2d.T, KH, KW, SH, SW, PT, PL, H_out, W_out, dx)
+        dcols = np.matmul(dz, kernel_2d.T, out=self.workspace.get("dcols", cols.shape, dz.dtype))
+        dx = np.empty(x.shape, dtype=dz.dtype)  # handed to the caller: never a reused buffer
+        col2im(dcols, KH, KW, SH, SW, PT, PL, H_out, W_out, dx)
         return dx

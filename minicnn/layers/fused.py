@@ -24,6 +24,7 @@ from minicnn.kernels.fused import (
     conv_relu_maxpool_backward,
     maxpool_relu_backward,
 )
+from minicnn.layers._workspace import Workspace
 from minicnn.layers.base import Layer
 from minicnn.layers.conv import DIRECT_MAX_FIELD, Conv2D
 from minicnn.layers.pool import MaxPooling2D
@@ -40,6 +41,7 @@ class ConvPool:
     def __init__(self, conv: Conv2D, pool: MaxPooling2D):
         self.conv, self.pool = conv, pool
         self.cache: ConvPoolCache | None = None
+        self.workspace = Workspace()
 
     @staticmethod
     def applies(conv: Layer, pool: Layer) -> bool:
@@ -67,9 +69,10 @@ class ConvPool:
             cols = None
             conv_relu_maxpool(x, conv.kernel.value, conv.bias.value, PH, PW, out, argmax)
         else:
-            cols = np.empty((N * H_c * W_c, KH * KW * C), dtype=x.dtype)
+            cols = self.workspace.get("cols", (N * H_c * W_c, KH * KW * C), x.dtype)
             im2col(x, KH, KW, 1, 1, 0, 0, H_c, W_c, cols)
-            z = cols @ conv.kernel.value.reshape(-1, F)
+            z = np.matmul(cols, conv.kernel.value.reshape(-1, F),
+                          out=self.workspace.get("z", (N * H_c * W_c, F), x.dtype))
             bias_relu_maxpool(z, conv.bias.value, N, H_c, W_c, PH, PW, out, argmax)
         self.cache = ConvPoolCache(x, cols, out, argmax) if training else None
         return out
@@ -88,15 +91,17 @@ class ConvPool:
             conv_relu_maxpool_backward(x, dout, out, argmax, PH, PW, conv.kernel.grad,
                                        conv.bias.grad)
             return None
-        dz = np.empty((N * H_c * W_c, F), dtype=dout.dtype)
+        work = self.workspace
+        dz = work.get("dz", (N * H_c * W_c, F), dout.dtype)
         maxpool_relu_backward(dout, out, argmax, N, H_c, W_c, dz, conv.bias.grad)
         if cols is None:
-            cols = np.empty((N * H_c * W_c, KH * KW * C), dtype=x.dtype)
+            cols = work.get("cols", (N * H_c * W_c, KH * KW * C), x.dtype)
             im2col(x, KH, KW, 1, 1, 0, 0, H_c, W_c, cols)
         kernel_2d = conv.kernel.value.reshape(-1, F)
         np.matmul(cols.T, dz, out=conv.kernel.grad.reshape(kernel_2d.shape))
         if not conv.needs_input_gradient:
             return None
-        dx = np.empty(x.shape, dtype=dz.dtype)
-        col2im(dz @ kernel_2d.T, KH, KW, 1, 1, 0, 0, H_c, W_c, dx)
+        dcols = np.matmul(dz, kernel_2d.T, out=work.get("dcols", cols.shape, dz.dtype))
+        dx = np.empty(x.shape, dtype=dz.dtype)  # handed on, so never a reused buffer
+        col2im(dcols, KH, KW, 1, 1, 0, 0, H_c, W_c, dx)
         return dx
