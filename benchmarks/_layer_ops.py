@@ -1,0 +1,365 @@
+"""Each layer of the notebook's model, one pass at a time, in each framework: `bench_kernels.py`.
+
+Every framework gets the same arrays: the first `batch_size` training images, the same
+Glorot-uniform weights (Keras layouts; PyTorch gets them transposed to its own), the same
+random upstream gradients `dout` for each layer's output and the same random gradients for the
+Adam step. Each framework then computes its own layer inputs by running its own forward pass,
+so every layer sees the activations it would see in training.
+
+An op is a no-argument callable; the names are `<layer>/<pass>`, where a layer may be a fused
+pair such as `conv1+pool1` (minicnn's `fit` runs each Conv2D(relu) + MaxPooling2D pair as one
+step; the other frameworks get the same pair as one compiled function or autograd graph), with
+the passes
+    fwd      forward, as in training (minicnn keeps its backward cache; TensorFlow's fused
+             conv + bias + ReLU; PyTorch records its autograd graph)
+    bwd      the full backward from dout: ReLU mask, weight and bias gradients, input gradient
+    bwd_w    the backward without the input gradient (weights and bias only)
+    step     one Adam step over all 93,322 parameters, or (train/step) a whole training step
+"""
+
+from __future__ import annotations
+
+import _common
+import numpy as np
+from _frameworks import keras_model, torch_model
+
+# (name, input shape, output shape) of each layer at batch N, without the batch dimension.
+LAYERS = (
+    ("conv1", (28, 28, 1), (26, 26, 32)),
+    ("pool1", (26, 26, 32), (13, 13, 32)),
+    ("conv2", (13, 13, 32), (11, 11, 64)),
+    ("pool2", (11, 11, 64), (5, 5, 64)),
+    ("conv3", (5, 5, 64), (3, 3, 64)),
+    ("dense1", (576,), (64,)),
+    ("dense2_ce", (64,), (10,)),
+)
+# Keras's weight shapes, in Keras's order (kernel, bias per layer).
+WEIGHT_SHAPES = ((3, 3, 1, 32), (32,), (3, 3, 32, 64), (64,), (3, 3, 64, 64), (64,),
+                 (576, 64), (64,), (64, 10), (10,))
+
+
+class SharedArrays:
+    """What every framework computes on: x0 (N, 28, 28, 1), one-hot y (N, 10), weights, douts."""
+
+    def __init__(self, batch_size: int, data_dir: str | None):
+        x, y, _, _ = _common.load_arrays(data_dir, limit_train=batch_size, limit_test=1)
+        if len(x) < batch_size:
+            raise ValueError(f"--batch-size {batch_size} is larger than the {len(x)} training "
+                             "images")
+        self.x0, self.y = x, y
+        rng = np.random.default_rng(0)
+        self.weights = []
+        for shape in WEIGHT_SHAPES:
+            if len(shape) == 1:
+                self.weights.append(np.zeros(shape, np.float32))  # Keras's zeros
+                continue
+            receptive = int(np.prod(shape[:-2]))
+            fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+            limit = np.sqrt(6 / (fan_in + fan_out))
+            self.weights.append(rng.uniform(-limit, limit, shape).astype(np.float32))
+        N = batch_size
+        self.douts = {name: (rng.standard_normal((N, *out)) / N).astype(np.float32)
+                      for name, _, out in LAYERS[:-1]}
+        self.adam_grads = [(rng.standard_normal(w.shape) * 1e-3).astype(np.float32)
+                           for w in self.weights]
+
+
+PAIRS = (("conv1", "pool1"), ("conv2", "pool2"))  # each Conv2D(relu) + MaxPooling2D
+
+
+def plan_name(parts) -> str:
+    return "+".join(parts)
+
+
+def minicnn_ops(a: SharedArrays) -> tuple[dict, list[str]]:
+    """(ops, plan): per-layer ops, plus one op per fused step of the model's execution plan;
+    the plan names the steps a training step runs, in order."""
+    from minicnn.layers import Conv2D, Dense, Flatten, Layer, MaxPooling2D
+    from minicnn.layers.base import Parameter
+    from minicnn.models import mnist_cnn
+    from minicnn.optimizers import Adam
+
+    model = mnist_cnn(seed=0)
+    model.set_weights(a.weights)
+    kinds = (Conv2D, MaxPooling2D, Conv2D, MaxPooling2D, Conv2D, Flatten, Dense, Dense)
+    if len(model.layers) != len(kinds) or not all(
+            isinstance(layer, kind) for layer, kind in zip(model.layers, kinds, strict=False)):
+        raise TypeError(f"mnist_cnn() no longer has the notebook's layers: {model.layers}")
+    names = ("conv1", "pool1", "conv2", "pool2", "conv3", "flatten", "dense1", "dense2_ce")
+    by_name = dict(zip(names, model.layers, strict=True))
+    inputs, x = {}, a.x0
+    for name, layer in by_name.items():
+        inputs[name] = x
+        x = layer.forward(x, training=True)
+    del by_name["flatten"]  # a reshape
+    dense2 = by_name.pop("dense2_ce")
+
+    # The steps `fit` runs: Sequential's private execution plan, where a Conv2D(relu) +
+    # MaxPooling2D pair may run as one fused step; the plain layers if there is no plan.
+    label = {id(layer): name for name, layer in zip(names, model.layers, strict=True)}
+    steps = {}
+    for step in getattr(model, "_steps", model.layers):
+        parts = ([label[id(step)]] if isinstance(step, Layer) else
+                 [label[id(v)] for v in vars(step).values() if isinstance(v, Layer)])
+        steps[plan_name(parts)] = (step, parts)
+    plan = list(steps)
+    for name, (step, parts) in steps.items():
+        if len(parts) > 1:
+            by_name[name] = step
+
+    ops = {}
+    for name, step in by_name.items():
+        parts = steps.get(name, (None, [name]))[1]
+        x, dout = inputs[parts[0]], a.douts[parts[-1]]
+        first = by_name.get(parts[0], step)  # the layer whose input gradient is optional
+        ops[f"{name}/fwd"] = lambda step=step, x=x: step.forward(x, training=True)
+        if hasattr(first, "needs_input_gradient"):
+            ops[f"{name}/bwd"] = lambda s=step, f=first, g=dout: _backward(s, f, g, True)
+            ops[f"{name}/bwd_w"] = lambda s=step, f=first, g=dout: _backward(s, f, g, False)
+        else:
+            ops[f"{name}/bwd"] = lambda step=step, dout=dout: step.backward(dout)
+
+    loss, x, y = model.loss, inputs["dense2_ce"], a.y
+    p = dense2.forward(x, training=True)
+
+    def softmax_ce_forward():
+        out = dense2.forward(x, training=True)
+        return loss.per_sample(y, out, dense2.softmax_logits())
+
+    ops["dense2_ce/fwd"] = softmax_ce_forward
+    ops["dense2_ce/bwd"] = lambda: dense2.backward_from_logits(loss.logits_gradient(y, p))
+
+    # Adam on copies, so that the layers above keep fixed weights.
+    params = [Parameter(p.name, p.value.copy()) for p in model.params]
+    for param, grad in zip(params, a.adam_grads, strict=True):
+        param.grad[...] = grad
+    adam = Adam()
+    ops["adam/step"] = lambda: adam.step(params)
+
+    whole = mnist_cnn(seed=0)
+    whole.set_weights(a.weights)
+    ops["train/step"] = lambda: whole._train_step(a.x0, a.y)
+    return ops, [name for name in plan if name != "flatten"]
+
+
+def _backward(step, first_layer, dout, input_gradient: bool):
+    first_layer.needs_input_gradient = input_gradient
+    return step.backward(dout)
+
+
+def tensorflow_ops(a: SharedArrays) -> tuple[dict, list[str]]:
+    """(ops, plan): tf.function-compiled ops; gradients by the ops TensorFlow's own gradient
+    functions use (Conv2DBackpropFilter / Conv2DBackpropInput, BiasAddGrad, ReluGrad,
+    MaxPoolGrad), so each pass is exactly the work a GradientTape would do for it."""
+    import keras
+    import tensorflow as tf
+
+    raw = tf.raw_ops
+    ones, window = [1, 1, 1, 1], [1, 2, 2, 1]
+
+    def conv_grads(x, k, y, dout, input_gradient):
+        dz = raw.ReluGrad(gradients=dout, features=y)
+        grads = [raw.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(k), out_backprop=dz,
+                                          strides=ones, padding="VALID"),
+                 raw.BiasAddGrad(out_backprop=dz)]
+        if input_gradient:
+            grads.append(raw.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=k,
+                                                 out_backprop=dz, strides=ones, padding="VALID"))
+        return grads
+
+    def pool_grad(x, y, dout):
+        return raw.MaxPoolGrad(orig_input=x, orig_output=y, grad=dout, ksize=window,
+                               strides=window, padding="VALID")
+
+    def dense_grads(x, k, dz, input_gradient):
+        grads = [tf.matmul(x, dz, transpose_a=True), tf.reduce_sum(dz, 0)]
+        if input_gradient:
+            grads.append(tf.matmul(dz, k, transpose_b=True))
+        return grads
+
+    conv = tf.function(lambda x, k, b: tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, k, 1, "VALID"),
+                                                                   b)))
+    conv_bwd = tf.function(conv_grads)
+    pool = tf.function(lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID"))
+    pool_bwd = tf.function(pool_grad)
+    conv_pool = tf.function(lambda x, k, b: tf.nn.max_pool2d(
+        tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, k, 1, "VALID"), b)), 2, 2, "VALID"))
+    conv_pool_bwd = tf.function(lambda x, k, c, p, dout, input_gradient: conv_grads(
+        x, k, c, pool_grad(c, p, dout), input_gradient))
+    dense = tf.function(lambda x, k, b: tf.nn.relu(tf.nn.bias_add(tf.matmul(x, k), b)))
+    dense_bwd = tf.function(lambda x, k, y, dout, input_gradient: dense_grads(
+        x, k, raw.ReluGrad(gradients=dout, features=y), input_gradient))
+
+    @tf.function
+    def softmax_ce(x, k, b, labels):
+        logits = tf.nn.bias_add(tf.matmul(x, k), b)
+        return tf.nn.softmax(logits), tf.nn.softmax_cross_entropy_with_logits(labels, logits)
+
+    # The fused gradient (p - y) / N, then the Dense layer's.
+    softmax_ce_bwd = tf.function(lambda x, k, p, labels: dense_grads(
+        x, k, (p - labels) / tf.cast(tf.shape(p)[0], p.dtype), True))
+
+    w = [tf.Variable(v) for v in a.weights]
+    d = {name: tf.constant(v) for name, v in a.douts.items()}
+    labels, x0 = tf.constant(a.y), tf.constant(a.x0)
+    c1 = conv(x0, w[0], w[1])
+    p1 = pool(c1)
+    c2 = conv(p1, w[2], w[3])
+    p2 = pool(c2)
+    c3 = conv(p2, w[4], w[5])
+    f = tf.reshape(c3, (c3.shape[0], -1))
+    d1 = dense(f, w[6], w[7])
+    p, _ = softmax_ce(d1, w[8], w[9], labels)
+    ops = {}
+    for name, x, y, k, b in (("conv1", x0, c1, w[0], w[1]), ("conv2", p1, c2, w[2], w[3]),
+                             ("conv3", p2, c3, w[4], w[5])):
+        ops[f"{name}/fwd"] = lambda x=x, k=k, b=b: conv(x, k, b)
+        ops[f"{name}/bwd"] = lambda x=x, k=k, y=y, g=d[name]: conv_bwd(x, k, y, g, True)
+        ops[f"{name}/bwd_w"] = lambda x=x, k=k, y=y, g=d[name]: conv_bwd(x, k, y, g, False)
+    for name, x, y in (("pool1", c1, p1), ("pool2", c2, p2)):
+        ops[f"{name}/fwd"] = lambda x=x: pool(x)
+        ops[f"{name}/bwd"] = lambda x=x, y=y, g=d[name]: pool_bwd(x, y, g)
+    for (cname, pname), x, c, y, k, b in ((PAIRS[0], x0, c1, p1, w[0], w[1]),
+                                          (PAIRS[1], p1, c2, p2, w[2], w[3])):
+        name, g = plan_name((cname, pname)), d[pname]
+        ops[f"{name}/fwd"] = lambda x=x, k=k, b=b: conv_pool(x, k, b)
+        ops[f"{name}/bwd"] = lambda x=x, k=k, c=c, y=y, g=g: conv_pool_bwd(x, k, c, y, g, True)
+        ops[f"{name}/bwd_w"] = lambda x=x, k=k, c=c, y=y, g=g: conv_pool_bwd(x, k, c, y, g,
+                                                                               False)
+    ops["dense1/fwd"] = lambda: dense(f, w[6], w[7])
+    ops["dense1/bwd"] = lambda: dense_bwd(f, w[6], d1, d["dense1"], True)
+    ops["dense1/bwd_w"] = lambda: dense_bwd(f, w[6], d1, d["dense1"], False)
+    ops["dense2_ce/fwd"] = lambda: softmax_ce(d1, w[8], w[9], labels)
+    ops["dense2_ce/bwd"] = lambda: softmax_ce_bwd(d1, w[8], p, labels)
+
+    variables = [tf.Variable(v) for v in a.weights]  # copies: the layers keep fixed weights
+    grads = [tf.constant(g) for g in a.adam_grads]
+    adam = keras.optimizers.Adam()
+    adam.build(variables)
+
+    @tf.function
+    def adam_step():
+        adam.apply_gradients(zip(grads, variables, strict=True))
+
+    ops["adam/step"] = adam_step
+
+    model = keras_model()
+    model.set_weights(a.weights)
+    ops["train/step"] = lambda: model.train_on_batch(x0, labels)
+    return ops, [name for name, _, _ in LAYERS]
+
+
+def pytorch_ops(a: SharedArrays) -> tuple[dict, list[str]]:
+    """(ops, plan): PyTorch's own layout (NCHW, weights (out, in, kh, kw)); autograd."""
+    import torch
+    import torch.nn.functional as F
+
+    def nchw(v):
+        return torch.from_numpy(np.ascontiguousarray(v.transpose(0, 3, 1, 2)))
+
+    def param(v):
+        v = v.transpose(3, 2, 0, 1) if v.ndim == 4 else v.T if v.ndim == 2 else v
+        return torch.from_numpy(np.ascontiguousarray(v)).requires_grad_()
+
+    def leaf(t):
+        return t.detach().requires_grad_()
+
+    w = [param(v) for v in a.weights]
+    labels = torch.from_numpy(a.y.argmax(axis=1))
+    d = {name: nchw(v) if v.ndim == 4 else torch.from_numpy(v) for name, v in a.douts.items()}
+    ops, pair_inputs = {}, {}
+    x = leaf(nchw(a.x0))
+    for i, name in enumerate(("conv1", "pool1", "conv2", "pool2", "conv3")):
+        pair_inputs[name] = x
+        if name.startswith("conv"):
+            k, b = w[i], w[i + 1]
+
+            def forward(x=x, k=k, b=b):
+                return torch.relu(F.conv2d(x, k, b))
+
+            wrt = [k, b]
+        else:
+            def forward(x=x):
+                return F.max_pool2d(x, 2)
+
+            wrt = []
+        y = forward()
+        ops[f"{name}/fwd"] = forward
+        ops[f"{name}/bwd"] = lambda y=y, x=x, wrt=wrt, g=d[name]: torch.autograd.grad(
+            y, [x, *wrt], g, retain_graph=True)
+        if wrt:
+            ops[f"{name}/bwd_w"] = lambda y=y, wrt=wrt, g=d[name]: torch.autograd.grad(
+                y, wrt, g, retain_graph=True)
+        x = leaf(y)
+    x = leaf(x.flatten(1))
+    for (cname, pname), i in zip(PAIRS, (0, 2), strict=True):
+        name, k, b, inp = plan_name((cname, pname)), w[i], w[i + 1], pair_inputs[cname]
+
+        def forward(x=inp, k=k, b=b):
+            return F.max_pool2d(torch.relu(F.conv2d(x, k, b)), 2)
+
+        y = forward()
+        ops[f"{name}/fwd"] = forward
+        ops[f"{name}/bwd"] = lambda y=y, x=inp, k=k, b=b, g=d[pname]: torch.autograd.grad(
+            y, [x, k, b], g, retain_graph=True)
+        ops[f"{name}/bwd_w"] = lambda y=y, k=k, b=b, g=d[pname]: torch.autograd.grad(
+            y, [k, b], g, retain_graph=True)
+    y = torch.relu(F.linear(x, w[6], w[7]))
+    ops["dense1/fwd"] = lambda x=x: torch.relu(F.linear(x, w[6], w[7]))
+    ops["dense1/bwd"] = lambda x=x, y=y: torch.autograd.grad(
+        y, [x, w[6], w[7]], d["dense1"], retain_graph=True)
+    ops["dense1/bwd_w"] = lambda y=y: torch.autograd.grad(
+        y, [w[6], w[7]], d["dense1"], retain_graph=True)
+    x = leaf(y)
+
+    def softmax_ce_forward(x=x):
+        logits = F.linear(x, w[8], w[9])
+        return torch.softmax(logits, 1), F.cross_entropy(logits, labels)
+
+    loss = softmax_ce_forward()[1]
+    ops["dense2_ce/fwd"] = softmax_ce_forward
+    ops["dense2_ce/bwd"] = lambda x=x: torch.autograd.grad(
+        loss, [x, w[8], w[9]], retain_graph=True)
+
+    params = [leaf(p.detach().clone()) for p in w]
+    for p, g in zip(params, a.adam_grads, strict=True):
+        p.grad = param(g).detach()
+    adam = torch.optim.Adam(params, lr=1e-3, eps=1e-7)
+    ops["adam/step"] = adam.step
+
+    model = torch_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    x0 = nchw(a.x0)
+
+    def train_step():
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x0), labels).backward()
+        optimizer.step()
+
+    ops["train/step"] = train_step
+    return ops, [name for name, _, _ in LAYERS]
+
+
+OPS = {"minicnn": minicnn_ops, "tensorflow": tensorflow_ops, "pytorch": pytorch_ops}
+
+
+def call_overhead(framework: str) -> float:
+    """Seconds per call of an op that does nothing, in the framework's calling convention."""
+    import time
+
+    if framework == "tensorflow":
+        import tensorflow as tf
+
+        nop = tf.function(lambda x: x)
+        arg = tf.constant(0.0)
+        call = lambda: nop(arg)  # noqa: E731
+    else:
+        call = lambda: None  # noqa: E731
+    for _ in range(20):
+        call()
+    samples = []
+    for _ in range(200):
+        t = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - t)
+    return float(np.median(samples))
