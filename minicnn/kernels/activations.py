@@ -24,8 +24,8 @@ def _relu_backward(dout, y, dz):
             dz[m, f] = dout[m, f] if y[m, f] > 0.0 else 0.0
 
 
-bias_relu = njit(cache=True)(_bias_relu)
-relu_backward = njit(cache=True)(_relu_backward)
+bias_relu = njit(cache=True, nogil=True)(_bias_relu)
+relu_backward = njit(cache=True, nogil=True)(_relu_backward)
 
 
 def bias_relu_reference(z, bias):

@@ -37,7 +37,7 @@ def _adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon):
 
 # Serial: the largest tensor of the reference model has 36,928 elements, too few to pay for a
 # parallel launch.
-adam_update = njit(cache=True)(_adam_update)
+adam_update = njit(cache=True, nogil=True)(_adam_update)
 
 
 def adam_update_reference(w, g, m, v, alpha, beta_1, beta_2, epsilon):

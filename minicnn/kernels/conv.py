@@ -93,9 +93,9 @@ def _conv_direct(x, kernel, bias, SH, SW, PT, PL, relu, out):
                     out[n, i, j, f] = acc[f] if (acc[f] > 0.0 or not relu) else 0.0
 
 
-im2col = njit(cache=True)(_im2col)
-col2im = njit(cache=True)(_col2im)
-conv_direct = njit(cache=True)(_conv_direct)
+im2col = njit(cache=True, nogil=True)(_im2col)
+col2im = njit(cache=True, nogil=True)(_col2im)
+conv_direct = njit(cache=True, nogil=True)(_conv_direct)
 
 
 def _padded_window_slices(kh, kw, SH, SW, H_out, W_out):

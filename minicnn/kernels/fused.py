@@ -133,7 +133,7 @@ def _conv_relu_maxpool_backward(x, dout, out, argmax, PH, PW, dkernel, dbias):
                                         dkernel[kh, kw, c, f] += a * g[f]
 
 
-bias_relu_maxpool = njit(cache=True)(_bias_relu_maxpool)
-maxpool_relu_backward = njit(cache=True)(_maxpool_relu_backward)
-conv_relu_maxpool = njit(cache=True)(_conv_relu_maxpool)
-conv_relu_maxpool_backward = njit(cache=True)(_conv_relu_maxpool_backward)
+bias_relu_maxpool = njit(cache=True, nogil=True)(_bias_relu_maxpool)
+maxpool_relu_backward = njit(cache=True, nogil=True)(_maxpool_relu_backward)
+conv_relu_maxpool = njit(cache=True, nogil=True)(_conv_relu_maxpool)
+conv_relu_maxpool_backward = njit(cache=True, nogil=True)(_conv_relu_maxpool_backward)

@@ -56,8 +56,8 @@ def _maxpool_backward(dout, argmax, dx):
                     dx_flat[n, argmax[n, i, j, c], c] += dout[n, i, j, c]
 
 
-maxpool_forward = njit(cache=True)(_maxpool_forward)
-maxpool_backward = njit(cache=True)(_maxpool_backward)
+maxpool_forward = njit(cache=True, nogil=True)(_maxpool_forward)
+maxpool_backward = njit(cache=True, nogil=True)(_maxpool_backward)
 
 
 def maxpool_forward_reference(x, PH, PW, SH, SW, PT, PL, H_out, W_out):

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minicnn import _parallel as parallel
 from minicnn import activations
 from minicnn.kernels import col2im, conv_direct, im2col
 from minicnn.layers._args import padding_mode, positive_pair, window_geometry
@@ -113,7 +114,8 @@ class Conv2D(Layer):
         else:
             cols = self.workspace.get("cols", (N * H_out * W_out, KH * KW * C), x.dtype)
             im2col(np.ascontiguousarray(x), KH, KW, SH, SW, PT, PL, H_out, W_out, cols)
-            z = cols @ self.kernel.value.reshape(KH * KW * C, self.filters)
+            z = parallel.matmul(cols, self.kernel.value.reshape(KH * KW * C, self.filters),
+                                np.empty((len(cols), self.filters), dtype=x.dtype))
             y, logits = activations.apply(self.activation, z, bias)
         self.cache = ConvCache(x, cols, y, logits) if training else None
         return y.reshape(N, H_out, W_out, self.filters)
@@ -139,12 +141,13 @@ class Conv2D(Layer):
             cols = self.workspace.get("cols", (N * H_out * W_out, KH * KW * C), x.dtype)
             im2col(np.ascontiguousarray(x), KH, KW, SH, SW, PT, PL, H_out, W_out, cols)
         kernel_2d = self.kernel.value.reshape(KH * KW * C, self.filters)
-        np.matmul(cols.T, dz, out=self.kernel.grad.reshape(kernel_2d.shape))
+        parts = self.workspace.get("dkernel", (parallel.MAX_CHUNKS, *kernel_2d.shape), dz.dtype)
+        parallel.matmul_tn(cols, dz, self.kernel.grad.reshape(kernel_2d.shape), parts)
         if self.bias is not None:
             dz.sum(axis=0, out=self.bias.grad)
         if not self.needs_input_gradient:
             return None
-        dcols = np.matmul(dz, kernel_2d.T, out=self.workspace.get("dcols", cols.shape, dz.dtype))
+        dcols = parallel.matmul(dz, kernel_2d.T, self.workspace.get("dcols", cols.shape, dz.dtype))
         dx = np.empty(x.shape, dtype=dz.dtype)  # handed to the caller: never a reused buffer
         col2im(dcols, KH, KW, SH, SW, PT, PL, H_out, W_out, dx)
         return dx

@@ -12,10 +12,12 @@ padding and non-overlapping windows (strides == pool_size), as in the MNIST mode
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
 
+from minicnn import _parallel as parallel
 from minicnn import activations
 from minicnn.kernels import col2im, im2col
 from minicnn.kernels.fused import (
@@ -57,51 +59,80 @@ class ConvPool:
         return KH, KW, C, PH, PW, H_p, W_p, H_p * PH, W_p * PW
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        """x (N, H, W, C) -> the pool's output (N, H_p, W_p, F)."""
+        """x (N, H, W, C) -> the pool's output (N, H_p, W_p, F).
+
+        The batch is split into chunks that run on minicnn's threads (minicnn/_parallel.py);
+        each chunk goes through the whole pass on its own.
+        """
         conv = self.conv
         x = np.ascontiguousarray(conv._prepare(x))
         N = x.shape[0]
         KH, KW, C, PH, PW, H_p, W_p, H_c, W_c = self._regions(x)
-        F = conv.filters
+        F, HW = conv.filters, H_c * W_c
+        kernel, bias = conv.kernel.value, conv.bias.value
         out = np.empty((N, H_p, W_p, F), dtype=x.dtype)
         argmax = np.empty((N, H_p, W_p, F), dtype=np.int32)
         if KH * KW * C <= DIRECT_MAX_FIELD:
             cols = None
-            conv_relu_maxpool(x, conv.kernel.value, conv.bias.value, PH, PW, out, argmax)
+
+            def chunk(a: int, b: int) -> None:
+                conv_relu_maxpool(x[a:b], kernel, bias, PH, PW, out[a:b], argmax[a:b])
         else:
-            cols = self.workspace.get("cols", (N * H_c * W_c, KH * KW * C), x.dtype)
-            im2col(x, KH, KW, 1, 1, 0, 0, H_c, W_c, cols)
-            z = np.matmul(cols, conv.kernel.value.reshape(-1, F),
-                          out=self.workspace.get("z", (N * H_c * W_c, F), x.dtype))
-            bias_relu_maxpool(z, conv.bias.value, N, H_c, W_c, PH, PW, out, argmax)
+            cols = self.workspace.get("cols", (N * HW, KH * KW * C), x.dtype)
+            z = self.workspace.get("z", (N * HW, F), x.dtype)
+            kernel_2d = kernel.reshape(-1, F)
+
+            def chunk(a: int, b: int) -> None:
+                rows = slice(a * HW, b * HW)
+                im2col(x[a:b], KH, KW, 1, 1, 0, 0, H_c, W_c, cols[rows])
+                np.matmul(cols[rows], kernel_2d, out=z[rows])
+                bias_relu_maxpool(z[rows], bias, b - a, H_c, W_c, PH, PW, out[a:b], argmax[a:b])
+        parallel.run([functools.partial(chunk, a, b) for a, b in parallel.chunks(N)])
         self.cache = ConvPoolCache(x, cols, out, argmax) if training else None
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
-        """dout (N, H_p, W_p, F) -> dx (N, H, W, C); fills the conv's kernel.grad, bias.grad."""
+        """dout (N, H_p, W_p, F) -> dx (N, H, W, C); fills the conv's kernel.grad, bias.grad.
+
+        Each chunk of the batch produces its own partial kernel and bias gradients; they are
+        added in chunk order, so the result does not depend on which thread ran which chunk.
+        """
         if self.cache is None:
             raise RuntimeError("ConvPool.backward() needs a forward(x, training=True) first")
         x, cols, out, argmax = self.cache
-        conv = self.conv
+        conv, work = self.conv, self.workspace
         dout = np.ascontiguousarray(dout)
         N = x.shape[0]
         KH, KW, C, PH, PW, _, _, H_c, W_c = self._regions(x)
-        F = conv.filters
-        if cols is None and not conv.needs_input_gradient:
-            conv_relu_maxpool_backward(x, dout, out, argmax, PH, PW, conv.kernel.grad,
-                                       conv.bias.grad)
-            return None
-        work = self.workspace
-        dz = work.get("dz", (N * H_c * W_c, F), dout.dtype)
-        maxpool_relu_backward(dout, out, argmax, N, H_c, W_c, dz, conv.bias.grad)
-        if cols is None:
-            cols = work.get("cols", (N * H_c * W_c, KH * KW * C), x.dtype)
-            im2col(x, KH, KW, 1, 1, 0, 0, H_c, W_c, cols)
-        kernel_2d = conv.kernel.value.reshape(-1, F)
-        np.matmul(cols.T, dz, out=conv.kernel.grad.reshape(kernel_2d.shape))
-        if not conv.needs_input_gradient:
-            return None
-        dcols = np.matmul(dz, kernel_2d.T, out=work.get("dcols", cols.shape, dz.dtype))
-        dx = np.empty(x.shape, dtype=dz.dtype)  # handed on, so never a reused buffer
-        col2im(dcols, KH, KW, 1, 1, 0, 0, H_c, W_c, dx)
+        F, HW, KKC = conv.filters, H_c * W_c, KH * KW * C
+        pieces = parallel.chunks(N)
+        dkernel = work.get("dkernel", (len(pieces), KKC, F), x.dtype)
+        dbias = work.get("dbias", (len(pieces), F), x.dtype)
+        needs_dx = conv.needs_input_gradient
+        dx = np.empty(x.shape, dtype=dout.dtype) if needs_dx else None  # handed on: never reused
+        if cols is None and not needs_dx:
+            def chunk(p: int, a: int, b: int) -> None:
+                conv_relu_maxpool_backward(x[a:b], dout[a:b], out[a:b], argmax[a:b], PH, PW,
+                                           dkernel[p].reshape(KH, KW, C, F), dbias[p])
+        else:
+            dz = work.get("dz", (N * HW, F), dout.dtype)
+            if cols is None:
+                cols = work.get("cols", (N * HW, KKC), x.dtype)
+            dcols = work.get("dcols", (N * HW, KKC), dout.dtype) if needs_dx else None
+            kernel_t = conv.kernel.value.reshape(KKC, F).T
+            direct = self.cache.cols is None
+
+            def chunk(p: int, a: int, b: int) -> None:
+                rows = slice(a * HW, b * HW)
+                maxpool_relu_backward(dout[a:b], out[a:b], argmax[a:b], b - a, H_c, W_c,
+                                      dz[rows], dbias[p])
+                if direct:
+                    im2col(x[a:b], KH, KW, 1, 1, 0, 0, H_c, W_c, cols[rows])
+                np.matmul(cols[rows].T, dz[rows], out=dkernel[p])
+                if needs_dx:
+                    np.matmul(dz[rows], kernel_t, out=dcols[rows])
+                    col2im(dcols[rows], KH, KW, 1, 1, 0, 0, H_c, W_c, dx[a:b])
+        parallel.run([functools.partial(chunk, p, a, b) for p, (a, b) in enumerate(pieces)])
+        np.sum(dkernel, axis=0, out=conv.kernel.grad.reshape(KKC, F))
+        np.sum(dbias, axis=0, out=conv.bias.grad)
         return dx

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from minicnn import _parallel as parallel
 from minicnn import losses, optimizers
 from minicnn.callbacks import Callback, CallbackList, History, LearningCheck, ProgbarLogger
 from minicnn.layers.base import Layer, _auto_name, shape_str
@@ -214,7 +215,8 @@ class Sequential:
         """One optimizer step on the batch (x, y); returns [loss, *metrics] of that batch."""
         self._require_compiled("train_on_batch")
         x, y = self._as_data(x, y, "train_on_batch")
-        loss_sum, correct = self._train_step(x, y)
+        with parallel.single_threaded_blas():
+            loss_sum, correct = self._train_step(x, y)
         values = list(self._logs(loss_sum, correct, len(x)).values())
         return values if len(values) > 1 else values[0]
 
@@ -298,6 +300,13 @@ class Sequential:
         callbacks = CallbackList([*defaults, *(callbacks or []), ProgbarLogger(verbose),
                                   self.history], self, params)
         self.stop_training = False
+        with parallel.single_threaded_blas():
+            self._fit_epochs(x, y, x_val, y_val, batch_size, steps, epochs, initial_epoch,
+                             shuffle, callbacks, params)
+        return self.history
+
+    def _fit_epochs(self, x, y, x_val, y_val, batch_size, steps, epochs, initial_epoch,
+                    shuffle, callbacks, params) -> None:
         callbacks.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             callbacks.on_epoch_begin(epoch)
@@ -325,7 +334,6 @@ class Sequential:
             if self.stop_training:
                 break
         callbacks.on_train_end()
-        return self.history
 
     def _logs(self, loss_sum: float, correct: int, seen: int) -> dict[str, float]:
         logs = {"loss": loss_sum / seen}
@@ -355,7 +363,8 @@ class Sequential:
         steps = math.ceil(len(x) / batch_size)
         cbs = CallbackList(callbacks or [], self, {"verbose": verbose, "steps": steps})
         cbs.on_test_begin()
-        loss_sum, correct = self._evaluate_arrays(x, y, batch_size, cbs)
+        with parallel.single_threaded_blas():
+            loss_sum, correct = self._evaluate_arrays(x, y, batch_size, cbs)
         logs = self._logs(loss_sum, correct, len(x))
         cbs.on_test_end(logs)
         if verbose:
@@ -373,10 +382,11 @@ class Sequential:
         cbs = CallbackList(callbacks or [], self, {"verbose": verbose})
         cbs.on_predict_begin()
         out = np.empty((len(x), *self.output_shape[1:]), dtype=self.dtype)
-        for step, start in enumerate(range(0, len(x), batch_size)):
-            cbs.on_predict_batch_begin(step)
-            out[start:start + batch_size] = self._forward(x[start:start + batch_size], False)
-            cbs.on_predict_batch_end(step)
+        with parallel.single_threaded_blas():
+            for step, start in enumerate(range(0, len(x), batch_size)):
+                cbs.on_predict_batch_begin(step)
+                out[start:start + batch_size] = self._forward(x[start:start + batch_size], False)
+                cbs.on_predict_batch_end(step)
         cbs.on_predict_end()
         if verbose:
             steps = math.ceil(len(x) / batch_size)
