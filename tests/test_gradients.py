@@ -90,7 +90,9 @@ def test_relu_softmax_flatten(shape, seed):
     n = rng.standard_normal(shape)
     away_from_zero = np.sign(n) * (0.1 + np.abs(n))
     assert_passes(check_layer(ReLU(), away_from_zero, seed=seed))
-    assert_passes(check_layer(Softmax(), 3 * n, seed=seed))
+    # Unscaled: a saturated softmax has gradients ~1e-6 of f, below what float64 differences
+    # can resolve to 1e-6 of their own size.
+    assert_passes(check_layer(Softmax(), n, seed=seed))
     assert_passes(check_layer(Flatten(), n, seed=seed))
 
 

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from minicnn import layers
+from minicnn import gradcheck, layers
 from minicnn.callbacks import BackwardSummaryLogger, LearningCheck, LearningWarning
 from minicnn.layers import Layer
 from minicnn.models import Sequential, mnist_cnn
@@ -194,3 +194,23 @@ def test_model_gradient_check_passes_and_catches_a_planted_bug():
                                      for name in failed)
     assert report[f"{buggy.layers[-1].name}/kernel"].passed
     assert "FAILED" in str(report)
+
+
+def test_a_check_that_sits_on_kinks_says_so_and_moves():
+    """A fresh model on a digit with an exact-zero background sits on its ReLU kinks: zero
+    biases and zero pixels make conv outputs exactly 0. The checker must notice, move to a
+    nearby point and pass there, not fail on (or silently skip) the kinks."""
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    x[:, 6:22, 12:16, 0] = 1.0  # a "1" on a black background
+    y = to_categorical([1, 1], 10)
+    model = mnist_cnn(seed=0)
+    report = model.gradient_check(x, y, max_checks=15)
+    assert "moved:" in report.title and "sat at kinks" in report.title
+    assert report.passed, str(report)
+    unmoved = gradcheck.check_layers(model.layers, x, y=y, loss=model.loss, max_checks=15,
+                                     move_kinks=False)
+    assert sum(len(t.kinks) for t in unmoved.tensors) > 0
+    assert "left out of the error" in str(unmoved)
+    bias = unmoved[f"{model.layers[0].name}/bias"]
+    if len(bias.kinks) == bias.checked:  # every element on a kink: nothing was compared
+        assert not bias.passed and "kinks only" in str(unmoved)

@@ -433,7 +433,7 @@ class Sequential:
         return summary
 
     def gradient_check(self, x, y, max_checks: int | None = 20, seed: int = 0,
-                       epsilon: float = 1e-5, tolerance: float | None = None):
+                       epsilon: float | None = None, tolerance: float | None = None):
         """Check every layer's gradients, the loss included, against float64 central
         differences on (x, y): see minicnn/gradcheck.py. `max_checks` elements are sampled per
         tensor (None checks every one). The model itself is not changed."""
@@ -442,7 +442,8 @@ class Sequential:
         self._require_compiled("gradient_check")
         x, y = self._as_data(x, y, "gradient_check")
         return gradcheck.check_layers(
-            self._layers, x, y=y, loss=self.loss, seed=seed, epsilon=epsilon,
+            self._layers, x, y=y, loss=self.loss, seed=seed,
+            epsilon=gradcheck.EPSILON if epsilon is None else epsilon,
             tolerance=gradcheck.TOLERANCE if tolerance is None else tolerance,
             max_checks=max_checks, title=f"model '{self.name}' with {self.loss.name}")
 
