@@ -71,13 +71,24 @@ def plan_name(parts) -> str:
     return "+".join(parts)
 
 
+_MINICNN_BLAS_LIMIT = None
+
+
 def minicnn_ops(a: SharedArrays) -> tuple[dict, list[str]]:
     """(ops, plan): per-layer ops, plus one op per fused step of the model's execution plan;
     the plan names the steps a training step runs, in order."""
+    # Time the layers as fit, evaluate and predict run them: BLAS single-threaded while
+    # minicnn splits each pass over its own threads. Entered once, for the worker's lifetime.
+    from minicnn import _parallel
     from minicnn.layers import Conv2D, Dense, Flatten, Layer, MaxPooling2D
     from minicnn.layers.base import Parameter
     from minicnn.models import mnist_cnn
     from minicnn.optimizers import Adam
+
+    global _MINICNN_BLAS_LIMIT
+    if _MINICNN_BLAS_LIMIT is None:
+        _MINICNN_BLAS_LIMIT = _parallel.single_threaded_blas()
+        _MINICNN_BLAS_LIMIT.__enter__()
 
     model = mnist_cnn(seed=0)
     model.set_weights(a.weights)
