@@ -50,7 +50,7 @@ def _maxpool_relu_backward(dout, out, argmax, N, H_c, W_c, dz, dbias):
     F = dz.shape[1]
     H_p, W_p = dout.shape[1], dout.shape[2]
     dz[:] = 0.0
-    dbias[:] = 0.0
+    db = np.zeros(F, dtype=dbias.dtype)  # local: other threads write their dbias next to it
     for n in range(N):
         for ip in range(H_p):
             for jp in range(W_p):
@@ -58,7 +58,8 @@ def _maxpool_relu_backward(dout, out, argmax, N, H_c, W_c, dz, dbias):
                     if out[n, ip, jp, f] > 0.0:
                         g = dout[n, ip, jp, f]
                         dz[n * H_c * W_c + argmax[n, ip, jp, f], f] = g
-                        dbias[f] += g
+                        db[f] += g
+    dbias[...] = db
 
 
 def _conv_relu_maxpool(x, kernel, bias, PH, PW, out, argmax):
@@ -100,20 +101,22 @@ def _conv_relu_maxpool_backward(x, dout, out, argmax, PH, PW, dkernel, dbias):
     Each window sends its gradient to one conv output per filter; the window positions are
     visited in turn with the gradient masked to the filters that chose that position, so the
     inner loop runs over all F filters at once (SIMD) instead of gathering one filter at a time.
+    The sums build up in local arrays and are written out once: threads running other chunks
+    write their own dkernel next to this one, and sharing cache lines would serialise them.
     """
     N, _, _, C = x.shape
     KH, KW, _, F = dkernel.shape
     H_p, W_p = dout.shape[1], dout.shape[2]
     W_c = W_p * PW
-    dkernel[:] = 0.0
-    dbias[:] = 0.0
+    dk = np.zeros((KH, KW, C, F), dtype=dkernel.dtype)
+    db = np.zeros(F, dtype=dbias.dtype)
     g = np.empty(F, dtype=dout.dtype)
     for n in range(N):
         for ip in range(H_p):
             for jp in range(W_p):
                 for f in range(F):
                     if out[n, ip, jp, f] > 0.0:
-                        dbias[f] += dout[n, ip, jp, f]
+                        db[f] += dout[n, ip, jp, f]
                 for dh in range(PH):
                     for dw in range(PW):
                         i, j = ip * PH + dh, jp * PW + dw
@@ -130,7 +133,9 @@ def _conv_relu_maxpool_backward(x, dout, out, argmax, PH, PW, dkernel, dbias):
                                 for c in range(C):
                                     a = x[n, i + kh, j + kw, c]
                                     for f in range(F):
-                                        dkernel[kh, kw, c, f] += a * g[f]
+                                        dk[kh, kw, c, f] += a * g[f]
+    dkernel[...] = dk
+    dbias[...] = db
 
 
 bias_relu_maxpool = njit(cache=True, nogil=True)(_bias_relu_maxpool)
