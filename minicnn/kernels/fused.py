@@ -65,31 +65,43 @@ def _maxpool_relu_backward(dout, out, argmax, N, H_c, W_c, dz, dbias):
 def _conv_relu_maxpool(x, kernel, bias, PH, PW, out, argmax):
     """Direct stride-1 'valid' conv, bias, ReLU and max pool in one pass (tiny fields only).
 
-    x (N, H, W, C), kernel (KH, KW, C, F), out and argmax (N, H_p, W_p, F).
+    x (N, H, W, C), kernel (KH, KW, C, F), out and argmax (N, H_p, W_p, F). The PH conv output
+    rows one row of windows reads are computed whole into a small buffer (W_c * F values,
+    filters innermost), one kernel tap at a time over the row, then pooled; each output sums
+    bias and taps in the same order as `conv_direct`, so the two agree bit for bit.
     """
     N, _, _, C = x.shape
     KH, KW, _, F = kernel.shape
     H_p, W_p = out.shape[1], out.shape[2]
     W_c = W_p * PW
-    acc = np.empty(F, dtype=out.dtype)
+    rows = np.empty((PH, W_c, F), dtype=out.dtype)
     for n in range(N):
         for ip in range(H_p):
+            for dh in range(PH):
+                i = ip * PH + dh
+                row = rows[dh]
+                for j in range(W_c):
+                    for f in range(F):
+                        row[j, f] = bias[f]
+                for kh in range(KH):
+                    x_row = x[n, i + kh]
+                    for kw in range(KW):
+                        for c in range(C):
+                            tap = kernel[kh, kw, c]
+                            for j in range(W_c):
+                                a = x_row[j + kw, c]
+                                for f in range(F):
+                                    row[j, f] += a * tap[f]
             for jp in range(W_p):
                 for dh in range(PH):
                     for dw in range(PW):
-                        i, j = ip * PH + dh, jp * PW + dw
-                        for f in range(F):
-                            acc[f] = bias[f]
-                        for kh in range(KH):
-                            for kw in range(KW):
-                                for c in range(C):
-                                    a = x[n, i + kh, j + kw, c]
-                                    for f in range(F):
-                                        acc[f] += a * kernel[kh, kw, c, f]
+                        j = jp * PW + dw
+                        at = (ip * PH + dh) * W_c + j
                         first = dh == 0 and dw == 0
-                        at = i * W_c + j
                         for f in range(F):
-                            v = acc[f] if acc[f] > 0.0 else 0.0
+                            v = rows[dh, j, f]
+                            v = v if v > 0.0 else 0.0
+                            # strict > keeps the first maximum on ties, as MaxPooling2D does
                             if first or v > out[n, ip, jp, f]:
                                 out[n, ip, jp, f] = v
                                 argmax[n, ip, jp, f] = at
