@@ -103,14 +103,7 @@ class Layer:
             if self.dtype is None:
                 self.dtype = x.dtype
             self.build((None, *x.shape[1:]))
-        expected = self.input_shape
-        if x.ndim != len(expected) or any(
-            e is not None and e != g for e, g in zip(expected[1:], x.shape[1:], strict=True)
-        ):
-            raise ValueError(
-                f"Input to layer '{self.name}' ({type(self).__name__}) is incompatible: expected "
-                f"shape {shape_str(expected)}, received shape {shape_str(x.shape)}"
-            )
+        self.check_input_shape(x.shape)
         if self._params and x.dtype != self.dtype:
             raise TypeError(
                 f"Layer '{self.name}' ({type(self).__name__}) has {self.dtype} weights but "
@@ -118,6 +111,18 @@ class Layer:
                 f"set_dtype('{x.dtype}'). minicnn never changes a dtype silently."
             )
         return x
+
+    def check_input_shape(self, shape: tuple, context: str = "") -> None:
+        """Raise a ValueError naming the layer, the expected and the received shape unless
+        `shape` fits the shape the layer was built for (None matches any size)."""
+        expected = self.input_shape
+        if len(shape) != len(expected) or any(
+            e is not None and e != g for e, g in zip(expected[1:], shape[1:], strict=True)
+        ):
+            raise ValueError(
+                f"{context}Input to layer '{self.name}' ({type(self).__name__}) is incompatible: "
+                f"expected shape {shape_str(expected)}, received shape {shape_str(shape)}"
+            )
 
     def _cached(self):
         if self.cache is None:

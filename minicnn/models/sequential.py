@@ -235,14 +235,7 @@ class Sequential:
         x = np.asarray(x)
         if not self.built:
             self.build((None, *x.shape[1:]))
-        expected = self.input_shape
-        if x.ndim != len(expected) or any(
-                e is not None and e != g for e, g in zip(expected[1:], x.shape[1:], strict=True)):
-            first = self._layers[0]
-            raise ValueError(
-                f"{method}(): input to layer '{first.name}' ({type(first).__name__}) is "
-                f"incompatible: expected shape {shape_str(expected)}, received shape "
-                f"{shape_str(x.shape)}")
+        self._layers[0].check_input_shape(x.shape, context=f"{method}(): ")
         # Like Keras, data of another dtype (uint8 images, float64 arrays) is cast to the
         # model's dtype once here, at the boundary; layers themselves never change a dtype.
         return np.ascontiguousarray(x, dtype=self.dtype)

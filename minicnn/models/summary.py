@@ -45,7 +45,7 @@ def summary_text(model) -> str:
              f"{layer.count_params():,}") for layer in model.layers]
     count = model.count_params()
     size = sum(p.value.nbytes for p in model.params)
-    optimizer_count, optimizer_size = _optimizer_variables(model.optimizer)
+    optimizer_count, optimizer_size = _optimizer_variables(model)
     footer = [f" Total params: {count + optimizer_count:,} "
               f"({readable_size(size + optimizer_size)})",
               f" Trainable params: {count:,} ({readable_size(size)})",
@@ -56,10 +56,11 @@ def summary_text(model) -> str:
                         rows, _WIDTHS, right_from=2, footer=footer)
 
 
-def _optimizer_variables(optimizer) -> tuple[int, int]:
+def _optimizer_variables(model) -> tuple[int, int]:
     """Count and bytes of the optimizer's state once it has taken a step, as Keras counts them:
     its slots plus the iteration counter (int64) and the learning rate (float32)."""
-    slots = [s for group in getattr(optimizer, "_slots", {}).values() for s in group]
+    optimizer = model.optimizer
     if optimizer is None or optimizer.iterations == 0:
         return 0, 0
+    slots = [s for group in optimizer.slots(model.params) for s in group]
     return sum(s.size for s in slots) + 2, sum(s.nbytes for s in slots) + 12
