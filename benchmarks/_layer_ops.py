@@ -7,9 +7,9 @@ Adam step. Each framework then computes its own layer inputs by running its own 
 so every layer sees the activations it would see in training.
 
 An op is a no-argument callable; the names are `<layer>/<pass>`, where a layer may be a fused
-pair such as `conv1+pool1` (minicnn's `fit` runs each Conv2D(relu) + MaxPooling2D pair as one
-step; the other frameworks get the same pair as one compiled function or autograd graph), with
-the passes
+pair such as `conv1+pool1` (minicnn's fast plan, `model.plan`, runs each Conv2D(relu) +
+MaxPooling2D pair as one step, and a Conv2D alone as a ConvStep; the other frameworks get the
+same pair as one compiled function or autograd graph), with the passes
     fwd      forward, as in training (minicnn keeps its backward cache; TensorFlow's fused
              conv + bias + ReLU; PyTorch records its autograd graph)
     bwd      the full backward from dout: ReLU mask, weight and bias gradients, input gradient
@@ -75,19 +75,20 @@ _MINICNN_BLAS_LIMIT = None
 
 
 def minicnn_ops(a: SharedArrays) -> tuple[dict, list[str]]:
-    """(ops, plan): per-layer ops, plus one op per fused step of the model's execution plan;
-    the plan names the steps a training step runs, in order."""
+    """(ops, plan): per-layer ops, plus one op per fused step of the model's plan; the plan
+    names the steps a training step runs, in order (`model.plan`, minicnn/fast/)."""
     # Time the layers as fit, evaluate and predict run them: BLAS single-threaded while
     # minicnn splits each pass over its own threads. Entered once, for the worker's lifetime.
-    from minicnn import _parallel
-    from minicnn.layers import Conv2D, Dense, Flatten, Layer, MaxPooling2D
+    from minicnn.fast import ConvStep, LayerStep, parallel
+    from minicnn.layers import Conv2D, Dense, Flatten, MaxPooling2D
     from minicnn.layers.base import Parameter
+    from minicnn.losses import LossHead
     from minicnn.models import mnist_cnn
     from minicnn.optimizers import Adam
 
     global _MINICNN_BLAS_LIMIT
     if _MINICNN_BLAS_LIMIT is None:
-        _MINICNN_BLAS_LIMIT = _parallel.single_threaded_blas()
+        _MINICNN_BLAS_LIMIT = parallel.single_threaded_blas()
         _MINICNN_BLAS_LIMIT.__enter__()
 
     model = mnist_cnn(seed=0)
@@ -97,48 +98,48 @@ def minicnn_ops(a: SharedArrays) -> tuple[dict, list[str]]:
             isinstance(layer, kind) for layer, kind in zip(model.layers, kinds, strict=False)):
         raise TypeError(f"mnist_cnn() no longer has the notebook's layers: {model.layers}")
     names = ("conv1", "pool1", "conv2", "pool2", "conv3", "flatten", "dense1", "dense2_ce")
-    by_name = dict(zip(names, model.layers, strict=True))
+    label = {id(layer): name for name, layer in zip(names, model.layers, strict=True)}
     inputs, x = {}, a.x0
-    for name, layer in by_name.items():
+    for name, layer in zip(names, model.layers, strict=True):
         inputs[name] = x
         x = layer.forward(x, training=True)
-    del by_name["flatten"]  # a reshape
-    dense2 = by_name.pop("dense2_ce")
 
-    # The steps `fit` runs: Sequential's private execution plan, where a Conv2D(relu) +
-    # MaxPooling2D pair may run as one fused step; the plain layers if there is no plan.
-    label = {id(layer): name for name, layer in zip(names, model.layers, strict=True)}
-    steps = {}
-    for step in getattr(model, "_steps", model.layers):
-        parts = ([label[id(step)]] if isinstance(step, Layer) else
-                 [label[id(v)] for v in vars(step).values() if isinstance(v, Layer)])
-        steps[plan_name(parts)] = (step, parts)
-    plan = list(steps)
-    for name, (step, parts) in steps.items():
-        if len(parts) > 1:
-            by_name[name] = step
+    def step_for(layer_or_step):
+        """Each layer alone as the fast plan would run it: a Conv2D as a ConvStep."""
+        return ConvStep(layer_or_step) if isinstance(layer_or_step, Conv2D) else layer_or_step
+
+    # Every layer on its own, then every step of the plan that covers more than one layer.
+    units = {name: ((layer,), step_for(layer)) for name, layer in zip(names, model.layers,
+                                                                      strict=True)
+             if name not in ("flatten", "dense2_ce")}
+    plan = []
+    for step in model.plan:
+        name = plan_name([label[id(layer)] for layer in step.layers])
+        plan.append(name)
+        if len(step.layers) > 1:
+            units[name] = (step.layers, step)
 
     ops = {}
-    for name, step in by_name.items():
-        parts = steps.get(name, (None, [name]))[1]
-        x, dout = inputs[parts[0]], a.douts[parts[-1]]
-        first = by_name.get(parts[0], step)  # the layer whose input gradient is optional
+    for name, (covered, step) in units.items():
+        x, dout = inputs[label[id(covered[0])]], a.douts[label[id(covered[-1])]]
         ops[f"{name}/fwd"] = lambda step=step, x=x: step.forward(x, training=True)
-        if hasattr(first, "needs_input_gradient"):
-            ops[f"{name}/bwd"] = lambda s=step, f=first, g=dout: _backward(s, f, g, True)
-            ops[f"{name}/bwd_w"] = lambda s=step, f=first, g=dout: _backward(s, f, g, False)
+        if hasattr(step, "input_gradient"):  # a fast step can skip its input gradient
+            for key, flag in (("bwd", True), ("bwd_w", False)):
+                twin = type(step)(*covered, input_gradient=flag)
+                twin.forward(x, training=True)
+                ops[f"{name}/{key}"] = lambda twin=twin, dout=dout: twin.backward(dout)
         else:
             ops[f"{name}/bwd"] = lambda step=step, dout=dout: step.backward(dout)
 
-    loss, x, y = model.loss, inputs["dense2_ce"], a.y
-    p = dense2.forward(x, training=True)
+    dense2 = model.layers[-1]
+    head, x, y = LossHead(model.loss, dense2), inputs["dense2_ce"], a.y
+    p = LayerStep(dense2).forward(x, training=True)
 
     def softmax_ce_forward():
-        out = dense2.forward(x, training=True)
-        return loss.per_sample(y, out, dense2.softmax_logits())
+        return head.per_sample(y, dense2.forward(x, training=True))
 
     ops["dense2_ce/fwd"] = softmax_ce_forward
-    ops["dense2_ce/bwd"] = lambda: dense2.backward_from_logits(loss.logits_gradient(y, p))
+    ops["dense2_ce/bwd"] = lambda: head.backward(y, p, dense2)
 
     # Adam on copies, so that the layers above keep fixed weights.
     params = [Parameter(p.name, p.value.copy()) for p in model.params]
@@ -151,11 +152,6 @@ def minicnn_ops(a: SharedArrays) -> tuple[dict, list[str]]:
     whole.set_weights(a.weights)
     ops["train/step"] = lambda: whole._train_step(a.x0, a.y)
     return ops, [name for name in plan if name != "flatten"]
-
-
-def _backward(step, first_layer, dout, input_gradient: bool):
-    first_layer.needs_input_gradient = input_gradient
-    return step.backward(dout)
 
 
 def tensorflow_ops(a: SharedArrays) -> tuple[dict, list[str]]:

@@ -31,11 +31,11 @@ import sys
 
 import numpy as np
 
-from minicnn import kernels, models
+from minicnn import kernels, losses, models
 from minicnn.datasets import mnist
+from minicnn.fast.conv import DIRECT_MAX_FIELD
 from minicnn.gradcheck import check_layers
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPooling2D
-from minicnn.layers.conv import DIRECT_MAX_FIELD
 from minicnn.optimizers import Adam
 
 EPS = 1e-6  # the nudge of the central differences, as in minicnn.gradcheck
@@ -173,8 +173,8 @@ def forward_conv(layer: Conv2D, x: np.ndarray, y: np.ndarray, checks: Checks) ->
           f"max |y_gemm - layer output| = "
           f"{agree(checks, layer.name + ' y', y_gemm.reshape(y.shape), y)}")
     if KH * KW * C <= DIRECT_MAX_FIELD:
-        print(f"    (for a receptive field this small, {KH * KW * C} values, the layer's forward "
-              "skips the matrix: kernels.conv_direct sums the same products directly)")
+        print(f"    (for a receptive field this small, {KH * KW * C} values, the fast plan "
+              "that fit runs skips the matrix: minicnn/fast/ sums the same products directly)")
     print(f"  ReLU: {np.mean(y > 0):.0%} of the outputs are > 0; "
           f"{np.mean(z == 0):.0%} of the pre-activations are exactly 0 (windows of pure "
           "background, zero bias)")
@@ -231,7 +231,7 @@ def forward_dense(layer: Dense, x: np.ndarray, y: np.ndarray) -> None:
     if act == "relu":
         print(f"  ReLU: {np.mean(y > 0):.0%} of the outputs are > 0")
     else:
-        z = layer.softmax_logits()
+        z = layer.cache.z  # what the layer keeps for the loss: z before the softmax
         print(f"  logits z = {np.array2string(z[0], precision=4, max_line_width=95)}")
         print(f"  p = softmax(z) = exp(z) / sum(exp(z)) = "
               f"{np.array2string(y[0], precision=4, max_line_width=95)}")
@@ -440,14 +440,17 @@ def main(argv: list[str] | None = None) -> int:
 
     section("2. The loss, and its gradient with respect to the logits")
     head = layers[-1]
-    p, z = acts[-1], head.softmax_logits()
-    loss = model.loss(y_true, p, z)
+    # The loss head (losses.LossHead) is where every backward pass starts: with a softmax last
+    # layer it reads that layer's logits z and hands back the fused dL/dz = (p - y) / N.
+    loss_head = losses.LossHead(model.loss, head)
+    p, z = acts[-1], head.cache.z
+    loss = loss_head(y_true, p)
     lse = float(z.max() + np.log(np.exp(z - z.max()).sum()))
     yz = float((y_true * z).sum())
     print(f"categorical cross-entropy from the logits, as Keras reports it: "
           f"L = logsumexp(z) - sum(y * z) = {lse:.8f} - ({yz:.8f}) = {lse - yz:.8f}")
-    print(f"model.loss(y, p, logits=z) = {loss:.8f}; -log p[{label}] = {-np.log(p[0, label]):.8f}"
-          " (the same number, but the logits form never takes log(0))")
+    print(f"LossHead(loss, {head.name})(y, p) = {loss:.8f}; -log p[{label}] = "
+          f"{-np.log(p[0, label]):.8f} (the same number, but the logits form never takes log(0))")
     dz_head = model.loss.logits_gradient(y_true, p)
     print("dL/dz_k = p_k - y_k for one sample (the softmax's Jacobian and the log's 1/p cancel);"
           " the batch mean divides by N:")
@@ -467,10 +470,10 @@ def main(argv: list[str] | None = None) -> int:
         checks.failures.append(f"dL/dz: rel. error {error:.1e}")
 
     def loss_from(k: int, h: np.ndarray) -> float:
-        """The loss of running layers[k:] on h (the head in training mode: it keeps its logits)."""
+        """The loss of running layers[k:] on h."""
         for j in range(k, len(layers)):
-            h = layers[j].forward(h, training=j == len(layers) - 1)
-        return model.loss(y_true, h, head.softmax_logits())
+            h = layers[j].forward(h, training=True)
+        return loss_head(y_true, h)
 
     checks.loss_from = loss_from
 
@@ -482,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     # The backward pass itself, as Sequential's train step runs it: the head starts from the
     # fused (p - y) / N, every other layer from the dx of the layer after it.
     douts = {len(layers) - 1: dz_head}
-    dxs = {len(layers) - 1: head.backward_from_logits(dz_head)}
+    dxs = {len(layers) - 1: loss_head.backward(y_true, p, head)}
     for k in range(len(layers) - 2, -1, -1):
         douts[k] = dxs[k + 1]
         dxs[k] = layers[k].backward(douts[k])

@@ -1,33 +1,31 @@
 """The activations a layer can end in: `None`/"linear", "relu" and "softmax".
 
-An activation here is stateless. Its forward adds the layer's bias and applies the function (in
-place, on the pre-activation z the layer just computed), and its backward needs only the output y:
+An activation is a stateless pair of functions over arrays of any shape, the function applied
+along the last axis. Its backward needs only the output y, so a layer keeps y for it:
 
-    relu:     dz = dout * (y > 0)
-    softmax:  dz = y * (dout - sum(dout * y, axis=-1))
-    linear:   dz = dout
+    linear:   y = z                           dz = dout
+    relu:     y = max(z, 0)                   dz = dout * (y > 0)
+    softmax:  y = exp(z) / sum(exp(z))        dz = y * (dout - sum(dout * y))
 
-so a layer caches y, never z. Arrays are (M, F) with the activation along the last axis.
+(The softmax Jacobian is diag(y) - y y^T; the last line is that matrix times dout, per row.)
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from minicnn.kernels import bias_relu, relu_backward
-
 
 class Activation:
+    """y = z. Subclasses override `forward` and `backward`."""
+
     name = "linear"
 
-    def forward(self, z: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-        """y (M, F) from the pre-activation z (M, F), which it may overwrite, plus bias (F,)."""
-        if bias is not None:
-            z += bias
+    def forward(self, z: np.ndarray) -> np.ndarray:
+        """y from the pre-activation z (same shape and dtype)."""
         return z
 
     def backward(self, dout: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """dL/dz (M, F) from dL/dy and y, both (M, F)."""
+        """dL/dz from dout = dL/dy and the forward output y (all the same shape)."""
         return dout
 
     def __repr__(self) -> str:
@@ -37,44 +35,23 @@ class Activation:
 class ReLUActivation(Activation):
     name = "relu"
 
-    def forward(self, z, bias):
-        if bias is None:
-            return np.maximum(z, 0, out=z)
-        bias_relu(z, bias)
-        return z
+    def forward(self, z):
+        return np.maximum(z, 0)
 
     def backward(self, dout, y):
-        dout = np.ascontiguousarray(dout)
-        dz = np.empty_like(dout)
-        relu_backward(dout, y, dz)
-        return dz
+        return dout * (y > 0)
 
 
 class SoftmaxActivation(Activation):
     name = "softmax"
 
-    def forward(self, z, bias):
-        if bias is not None:
-            z += bias
-        # Subtracting the row max keeps exp() finite for logits of any size.
-        z -= z.max(axis=-1, keepdims=True)
-        np.exp(z, out=z)
-        z /= z.sum(axis=-1, keepdims=True)
-        return z
+    def forward(self, z):
+        # Subtracting the row max changes nothing mathematically and keeps exp() finite.
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
 
     def backward(self, dout, y):
         return y * (dout - (dout * y).sum(axis=-1, keepdims=True))
-
-
-def apply(activation: Activation, z: np.ndarray, bias: np.ndarray | None):
-    """(y, logits): the activation of z + bias, and for a softmax a copy of its input z + bias,
-    which the cross-entropy needs to report Keras's value and to fuse its gradient."""
-    if activation is not softmax:
-        return activation.forward(z, bias), None
-    if bias is not None:
-        z += bias
-    logits = z.copy()
-    return activation.forward(z, None), logits
 
 
 linear = Activation()

@@ -129,78 +129,6 @@ def _probability_table(probs: np.ndarray) -> str:
                      for digit, p in enumerate(probs))
 
 
-def read_digit_image(path: str | os.PathLike) -> np.ndarray:
-    """A picture of a handwritten digit, made to look like an MNIST image.
-
-    The rules, in order:
-      1. read with `matplotlib.image.imread` (PNG natively, other formats through Pillow);
-         integer pixels are scaled to [0, 1];
-      2. colour to gray with the ITU-R 601 weights (0.299 R + 0.587 G + 0.114 B); a transparent
-         pixel counts as white (alpha-composited onto a white page);
-      3. MNIST digits are bright strokes on black. If the image's border (its outermost rows and
-         columns, which are background in a picture of one digit) averages above 0.5, it is a dark
-         digit on a light page and is inverted (1 - x);
-      4. a non-square image is padded with background (black, after step 3) to a square, so the
-         digit keeps its proportions;
-      5. resized to 28x28: each output pixel averages the block of input pixels it covers when
-         shrinking; the nearest input pixel is repeated when enlarging.
-    MNIST digits also sit in a 20x20 box centred by mass; draw yours about that size, centred,
-    for the best results.
-
-    Returns:
-        (28, 28) float32 in [0, 1].
-
-    Raises:
-        CLIError: the file is missing, not an image, or not a 2-D gray/RGB/RGBA picture.
-    """
-    import matplotlib.image
-
-    try:
-        pixels = matplotlib.image.imread(path)
-    except FileNotFoundError as e:
-        raise CLIError(f"image file '{path}' does not exist") from e
-    except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for unreadable images
-        raise CLIError(f"cannot read image '{path}': {e}") from e
-    if np.issubdtype(pixels.dtype, np.integer):
-        pixels = pixels / np.iinfo(pixels.dtype).max
-    pixels = np.asarray(pixels, dtype=np.float64)
-    if pixels.ndim == 3 and pixels.shape[-1] in (1, 2, 3, 4):
-        channels = pixels.shape[-1]
-        color, alpha = (pixels, None) if channels in (1, 3) else (pixels[..., :-1],
-                                                                   pixels[..., -1])
-        gray = color[..., 0] if color.shape[-1] == 1 else color @ [0.299, 0.587, 0.114]
-        if alpha is not None:
-            gray = gray * alpha + (1.0 - alpha)
-    elif pixels.ndim == 2:
-        gray = pixels
-    else:
-        raise CLIError(f"image '{path}' has shape {pixels.shape}; expected a gray (H, W) or an "
-                       f"RGB/RGBA (H, W, 3|4) picture")
-    if min(gray.shape) == 0:
-        raise CLIError(f"image '{path}' is empty (shape {gray.shape})")
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    if border.mean() > 0.5:
-        gray = 1.0 - gray
-    height, width = gray.shape
-    size = max(height, width)
-    top, left = (size - height) // 2, (size - width) // 2
-    square = np.zeros((size, size))
-    square[top:top + height, left:left + width] = gray
-    return _resize_square(square, MNIST_INPUT[0]).astype(np.float32)
-
-
-def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
-    """(S, S) -> (size, size): block means when shrinking, nearest pixel when enlarging."""
-    n = len(image)
-    if n < size:
-        index = np.arange(size) * n // size
-        return image[np.ix_(index, index)]
-    edges = np.round(np.linspace(0, n, size + 1)).astype(np.intp)  # strictly increasing: n >= size
-    sums = np.add.reduceat(np.add.reduceat(image, edges[:-1], axis=0), edges[:-1], axis=1)
-    counts = np.diff(edges)
-    return sums / np.outer(counts, counts)
-
-
 # -- the commands --------------------------------------------------------------------------------
 def train(args: argparse.Namespace) -> int:
     from minicnn import models, plots
@@ -289,7 +217,13 @@ def predict(args: argparse.Namespace) -> int:
                            f"{len(x_test)} images (0 to {len(x_test) - 1})", exit_code=2)
         image, source = x_test[args.index], f"Test image {args.index}, label {y_test[args.index]}"
     else:
-        image, source = read_digit_image(args.image)[..., None], f"Image {args.image}"
+        from minicnn.datasets.images import read_digit_image
+
+        try:
+            pixels = read_digit_image(args.image)
+        except (OSError, ValueError) as e:  # missing, unreadable, or not a 2-D picture
+            raise CLIError(str(e)) from e
+        image, source = pixels[..., None], f"Image {args.image}"
     probs = model.predict(image[None])[0]
     digit = int(probs.argmax())
     print(source)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minicnn.layers.base import Layer
+from minicnn.losses import LossHead
 
 TOLERANCE = 1e-6
 EPSILON = 1e-6
@@ -177,12 +178,14 @@ def _check_tensor(name: str, value: np.ndarray, analytic: np.ndarray, f: Callabl
 def check_layers(layers: Sequence[Layer], x: np.ndarray, *, y=None, loss=None, dout=None,
                  seed: int = 0, epsilon: float = EPSILON, tolerance: float = TOLERANCE,
                  max_checks: int | None = None, check_input: bool = True,
-                 title: str | None = None, move_kinks: bool = True) -> GradCheckReport:
+                 title: str | None = None, move_kinks: bool = True,
+                 training: bool = True) -> GradCheckReport:
     """Check the gradients of a stack of layers applied in order to x.
 
     Without `loss`, the scalar checked is sum(output * dout) with a random dout (seeded). With
-    `loss` and targets `y`, it is the loss itself, and when the last layer ends in a softmax the
-    backward pass starts from the fused (p - y) / N, exactly as training does.
+    `loss` and targets `y`, it is the loss itself, and the backward pass starts where training
+    starts it (`losses.LossHead`: the fused (p - y) / N when the last layer ends in a softmax).
+    Every pass runs the layers with `training` (as fit does by default; False as predict does).
     `max_checks` samples that many elements per tensor (None checks every element).
 
     With `move_kinks`, a check that met kinks is run again once at a nearby point: the float64
@@ -195,50 +198,44 @@ def check_layers(layers: Sequence[Layer], x: np.ndarray, *, y=None, loss=None, d
     x = np.array(x, dtype=np.float64)
     for layer in stack:
         layer.set_dtype(np.float64) if layer.built else setattr(layer, "dtype", np.dtype("f8"))
-        if hasattr(layer, "needs_input_gradient"):
-            layer.needs_input_gradient = True
     if title is None:
         title = ", ".join(f"{layer.name} ({type(layer).__name__})" for layer in stack)
     checks = _check_stack(stack, x, y, loss, dout, rng, epsilon, tolerance, max_checks,
-                          check_input)
+                          check_input, training)
     kinks = sum(len(t.kinks) for t in checks)
     if kinks and move_kinks:
         for value in [x, *(p.value for layer in stack for p in layer.params)]:
             value += rng.normal(0.0, MOVE * (float(value.std()) or 1.0), value.shape)
         checks = _check_stack(stack, x, y, loss, dout, rng, epsilon, tolerance, max_checks,
-                              check_input)
+                              check_input, training)
         title += (f" (moved: {kinks} element(s) sat at kinks, so the input and weights were "
                   f"nudged by {MOVE:g} of their spread and checked again)")
     return GradCheckReport(title, checks, epsilon, tolerance)
 
 
 def _check_stack(stack, x, y, loss, dout, rng, epsilon, tolerance, max_checks,
-                 check_input) -> list[TensorCheck]:
-    def run(training: bool) -> np.ndarray:
+                 check_input, training) -> list[TensorCheck]:
+    def run() -> np.ndarray:
         h = x
         for layer in stack:
             h = layer(h, training=training)
         return h
 
-    out = run(training=True)
-    logits = stack[-1].softmax_logits() if loss is not None else None
+    out = run()
     if loss is not None:
+        head = LossHead(loss, stack[-1])  # the same first backward step as training takes
+
         def f() -> float:
-            # training=True so a softmax layer keeps its logits for Keras's loss value; the
-            # analytic gradients were copied before any of these calls.
-            o = run(training=True)
-            return loss(y, o, stack[-1].softmax_logits())
-        if logits is not None:
-            g = stack[-1].backward_from_logits(loss.logits_gradient(y, out))
-        else:
-            g = stack[-1].backward(loss.gradient(y, out))
+            o = run()
+            return float(head.per_sample(y, o).mean())
+        g = head.backward(y, out, stack[-1])
     else:
         if dout is None:
             dout = rng.standard_normal(out.shape)
         dout = np.asarray(dout, dtype=np.float64)
 
         def f() -> float:
-            return float(np.sum(run(training=False) * dout))
+            return float(np.sum(run() * dout))
         g = stack[-1].backward(dout)
     for layer in reversed(stack[:-1]):
         g = layer.backward(g)
@@ -252,8 +249,9 @@ def _check_stack(stack, x, y, loss, dout, rng, epsilon, tolerance, max_checks,
 def check_layer(layer: Layer, x: np.ndarray, *, dout=None, seed: int = 0,
                 epsilon: float = EPSILON, tolerance: float = TOLERANCE,
                 max_checks: int | None = None, check_input: bool = True,
-                move_kinks: bool = True) -> GradCheckReport:
+                move_kinks: bool = True, training: bool = True) -> GradCheckReport:
     """Check one layer's backward against central differences; see `check_layers`."""
     return check_layers([layer], x, dout=dout, seed=seed, epsilon=epsilon, tolerance=tolerance,
                         max_checks=max_checks, check_input=check_input,
-                        title=f"{layer.name} ({type(layer).__name__})", move_kinks=move_kinks)
+                        title=f"{layer.name} ({type(layer).__name__})", move_kinks=move_kinks,
+                        training=training)

@@ -3,7 +3,7 @@
 Training: `plot_history` (accuracy and loss per epoch), `plot_gradient_norms` (per-layer gradient
 norms over training). Inside the network: `plot_filters` (the first layer's kernels),
 `plot_feature_maps` (what every conv layer outputs for one image), `plot_model`. Results:
-`plot_predictions`, `plot_confusion_matrix` (with its computation, `confusion_matrix`),
+`plot_predictions`, `plot_confusion_matrix` (its counts are `minicnn.metrics.confusion_matrix`),
 `plot_misclassified`.
 
 Each function draws on its own `matplotlib.figure.Figure` with the Agg canvas and never goes
@@ -25,9 +25,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from minicnn.layers.conv import Conv2D
+from minicnn.metrics import ACCURACY_NAMES, _labels_pair, confusion_matrix
 
 __all__ = [
-    "confusion_matrix",
     "plot_confusion_matrix",
     "plot_feature_maps",
     "plot_filters",
@@ -37,9 +37,6 @@ __all__ = [
     "plot_model",
     "plot_predictions",
 ]
-
-_ACCURACY_KEYS = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy")
-
 
 def _save(fig: Figure, path: str | os.PathLike) -> str:
     path = os.fspath(path)
@@ -73,7 +70,7 @@ def plot_history(history, path: str | os.PathLike) -> str:
         `path`, as a string.
     """
     logs = _history_logs(history)
-    accuracy = next((key for key in _ACCURACY_KEYS if key in logs), None)
+    accuracy = next((key for key in ACCURACY_NAMES if key in logs), None)
     panels = [("Loss", "loss")] if accuracy is None else [("Accuracy", accuracy), ("Loss", "loss")]
     fig = Figure(figsize=(5 * len(panels), 4), layout="constrained")
     for ax, (title, key) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels,
@@ -378,60 +375,6 @@ def plot_gradient_norms(norms: Mapping[str, Sequence[float]], path: str | os.Pat
 
 
 # -- results --------------------------------------------------------------------------------------
-def _class_indices(y, argument: str) -> tuple[np.ndarray, int | None]:
-    """Labels (N,) as int64 class indices, and the number of columns when y was (N, K) rows."""
-    y = np.asarray(y)
-    columns = None
-    if y.ndim == 2:  # one-hot rows or probabilities: the class is the largest entry
-        columns = y.shape[1]
-        y = y.argmax(axis=1)
-    if y.ndim != 1:
-        raise ValueError(f"Invalid value for argument `{argument}`. Expected class indices (N,) "
-                         f"or one-hot/probability rows (N, K). Received shape {y.shape}")
-    if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.all(y == np.round(y))):
-        raise ValueError(f"Invalid value for argument `{argument}`. Expected integer class "
-                         f"indices. Received dtype {y.dtype} with non-integer values")
-    if np.any(y < 0):
-        raise ValueError(f"Invalid value for argument `{argument}`. Expected class indices >= 0. "
-                         f"Received {int(y.min())}")
-    return y.astype(np.int64), columns
-
-
-def _labels_pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray, int]:
-    """Both label arrays as class indices (N,), and the smallest number of classes they fit."""
-    true, true_columns = _class_indices(y_true, "y_true")
-    pred, pred_columns = _class_indices(y_pred, "y_pred")
-    if len(true) != len(pred):
-        raise ValueError(f"Invalid arguments `y_true` and `y_pred`. Expected one prediction per "
-                         f"label. Received {len(true)} labels and {len(pred)} predictions")
-    largest = max(int(true.max(initial=-1)), int(pred.max(initial=-1))) + 1
-    return true, pred, max(largest, true_columns or 0, pred_columns or 0)
-
-
-def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarray:
-    """Counts of (true class, predicted class) pairs.
-
-    Args:
-        y_true: (N,) class indices, or (N, K) one-hot rows.
-        y_pred: (N,) class indices, or (N, K) rows (probabilities; their argmax is the class).
-        num_classes: K; by default the number of columns of (N, K) inputs, or the largest class
-            index + 1.
-
-    Returns:
-        (K, K) int64: entry [i, j] counts the samples of true class i predicted as class j, so
-        each row sums to the size of a class and the diagonal holds the correct predictions.
-    """
-    true, pred, K = _labels_pair(y_true, y_pred)
-    if num_classes is not None:
-        if not isinstance(num_classes, (int, np.integer)) or num_classes < K:
-            raise ValueError(f"Invalid value for argument `num_classes`. Expected an integer of "
-                             f"at least {K} (the labels and rows given need that many). Received "
-                             f"num_classes={num_classes!r}")
-        K = int(num_classes)
-    # Each pair (i, j) as the single index i * K + j, so one bincount counts them all.
-    return np.bincount(true * K + pred, minlength=K * K).reshape(K, K).astype(np.int64)
-
-
 def plot_confusion_matrix(y_true, y_pred, path: str | os.PathLike,
                           class_names: Sequence[str] | None = None,
                           normalize: bool = False) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minicnn import activations
+from minicnn._table import render_table
 from minicnn.layers.base import Layer, shape_str
 from minicnn.layers.conv import Conv2D
 from minicnn.layers.pool import MaxPooling2D
@@ -96,7 +97,7 @@ def pool_tie_share(layer: Layer, x: np.ndarray) -> float | None:
     if not isinstance(layer, MaxPooling2D):
         return None
     _, H, W, _ = x.shape
-    H_out, W_out, PT, PL = layer._geometry(H, W)
+    H_out, W_out, PT, PL = layer.geometry(H, W)
     (PH, PW), (SH, SW) = layer.pool_size, layer.strides
     tied = total = 0
     for i in range(H_out):
@@ -152,8 +153,6 @@ class BackwardSummary:
         raise KeyError(name)
 
     def __str__(self) -> str:
-        from minicnn.models.summary import render_table
-
         def num(v, fmt="{:.3e}"):
             return "-" if v is None else fmt.format(v)
 

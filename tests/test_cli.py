@@ -20,7 +20,8 @@ import pytest
 
 from minicnn import __version__, models, plots
 from minicnn.callbacks import History
-from minicnn.cli import main, read_digit_image
+from minicnn.cli import main
+from minicnn.datasets.images import read_digit_image
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = os.environ.get("MINICNN_DATA")
@@ -194,7 +195,7 @@ def test_predict_on_a_picture(capsys, tmp_path, untrained_model):
     assert probabilities(out).sum() == pytest.approx(1.0, abs=PRINTED_SUM_ATOL)
 
 
-# -- pictures to model inputs --------------------------------------------------------------------
+# -- pictures to model inputs: minicnn.datasets.images -------------------------------------------
 def test_read_digit_image_inverts_a_light_background(tmp_path):
     rng = np.random.default_rng(0)
     digit = np.zeros((28, 28))
@@ -221,6 +222,14 @@ def test_read_digit_image_transparent_page_and_resizing(tmp_path):
     matplotlib.image.imsave(tmp_path / "small.png", small, cmap="gray", vmin=0, vmax=1)
     expected = np.kron(np.pad(small, ((0, 0), (2, 2))), np.ones((2, 2)))
     assert np.allclose(read_digit_image(tmp_path / "small.png"), expected, atol=EXACT_PIXEL_ATOL)
+
+
+def test_read_digit_image_errors_are_the_ones_predict_reports(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"^image file '.*none\.png' does not exist$"):
+        read_digit_image(tmp_path / "none.png")
+    (tmp_path / "bad.png").write_bytes(b"not a picture")
+    with pytest.raises(ValueError, match=r"^cannot read image '.*bad\.png': "):
+        read_digit_image(tmp_path / "bad.png")
 
 
 # -- minicnn.plots, headless ---------------------------------------------------------------------

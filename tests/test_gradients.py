@@ -154,8 +154,8 @@ def test_checker_passes_a_correct_custom_layer_and_catches_a_broken_one():
 class RowsSwappedDense(Dense):
     """A broken Dense: it pairs each sample's gradient with the wrong sample's input."""
 
-    def _backward_linear(self, dz):
-        return super()._backward_linear(dz[::-1])
+    def backward_from_z(self, dz):
+        return super().backward_from_z(dz[::-1])
 
 
 def test_random_upstream_gradient_catches_what_all_ones_misses():

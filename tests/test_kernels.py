@@ -1,4 +1,6 @@
-"""Every numba kernel against its plain NumPy reference, on setups hypothesis draws.
+"""Every reference-tier kernel (minicnn.kernels) against its plain NumPy reference.
+
+The fast plan's kernels have their own tests, in tests/test_fast_kernels.py.
 
 Outputs the kernels fill are preallocated full of NaN (or garbage argmaxes), so an element a
 kernel forgets to write, or an accumulator it forgets to zero, shows up as a mismatch.
@@ -16,20 +18,14 @@ from hypothesis import strategies as st
 from minicnn.kernels import (
     adam_update,
     adam_update_reference,
-    bias_relu,
-    bias_relu_reference,
     col2im,
     col2im_reference,
-    conv_direct,
-    conv_direct_reference,
     im2col,
     im2col_reference,
     maxpool_backward,
     maxpool_backward_reference,
     maxpool_forward,
     maxpool_forward_reference,
-    relu_backward,
-    relu_backward_reference,
 )
 from tests.strategies import (
     distinct_values,
@@ -139,25 +135,6 @@ def assert_pool_forward_matches(x, s):
 
 
 @SETTINGS
-@given(s=window_setups(kind="conv"), filters=st.integers(1, 5), relu=st.booleans(),
-       dtype=dtypes(), seed=seeds())
-def test_conv_direct_matches_im2col_gemm_reference(s, filters, relu, dtype, seed):
-    rng = np.random.default_rng(seed)
-    x = standard_normal(rng, s.x_shape, dtype)
-    kernel = standard_normal(rng, (s.KH, s.KW, s.C, filters), dtype)
-    bias = standard_normal(rng, (filters,), dtype)
-    out = np.full((s.N, s.H_out, s.W_out, filters), np.nan, dtype=dtype)
-    conv_direct(x, kernel, bias, s.SH, s.SW, s.PT, s.PL, relu, out)
-    expected = conv_direct_reference(x, kernel, bias, s.SH, s.SW, s.PT, s.PL, relu, s.H_out,
-                                     s.W_out)
-    # The same products summed in another order: equal to float rounding.
-    np.testing.assert_allclose(out, expected, rtol=KERNEL_RTOL[dtype.name],
-                               atol=KERNEL_ATOL[dtype.name] * s.KH * s.KW * s.C)
-    if relu:
-        assert (out >= 0).all()
-
-
-@SETTINGS
 @given(s=window_setups(kind="pool"), dtype=dtypes(), seed=seeds())
 def test_maxpool_forward_matches_reference(s, dtype, seed):
     assert_pool_forward_matches(distinct_values(np.random.default_rng(seed), s.x_shape, dtype), s)
@@ -212,37 +189,6 @@ def test_maxpool_backward_overlapping_windows(s, dtype, seed):
     dx = np.full(s.x_shape, np.nan, dtype=dtype)
     maxpool_backward(dout, argmax, dx)
     assert_close(dx, maxpool_backward_reference(dout, argmax, s.x_shape))
-
-
-# -- bias + ReLU --------------------------------------------------------------------------------
-matrix_shapes = st.tuples(st.integers(1, 40), st.integers(1, 12))
-
-
-@SETTINGS
-@given(shape=matrix_shapes, dtype=dtypes(), seed=seeds())
-def test_bias_relu_matches_reference(shape, dtype, seed):
-    rng = np.random.default_rng(seed)
-    z = standard_normal(rng, shape, dtype)
-    bias = standard_normal(rng, shape[1:], dtype)
-    z[rng.random(shape) < 0.2] = 0.0
-    z[:, 0] = -bias[0]  # pre-activations exactly at the kink: the output must be 0
-    expected = bias_relu_reference(z, bias)
-    bias_relu(z, bias)
-    # One add and one comparison per element, in the same dtype: exact.
-    np.testing.assert_array_equal(z, expected)
-    assert z.dtype == dtype
-
-
-@SETTINGS
-@given(shape=matrix_shapes, dtype=dtypes(), seed=seeds())
-def test_relu_backward_matches_reference(shape, dtype, seed):
-    rng = np.random.default_rng(seed)
-    y = np.maximum(standard_normal(rng, shape, dtype), 0)  # about half exactly zero
-    dout = standard_normal(rng, shape, dtype)
-    dz = np.full(shape, np.nan, dtype=dtype)
-    relu_backward(dout, y, dz)
-    np.testing.assert_array_equal(dz, relu_backward_reference(dout, y))
-    np.testing.assert_array_equal(dz == 0, (y == 0) | (dout == 0))
 
 
 # -- Adam -----------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ tf = pytest.importorskip("tensorflow", reason="TensorFlow is the oracle of these
 keras = pytest.importorskip("keras", reason="Keras 3 comes with TensorFlow")
 
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPooling2D, Softmax  # noqa: E402
-from minicnn.losses import CategoricalCrossentropy  # noqa: E402
+from minicnn.losses import CategoricalCrossentropy, LossHead  # noqa: E402
 from minicnn.optimizers import Adam  # noqa: E402
 from tests.strategies import distinct_values  # noqa: E402
 from tests.tolerances import (  # noqa: E402
@@ -225,11 +225,10 @@ def identity_softmax_head(K: int):
 
 def minicnn_softmax_ce(logits: np.ndarray, y: np.ndarray):
     """minicnn's loss value and dL/dlogits for a softmax output, as training computes them."""
-    layer, loss = Softmax(), CategoricalCrossentropy()
+    layer = Softmax()
     probs = layer(logits)
-    value = loss(y, probs, logits=layer.softmax_logits())
-    dz = layer.backward_from_logits(loss.logits_gradient(y, probs))
-    return value, dz, probs
+    head = LossHead(CategoricalCrossentropy(), layer)
+    return head(y, probs), head.backward(y, probs, layer), probs
 
 
 @pytest.mark.parametrize("scale", [1.0, 30.0])
@@ -283,11 +282,11 @@ def test_dense_softmax_loss_uses_the_biased_logits():
     kernel_w = ours.get_weights()[0] * 4  # saturated probabilities: logits and clipping differ
     ours.set_weights([kernel_w, rng.normal(0, 3, 4).astype(np.float32)])
     probs = ours(x)
-    report("Dense softmax logits", ours.softmax_logits(), x @ kernel_w + ours.get_weights()[1],
+    report("Dense softmax logits", ours.cache.z, x @ kernel_w + ours.get_weights()[1],
            TF_FORWARD_RTOL, TF_FORWARD_ATOL)
     theirs = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="softmax")])
     theirs.set_weights(ours.get_weights())
-    value = CategoricalCrossentropy()(y, probs, logits=ours.softmax_logits())
+    value = LossHead(CategoricalCrossentropy(), ours)(y, probs)
     report("Dense softmax CE value", value, keras_reported_loss(theirs, x, y), TF_FORWARD_RTOL,
            TF_FORWARD_ATOL)
 
@@ -322,12 +321,12 @@ def reference_keras_model():
 
 def minicnn_train_step(layers, optimizer, x, y) -> float:
     """Forward, loss from the logits, fused softmax-CE backward, backward chain, Adam step."""
-    loss = CategoricalCrossentropy()
+    head = LossHead(CategoricalCrossentropy(), layers[-1])
     out = x
     for layer in layers:
-        out = layer(out)
-    value = loss(y, out, logits=layers[-1].softmax_logits())
-    g = layers[-1].backward_from_logits(loss.logits_gradient(y, out))
+        out = layer(out, training=True)
+    value = head(y, out)
+    g = head.backward(y, out, layers[-1])
     for layer in reversed(layers[:-1]):
         g = layer.backward(g)
     optimizer.step([p for layer in layers for p in layer.params])

@@ -1,19 +1,18 @@
-"""minicnn's thread pool: every task runs once, errors surface, chunks cover the batch, split
-GEMMs equal numpy's, and BLAS gets its threads back after fit."""
+"""minicnn's thread pool: every task runs once, errors surface, chunks cover the batch, and BLAS
+gets its threads back after fit."""
 
 import itertools
 import threading
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_info
 
-from minicnn import _parallel as parallel
+from minicnn.fast import parallel
 from minicnn.models import mnist_cnn
 from minicnn.utils import to_categorical
-from tests.tolerances import KERNEL_ATOL, KERNEL_RTOL
 
 
 @given(n=st.integers(0, 300), min_size=st.integers(1, 64))
@@ -40,23 +39,6 @@ def test_every_task_runs_once_and_errors_surface():
 
     with pytest.raises(ValueError, match="a task failed"):
         parallel.run([boom, lambda: None, lambda: None])
-
-
-@settings(max_examples=25, deadline=None)
-@given(m=st.integers(1, 1200), k=st.integers(1, 40), n=st.integers(1, 30),
-       seed=st.integers(0, 2**32 - 1))
-def test_split_gemms_equal_numpy(m, k, n, seed):
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((m, k)).astype(np.float32)
-    b = rng.standard_normal((k, n)).astype(np.float32)
-    c = rng.standard_normal((m, n)).astype(np.float32)
-    out = parallel.matmul(a, b, np.empty((m, n), np.float32))
-    np.testing.assert_allclose(out, a @ b, rtol=KERNEL_RTOL["float32"],
-                               atol=KERNEL_ATOL["float32"] * k)
-    parts = np.empty((parallel.MAX_CHUNKS, k, n), np.float32)
-    out = parallel.matmul_tn(a, c, np.empty((k, n), np.float32), parts)
-    np.testing.assert_allclose(out, a.T @ c, rtol=KERNEL_RTOL["float32"] * 10,
-                               atol=KERNEL_ATOL["float32"] * m)
 
 
 def test_fit_gives_blas_its_threads_back():

@@ -1,9 +1,10 @@
 """The pictures of `minicnn.plots` for studying a model: each renders a real PNG, headless.
 
 A picture is checked as a file (PNG signature, not tiny) and as an image read back (not one flat
-colour); the numbers behind a picture (`confusion_matrix`) against a hand count; bad inputs give
-a ValueError that names the argument. The model is the notebook's, untrained: the pictures do not
-need it to be good. One test uses real MNIST digits and skips when $MINICNN_DATA is not set.
+colour); bad inputs give a ValueError that names the argument (the numbers behind the confusion
+matrix are checked by hand in test_metrics.py). The model is the notebook's, untrained: the
+pictures do not need it to be good. One test uses real MNIST digits and skips when $MINICNN_DATA
+is not set.
 """
 
 from __future__ import annotations
@@ -27,13 +28,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MIN_PNG_BYTES = 1000
 SUBPROCESS_TIMEOUT = 300  # seconds; generous, the machine is shared
 
-# By hand: y_true 0 1 2 2 1 0 2 against y_pred 0 2 2 1 1 0 2 counts, row = true, column = predicted,
-#   true 0: predicted 0 twice;  true 1: 2 once, 1 once;  true 2: 2 twice, 1 once.
+# Three classes, five of seven predictions right (test_metrics.py counts them by hand).
 Y_TRUE = np.array([0, 1, 2, 2, 1, 0, 2])
 Y_PRED = np.array([0, 2, 2, 1, 1, 0, 2])
-HAND_COUNTED = np.array([[2, 0, 0],
-                         [0, 1, 1],
-                         [0, 1, 2]])
 
 
 def assert_picture(path) -> np.ndarray:
@@ -70,45 +67,6 @@ def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     for image, label in zip(images, labels, strict=True):
         image[4:24, 2 + 2 * label:5 + 2 * label] = 1.0
     return images, labels
-
-
-# -- confusion_matrix, by hand ----------------------------------------------------------------
-def test_confusion_matrix_matches_a_hand_count():
-    counts = plots.confusion_matrix(Y_TRUE, Y_PRED)
-    assert counts.dtype == np.int64
-    np.testing.assert_array_equal(counts, HAND_COUNTED)
-    # Rows sum to the class sizes, the diagonal to the correct predictions.
-    np.testing.assert_array_equal(counts.sum(axis=1), np.bincount(Y_TRUE))
-    assert np.trace(counts) == np.sum(Y_TRUE == Y_PRED)
-
-
-def test_confusion_matrix_takes_one_hot_labels_and_probability_rows():
-    rng = np.random.default_rng(0)
-    # Probability rows whose largest entry is the predicted class.
-    probabilities = rng.dirichlet(np.ones(3), size=len(Y_PRED)) * 0.5
-    probabilities[np.arange(len(Y_PRED)), Y_PRED] += 0.5
-    np.testing.assert_array_equal(
-        plots.confusion_matrix(np.eye(3)[Y_TRUE], probabilities), HAND_COUNTED)
-    # Float labels that are whole numbers are class indices too.
-    np.testing.assert_array_equal(
-        plots.confusion_matrix(Y_TRUE.astype(float), Y_PRED), HAND_COUNTED)
-    # A one-hot width or num_classes larger than the labels seen adds empty classes.
-    wide = plots.confusion_matrix(np.eye(5)[Y_TRUE], Y_PRED)
-    assert wide.shape == (5, 5) and wide.sum() == len(Y_TRUE)
-    np.testing.assert_array_equal(wide[:3, :3], HAND_COUNTED)
-    assert plots.confusion_matrix(Y_TRUE, Y_PRED, num_classes=4).shape == (4, 4)
-
-
-@pytest.mark.parametrize(("y_true", "y_pred", "kwargs", "message"), [
-    (Y_TRUE, Y_PRED[:-1], {}, r"`y_true` and `y_pred`.*7 labels and 6 predictions"),
-    (Y_TRUE - 1, Y_PRED, {}, r"`y_true`.*>= 0"),
-    (Y_TRUE + 0.5, Y_PRED, {}, r"`y_true`.*integer"),
-    (Y_TRUE, Y_PRED[:, None, None], {}, r"`y_pred`.*shape \(7, 1, 1\)"),
-    (Y_TRUE, Y_PRED, {"num_classes": 2}, r"`num_classes`.*at least 3"),
-])
-def test_confusion_matrix_rejects_bad_labels(y_true, y_pred, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        plots.confusion_matrix(y_true, y_pred, **kwargs)
 
 
 # -- the pictures --------------------------------------------------------------------------------

@@ -43,3 +43,9 @@ ADAM_STEP_RTOL = 0.0
 # 1.1e-2 at the second, epsilon added to sqrt(v_hat) by 1.2e-3 at the fifth.
 PARITY_FIRST_STEP_BOUND = 1e-5
 PARITY_FIVE_STEP_BOUND = 5e-4
+
+# A fast-plan step against the layers it covers, as a multiple of KERNEL_RTOL of the tensor's
+# largest magnitude: the step sums the same products in chunks (weight gradients: a sum of
+# per-chunk partial sums) or in another order (direct convolution), so each element carries
+# the rounding of a sum of many terms rather than of itself.
+PLAN_RTOL_FACTOR = 10

@@ -1,5 +1,6 @@
-"""Datasets: the IDX file format (`idx`) and MNIST-layout loading with download (`mnist`)."""
+"""Datasets: IDX files (`idx`), MNIST with its download (`mnist`), pictures of your own digits
+(`images`)."""
 
-from minicnn.datasets import idx, mnist
+from minicnn.datasets import idx, images, mnist
 
-__all__ = ["idx", "mnist"]
+__all__ = ["idx", "images", "mnist"]

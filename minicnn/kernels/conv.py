@@ -59,43 +59,8 @@ def _col2im(dcols, KH, KW, SH, SW, PT, PL, H_out, W_out, dx):
                             dx[n, h, w, c] += dcols[row, col + c]
 
 
-def _conv_direct(x, kernel, bias, SH, SW, PT, PL, relu, out):
-    """out (N, H_out, W_out, F) = [relu](conv(x, kernel) + bias), without an im2col matrix.
-
-    For a layer whose receptive field KH * KW * C is tiny (the first layer of an image model:
-    3 * 3 * 1 = 9), the im2col GEMM has an inner dimension of 9, where BLAS runs far below its
-    speed and the im2col matrix costs more to write than the arithmetic. Here each output pixel
-    accumulates its F filters in a small buffer (F contiguous, so the inner loop is SIMD) and is
-    written once, with bias and ReLU applied on the way out.
-    """
-    N, H, W, C = x.shape
-    KH, KW, _, F = kernel.shape
-    H_out, W_out = out.shape[1], out.shape[2]
-    acc = np.empty(F, dtype=out.dtype)
-    for n in range(N):
-        for i in range(H_out):
-            for j in range(W_out):
-                for f in range(F):
-                    acc[f] = bias[f]
-                for kh in range(KH):
-                    h = i * SH - PT + kh
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(KW):
-                        w = j * SW - PL + kw
-                        if w < 0 or w >= W:
-                            continue
-                        for c in range(C):
-                            a = x[n, h, w, c]
-                            for f in range(F):
-                                acc[f] += a * kernel[kh, kw, c, f]
-                for f in range(F):
-                    out[n, i, j, f] = acc[f] if (acc[f] > 0.0 or not relu) else 0.0
-
-
 im2col = njit(cache=True, nogil=True)(_im2col)
 col2im = njit(cache=True, nogil=True)(_col2im)
-conv_direct = njit(cache=True, nogil=True)(_conv_direct)
 
 
 def _padded_window_slices(kh, kw, SH, SW, H_out, W_out):
@@ -127,12 +92,3 @@ def col2im_reference(dcols, x_shape, KH, KW, SH, SW, PT, PL, H_out, W_out):
         for kw in range(KW):
             dxp[_padded_window_slices(kh, kw, SH, SW, H_out, W_out)] += d[:, :, :, kh, kw, :]
     return dxp[:, PT:PT + H, PL:PL + W, :]
-
-
-def conv_direct_reference(x, kernel, bias, SH, SW, PT, PL, relu, H_out, W_out):
-    """Plain NumPy: im2col_reference times the reshaped kernel, plus bias, then ReLU if asked."""
-    KH, KW, _, F = kernel.shape
-    z = im2col_reference(x, KH, KW, SH, SW, PT, PL, H_out, W_out) @ kernel.reshape(-1, F) + bias
-    if relu:
-        z = np.maximum(z, 0)
-    return z.reshape(x.shape[0], H_out, W_out, F).astype(x.dtype, copy=False)

@@ -1,4 +1,4 @@
-"""Argument checking and window arithmetic shared by Conv2D and MaxPooling2D."""
+"""Argument checking and window arithmetic shared by the layers."""
 
 from __future__ import annotations
 
@@ -39,3 +39,12 @@ def window_geometry(size: int, window: int, stride: int, padding: str) -> tuple[
         pad_total = max((out - 1) * stride + window - size, 0)
         return out, pad_total // 2
     return (size - window) // stride + 1, 0
+
+
+def positive_int(value, argument: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Expected a strictly positive value. "
+            f"Received {argument}={value!r}"
+        )
+    return value

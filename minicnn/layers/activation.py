@@ -1,6 +1,11 @@
-"""ReLU and Softmax as layers of their own (the same functions as `activation="relu"` etc.)."""
+"""ReLU and Softmax as layers of their own (the same functions as `activation="relu"` etc.).
+
+    y = activation(x);   dx = activation'(dout), from the output y
+"""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -8,40 +13,41 @@ from minicnn import activations
 from minicnn.layers.base import Layer
 
 
+class ActivationCache(NamedTuple):
+    z: np.ndarray  # (N, ...), the input: the activation's z
+    y: np.ndarray  # (N, ...), the output
+
+
 class _ActivationLayer(Layer):
-    function: activations.Activation
+    activation: activations.Activation
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """x (N, ...) -> y (N, ...), the activation along the last axis."""
         x = self._prepare(x)
-        z = np.array(x, order="C")  # the activation works in place; never on the caller's x
-        y, logits = activations.apply(self.function, z.reshape(-1, z.shape[-1]), None)
-        y = y.reshape(x.shape)
-        self.cache = (y, logits) if training else None
+        y = self.activation.forward(x)
+        self.cache = ActivationCache(x, y)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        y, _ = self._cached()
-        flat = (-1, y.shape[-1])
-        return self.function.backward(dout.reshape(flat), y.reshape(flat)).reshape(y.shape)
+        """dout (N, ...) -> dx (N, ...)."""
+        return self.activation.backward(dout, self._cached().y)
+
+    def backward_from_z(self, dz: np.ndarray) -> np.ndarray:
+        """The input is z itself, so a gradient at z is the input gradient."""
+        self._cached()
+        return dz
 
 
 class ReLU(_ActivationLayer):
-    """y = max(x, 0); dx = dout where x > 0."""
+    """y = max(x, 0); dx = dout where y > 0."""
 
-    function = activations.relu
+    activation = activations.relu
 
 
 class Softmax(_ActivationLayer):
     """y = exp(x) / sum(exp(x)) along the last axis."""
 
-    function = activations.softmax
-
-    def softmax_logits(self):
-        return self._cached()[1]
-
-    def backward_from_logits(self, dz):
-        self._cached()
-        return dz
+    activation = activations.softmax

@@ -1,9 +1,14 @@
 """The layer protocol every minicnn layer follows, built-in or a user's own.
 
-    build(input_shape)         create weights once the input shape is known (batch dim is None)
-    forward(x, training=True)  -> y; keeps what backward needs in `self.cache` (only if training)
-    backward(dout)             -> dx; fills each parameter's .grad, never changes a weight
-    params                     the Parameter objects (.name, .value, .grad), in Keras order
+    build(input_shape)          create weights once the input shape is known (batch dim is None)
+    forward(x, training=False)  -> y; keeps what backward needs in `self.cache`
+    backward(dout)              -> dx; fills each parameter's .grad, never changes a weight
+    params                      the Parameter objects (.name, .value, .grad), in Keras order
+
+`training` says how to behave, as Keras passes it: True inside `fit`, False in `predict`,
+`evaluate` and the validation pass (a Dropout layer drops only when it is True). It does not
+decide whether a backward pass may follow: forward always keeps what backward needs, so the
+gradient of a model in inference mode can be taken too.
 
 A parameter-free layer of your own needs only `forward` and `backward`; its output shape is found
 by running `forward` once on a zero input. Only an optimizer's `step` changes `param.value`.
@@ -127,31 +132,22 @@ class Layer:
     def _cached(self):
         if self.cache is None:
             raise RuntimeError(
-                f"Layer '{self.name}': backward() needs the cache of a forward(x, training=True) "
-                "call, and there is none."
+                f"Layer '{self.name}': backward() needs what a forward() call keeps, and no "
+                "forward() has run since the layer was built or cast."
             )
         return self.cache
 
     # -- the pass -----------------------------------------------------------------------------
-    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(x, training)")
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement backward(dout)")
 
-    def __call__(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         if not self.built:
             x = self._prepare(x)
         return self.forward(x, training=training)
-
-    # -- a softmax output, for the fused cross-entropy gradient ----------------------------------
-    def softmax_logits(self) -> np.ndarray | None:
-        """The logits z behind this layer's softmax output in the last forward, if it has one."""
-        return None
-
-    def backward_from_logits(self, dz: np.ndarray) -> np.ndarray:
-        """backward(), starting from dL/dz of the softmax's input instead of dL/dy."""
-        raise TypeError(f"Layer '{self.name}' does not end in a softmax")
 
     # -- weights ------------------------------------------------------------------------------
     @property

@@ -11,13 +11,14 @@ from typing import NamedTuple
 import numpy as np
 
 from minicnn import activations
+from minicnn.layers._args import positive_int
 from minicnn.layers.base import Layer
 
 
 class DenseCache(NamedTuple):
     x: np.ndarray  # (N, in)
-    y: np.ndarray  # (N, out), the activation's output
-    logits: np.ndarray | None  # z, kept only when the activation is softmax
+    z: np.ndarray  # (N, out), before the activation
+    y: np.ndarray  # (N, out), after it
 
 
 class Dense(Layer):
@@ -27,12 +28,7 @@ class Dense(Layer):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", input_shape=None,
                  *, name: str | None = None, dtype=None):
         super().__init__(name=name, dtype=dtype, input_shape=input_shape)
-        if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
-            raise ValueError(
-                "Invalid value for argument `units`. Expected a strictly positive value. "
-                f"Received units={units!r}"
-            )
-        self.units = units
+        self.units = positive_int(units, "units")
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
@@ -54,29 +50,25 @@ class Dense(Layer):
     def compute_output_shape(self, input_shape):
         return (None, self.units)
 
-    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, in) -> y (N, out)."""
         x = self._prepare(x)
         z = x @ self.kernel.value
-        y, logits = activations.apply(self.activation, z,
-                                      None if self.bias is None else self.bias.value)
-        self.cache = DenseCache(x, y, logits) if training else None
+        if self.bias is not None:
+            z += self.bias.value
+        y = self.activation.forward(z)
+        self.cache = DenseCache(x, z, y)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """dout (N, out) -> dx (N, in); fills kernel.grad and bias.grad."""
-        cache = self._cached()
-        return self._backward_linear(self.activation.backward(dout, cache.y))
+        return self.backward_from_z(self.activation.backward(dout, self._cached().y))
 
-    def softmax_logits(self):
-        return self._cached().logits
-
-    def backward_from_logits(self, dz):
-        return self._backward_linear(dz)
-
-    def _backward_linear(self, dz: np.ndarray) -> np.ndarray:
+    def backward_from_z(self, dz: np.ndarray) -> np.ndarray:
+        """The backward pass from dz = dL/dz (N, out), the gradient before the activation (what
+        a loss fused with the activation hands over) -> dx (N, in)."""
         x = self._cached().x
-        np.matmul(x.T, dz, out=self.kernel.grad)
+        self.kernel.grad[...] = x.T @ dz
         if self.bias is not None:
-            dz.sum(axis=0, out=self.bias.grad)
+            self.bias.grad[...] = dz.sum(axis=0)
         return dz @ self.kernel.value.T

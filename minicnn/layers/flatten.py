@@ -14,10 +14,12 @@ class Flatten(Layer):
         rest = input_shape[1:]
         return (None, None if None in rest else math.prod(rest))
 
-    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """x (N, H, W, C) -> (N, H * W * C)."""
         x = self._prepare(x)
-        self.cache = x.shape if training else None
+        self.cache = x.shape
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        """dout (N, H * W * C) -> dx (N, H, W, C)."""
         return dout.reshape(self._cached())

@@ -31,7 +31,8 @@ class MaxPooling2D(Layer):
         self.strides = self.pool_size if strides is None else positive_pair(strides, "strides")
         self.padding = padding_mode(padding)
 
-    def _geometry(self, H: int, W: int):
+    def geometry(self, H: int, W: int) -> tuple[int, int, int, int]:
+        """(H_out, W_out, PT, PL): the output size and the padding at the top and left."""
         (PH, PW), (SH, SW) = self.pool_size, self.strides
         H_out, PT = window_geometry(H, PH, SH, self.padding)
         W_out, PL = window_geometry(W, PW, SW, self.padding)
@@ -49,19 +50,19 @@ class MaxPooling2D(Layer):
                 f"channels), received input_shape={tuple(input_shape)}"
             )
         _, H, W, C = input_shape
-        H_out, W_out, _, _ = self._geometry(H, W)
+        H_out, W_out, _, _ = self.geometry(H, W)
         return (None, H_out, W_out, C)
 
-    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, H, W, C) -> y (N, H_out, W_out, C)."""
         x = self._prepare(x)
         N, H, W, C = x.shape
-        H_out, W_out, PT, PL = self._geometry(H, W)
+        H_out, W_out, PT, PL = self.geometry(H, W)
         y = np.empty((N, H_out, W_out, C), dtype=x.dtype)
         argmax = np.empty((N, H_out, W_out, C), dtype=np.int32)
         (PH, PW), (SH, SW) = self.pool_size, self.strides
         maxpool_forward(np.ascontiguousarray(x), PH, PW, SH, SW, PT, PL, y, argmax)
-        self.cache = PoolCache(x.shape, argmax) if training else None
+        self.cache = PoolCache(x.shape, argmax)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:

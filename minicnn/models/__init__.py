@@ -1,6 +1,6 @@
-"""Models: `Sequential`, `load_model`, and the notebook's reference model `mnist_cnn`."""
+"""Models: `Sequential`, `load_model`, and the notebook's MNIST model `mnist_cnn`."""
 
-from minicnn.models.reference import mnist_cnn
+from minicnn.models.mnist import mnist_cnn
 from minicnn.models.saving import load_model
 from minicnn.models.sequential import Sequential
 

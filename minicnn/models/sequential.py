@@ -1,31 +1,23 @@
-"""Sequential: a stack of layers with Keras's compile / fit / evaluate / predict.
+"""Sequential: a linear stack of layers, their weights, and saving them.
 
-One training step, in `train_on_batch`:
-    forward through every layer (each keeps what its backward needs),
-    the loss, and its gradient: the fused (p - y) / N when the output is a softmax,
-    backward through every layer in reverse (each fills its parameters' .grad),
-    one optimizer step (the only place weights change).
+The passes (compile, fit, evaluate, predict, the study tools) come from `Trainer`, in
+training.py; this half is the container: which layers, in what order, built for what shape,
+holding which weights, and how they are written to a file (model_file.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Iterator
+import os
 
 import numpy as np
 
-from minicnn import _parallel as parallel
-from minicnn import losses, optimizers
-from minicnn.callbacks import Callback, CallbackList, History, LearningCheck, ProgbarLogger
 from minicnn.layers.base import Layer, _auto_name, shape_str
-from minicnn.layers.fused import ConvPool
-from minicnn.recording import BackwardSummary, Recording
+from minicnn.models.model_file import read_model_file, write_model_file
+from minicnn.models.summary import summary_text
+from minicnn.models.training import Trainer
 
-_ACCURACY_NAMES = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy")
 
-
-class Sequential:
+class Sequential(Trainer):
     """A linear stack of layers. `Sequential([layers...], name=None, seed=None)`.
 
     `seed` fixes every random choice (weight initialization and each epoch's shuffle), so a run
@@ -38,15 +30,7 @@ class Sequential:
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self._rng = np.random.default_rng(self.seed)
         self._layers: list[Layer] = []
-        self._plan: list | None = None
-        self._recording: Recording | None = None
-        # fit() warns about any layer that did not learn in its first steps (LearningCheck).
-        self.learning_check = True
-        self.optimizer = self.loss = None
-        self.metrics: list[str] = []
-        self.compiled = False
-        self.stop_training = False
-        self.history: History | None = None
+        self._init_training()
         for layer in layers or []:
             self.add(layer)
 
@@ -65,7 +49,7 @@ class Sequential:
             raise ValueError(f"All layers added to a Sequential model should have unique names. "
                              f"Name '{layer.name}' is already the name of a layer in this model.")
         self._layers.append(layer)
-        self._plan = None
+        self._plans.clear()
         if self._layers[0].input_shape is not None:  # Keras builds as soon as the shape is known
             self.build(self._layers[0].input_shape)
 
@@ -99,29 +83,6 @@ class Sequential:
                     f"Layer '{layer.name}' was built for input shape "
                     f"{shape_str(layer.input_shape)} but follows an output of {shape_str(shape)}")
             shape = layer.output_shape
-        # The first layer's input gradient is never used: skip computing it.
-        if hasattr(self._layers[0], "needs_input_gradient"):
-            self._layers[0].needs_input_gradient = False
-
-    @property
-    def _steps(self) -> list:
-        """The layers as fit/evaluate/predict run them: each Conv2D(relu) + MaxPooling2D pair
-        that qualifies becomes one ConvPool step (same results, fewer passes over memory)."""
-        if self._plan is None:
-            self._plan = self._make_plan()
-        return self._plan
-
-    def _make_plan(self) -> list:
-        steps, k = [], 0
-        while k < len(self._layers):
-            pair = self._layers[k:k + 2]
-            if len(pair) == 2 and ConvPool.applies(*pair):
-                steps.append(ConvPool(*pair))
-                k += 2
-            else:
-                steps.append(self._layers[k])
-                k += 1
-        return steps
 
     @property
     def params(self):
@@ -149,309 +110,44 @@ class Sequential:
             k += len(layer.params)
 
     def summary(self, print_fn=None) -> None:
-        from minicnn.models.summary import summary_text
-
+        """Print Keras 3's table of the layers, their output shapes and parameter counts."""
         (print_fn or print)(summary_text(self))
 
-    # -- compile --------------------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
-        self.optimizer = optimizers.get(optimizer)
-        if loss is None:
-            raise ValueError("Argument `loss` is required, e.g. loss='categorical_crossentropy'")
-        self.loss = losses.get(loss)
-        self.metrics = []
-        for metric in metrics or []:
-            if metric not in _ACCURACY_NAMES:
-                raise ValueError(f"Invalid value in argument `metrics`. Expected one of "
-                                 f"{list(_ACCURACY_NAMES)}. Received {metric!r}")
-            self.metrics.append(metric)
-        self.compiled = True
-
-    def _require_compiled(self, method: str) -> None:
-        if not self.compiled:
-            raise RuntimeError(f"You must call `compile()` before using the model "
-                               f"(called `{method}()` on model '{self.name}').")
-
-    # -- one batch ------------------------------------------------------------------------------
-    def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        rec = self._recording
-        steps = self._steps if rec is None else self._layers
-        if rec is not None:
-            rec.start(x)
-        last = len(steps) - 1
-        for k, step in enumerate(steps):
-            # The last layer keeps its cache even in inference, so a softmax head can hand its
-            # logits to the loss (it is small: one row of class scores per sample).
-            y = step.forward(x, training=training or k == last)
-            if rec is not None:
-                rec.forward(step, x, y)
-            x = y
-        return x
-
-    def _backward(self, y: np.ndarray, out: np.ndarray) -> None:
-        """Fill every parameter's .grad with dL/dW of the mean loss over the batch (y, out)."""
-        rec = self._recording
-        steps = self._steps if rec is None else self._layers
-        last = steps[-1]
-        if last.softmax_logits() is not None:
-            g = last.backward_from_logits(self.loss.logits_gradient(y, out))
-        else:
-            g = last.backward(self.loss.gradient(y, out))
-        if rec is not None:
-            rec.backward(last, self.loss.gradient(y, out), g)
-        for step in reversed(steps[:-1]):
-            dout, g = g, step.backward(g)
-            if rec is not None:
-                rec.backward(step, dout, g)
-
-    def _loss_and_correct(self, y: np.ndarray, out: np.ndarray) -> tuple[float, int]:
-        """Summed loss and number of correct predictions over the batch."""
-        per_sample = self.loss.per_sample(y, out, self._layers[-1].softmax_logits())
-        targets = self.loss.targets(y, out)
-        correct = int((targets.argmax(axis=-1) == out.argmax(axis=-1)).sum())
-        return float(per_sample.sum(dtype=np.float64)), correct
-
-    def train_on_batch(self, x, y) -> list[float] | float:
-        """One optimizer step on the batch (x, y); returns [loss, *metrics] of that batch."""
-        self._require_compiled("train_on_batch")
-        x, y = self._as_data(x, y, "train_on_batch")
-        with parallel.single_threaded_blas():
-            loss_sum, correct = self._train_step(x, y)
-        values = list(self._logs(loss_sum, correct, len(x)).values())
-        return values if len(values) > 1 else values[0]
-
-    def _train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-        """Forward, loss, backward, optimizer step; returns the batch's summed loss and hits."""
-        out = self._forward(x, training=True)
-        batch = self._loss_and_correct(y, out)
-        if self._recording is not None:
-            self._recording.loss = batch[0] / len(x)
-        self._backward(y, out)
-        self.optimizer.step(self.params)
-        return batch
-
-    # -- data checks ----------------------------------------------------------------------------
-    def _as_input(self, x, method: str) -> np.ndarray:
-        x = np.asarray(x)
-        if not self.built:
-            self.build((None, *x.shape[1:]))
-        self._layers[0].check_input_shape(x.shape, context=f"{method}(): ")
-        # Like Keras, data of another dtype (uint8 images, float64 arrays) is cast to the
-        # model's dtype once here, at the boundary; layers themselves never change a dtype.
-        return np.ascontiguousarray(x, dtype=self.dtype)
-
-    def _as_data(self, x, y, method: str) -> tuple[np.ndarray, np.ndarray]:
-        x = self._as_input(x, method)
-        y = np.asarray(y)
-        if len(x) != len(y):
-            raise ValueError(f"{method}(): x and y must have the same number of samples; x has "
-                             f"{len(x)}, y has {len(y)}")
-        probe = np.zeros((1, *self.output_shape[1:]), dtype=self.dtype)
-        self.loss.targets(y[:1], probe)  # raises with a hint when labels have the wrong form
-        if self.loss.name == "categorical_crossentropy":
-            y = y.astype(self.dtype, copy=False)
-        return x, y
-
-    @staticmethod
-    def _check_batch_size(batch_size) -> int:
-        if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-            raise ValueError(f"Invalid value for argument `batch_size`. Expected a strictly "
-                             f"positive integer. Received batch_size={batch_size!r}")
-        return int(batch_size)
-
-    # -- fit / evaluate / predict ---------------------------------------------------------------
-    def fit(self, x=None, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
-            callbacks: list[Callback] | None = None, validation_split: float = 0.0,
-            validation_data=None, shuffle: bool = True, initial_epoch: int = 0) -> History:
-        """Train for `epochs` epochs; returns the History (also kept in `model.history`).
-
-        Keras's semantics: `validation_split` holds out the *last* fraction of x and y, before
-        any shuffling; each epoch reshuffles the training part only; the last, partial batch is
-        trained; logged metrics are sample-weighted means over the epoch so far.
-        """
-        self._require_compiled("fit")
-        batch_size = self._check_batch_size(batch_size)
-        if not 0.0 <= validation_split < 1.0:
-            raise ValueError(f"Invalid value for argument `validation_split`. Expected a value "
-                             f"in [0, 1). Received validation_split={validation_split!r}")
-        x, y = self._as_data(x, y, "fit")
-        if validation_data is not None:
-            x_val, y_val = self._as_data(*validation_data[:2], "fit (validation_data)")
-        elif validation_split:
-            split_at = math.floor(len(x) * (1.0 - validation_split))
-            if split_at in (0, len(x)):
-                raise ValueError(f"Training data contains {len(x)} samples, too few to split "
-                                 f"with validation_split={validation_split}.")
-            x, x_val, y, y_val = x[:split_at], x[split_at:], y[:split_at], y[split_at:]
-        else:
-            x_val = y_val = None
-        steps = math.ceil(len(x) / batch_size)
-        self.history = History()
-        params = {"verbose": verbose, "epochs": epochs, "steps": steps}
-        self.history.params = params
-        defaults = [LearningCheck()] if initial_epoch == 0 and self.learning_check else []
-        callbacks = CallbackList([*defaults, *(callbacks or []), ProgbarLogger(verbose),
-                                  self.history], self, params)
-        self.stop_training = False
-        with parallel.single_threaded_blas():
-            self._fit_epochs(x, y, x_val, y_val, batch_size, steps, epochs, initial_epoch,
-                             shuffle, callbacks, params)
-        return self.history
-
-    def _fit_epochs(self, x, y, x_val, y_val, batch_size, steps, epochs, initial_epoch,
-                    shuffle, callbacks, params) -> None:
-        callbacks.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            callbacks.on_epoch_begin(epoch)
-            # Each epoch's order depends only on (seed, epoch): a resumed run shuffles exactly
-            # as a run straight through.
-            order = (np.random.default_rng((self.seed, epoch)).permutation(len(x)) if shuffle
-                     else np.arange(len(x)))
-            loss_sum, correct, seen, logs = 0.0, 0, 0, {}
-            for step in range(steps):
-                callbacks.on_train_batch_begin(step)
-                idx = order[step * batch_size:(step + 1) * batch_size]
-                batch_loss, batch_correct = self._train_step(x[idx], y[idx])
-                loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, \
-                    seen + len(idx)
-                logs = self._logs(loss_sum, correct, seen)
-                params["steps_done"] = step + 1
-                callbacks.on_train_batch_end(step, logs)
-                if self.stop_training:
-                    break
-            if x_val is not None:
-                val_loss, val_correct = self._evaluate_arrays(x_val, y_val, batch_size)
-                logs.update({f"val_{k}": v for k, v in
-                             self._logs(val_loss, val_correct, len(x_val)).items()})
-            callbacks.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        callbacks.on_train_end()
-
-    def _logs(self, loss_sum: float, correct: int, seen: int) -> dict[str, float]:
-        logs = {"loss": loss_sum / seen}
-        for metric in self.metrics:
-            logs[metric] = correct / seen
-        return logs
-
-    def _evaluate_arrays(self, x, y, batch_size: int, callbacks=None) -> tuple[float, int]:
-        loss_sum, correct = 0.0, 0
-        for step, start in enumerate(range(0, len(x), batch_size)):
-            if callbacks:
-                callbacks.on_test_batch_begin(step)
-            out = self._forward(x[start:start + batch_size], training=False)
-            batch_loss, batch_correct = self._loss_and_correct(y[start:start + batch_size], out)
-            loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
-            if callbacks:
-                callbacks.on_test_batch_end(step, self._logs(loss_sum, correct,
-                                                             min(start + batch_size, len(x))))
-        return loss_sum, correct
-
-    def evaluate(self, x=None, y=None, batch_size: int = 32, verbose: int = 1,
-                 callbacks: list[Callback] | None = None, return_dict: bool = False):
-        """[loss, *metrics] over (x, y) (a plain float when there are no metrics)."""
-        self._require_compiled("evaluate")
-        batch_size = self._check_batch_size(batch_size)
-        x, y = self._as_data(x, y, "evaluate")
-        steps = math.ceil(len(x) / batch_size)
-        cbs = CallbackList(callbacks or [], self, {"verbose": verbose, "steps": steps})
-        cbs.on_test_begin()
-        with parallel.single_threaded_blas():
-            loss_sum, correct = self._evaluate_arrays(x, y, batch_size, cbs)
-        logs = self._logs(loss_sum, correct, len(x))
-        cbs.on_test_end(logs)
-        if verbose:
-            print(f"{steps}/{steps}{''.join(f' - {k}: {v:.4f}' for k, v in logs.items())}")
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values if len(values) > 1 else values[0]
-
-    def predict(self, x, batch_size: int = 32, verbose: int = 0,
-                callbacks: list[Callback] | None = None) -> np.ndarray:
-        """The model's outputs (class probabilities for a softmax head), (N, *output_shape)."""
-        batch_size = self._check_batch_size(batch_size)
-        x = self._as_input(x, "predict")
-        cbs = CallbackList(callbacks or [], self, {"verbose": verbose})
-        cbs.on_predict_begin()
-        out = np.empty((len(x), *self.output_shape[1:]), dtype=self.dtype)
-        with parallel.single_threaded_blas():
-            for step, start in enumerate(range(0, len(x), batch_size)):
-                cbs.on_predict_batch_begin(step)
-                out[start:start + batch_size] = self._forward(x[start:start + batch_size], False)
-                cbs.on_predict_batch_end(step)
-        cbs.on_predict_end()
-        if verbose:
-            steps = math.ceil(len(x) / batch_size)
-            print(f"{steps}/{steps}")
-        return out
-
-    def __call__(self, x, training: bool = False) -> np.ndarray:
-        return self._forward(self._as_input(x, "call"), training=training)
-
-    # -- looking inside -------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def record(self) -> Iterator[Recording]:
-        """Record every layer's input, output, dout, dx and parameter gradients of each pass
-        run inside the block (the last one is kept): see minicnn/recording.py."""
-        first = self._layers[0] if self._layers else None
-        saved = getattr(first, "needs_input_gradient", None)
-        if saved is not None:
-            first.needs_input_gradient = True  # a learner wants to see dL/dx of the input too
-        self._recording = Recording()
-        try:
-            yield self._recording
-        finally:
-            self._recording = None
-            if saved is not None:
-                first.needs_input_gradient = saved
-
-    def backward_summary(self, x=None, y=None, print_fn=None) -> BackwardSummary:
-        """The backward pass as a table like summary(): per layer the shape and norm of dL/dy,
-        the norms of dL/dx and dL/dW, the last step's update-to-weight ratio, and the share of
-        dead ReLUs and of pool ties. Runs one forward and backward pass on (x, y), without an
-        optimizer step; printed (and returned) like summary()."""
-        self._require_compiled("backward_summary")
-        if x is None or y is None:
-            raise ValueError("backward_summary() needs a batch: backward_summary(x, y), e.g. "
-                             "the first 128 training images and their labels")
-        x, y = self._as_data(x, y, "backward_summary")
-        with self.record() as rec:
-            out = self._forward(x, training=True)
-            rec.loss = self._loss_and_correct(y, out)[0] / len(x)
-            self._backward(y, out)
-        summary = BackwardSummary(self.name, rec, self.optimizer, self._layers)
-        if print_fn is not False:
-            (print_fn or print)(str(summary))
-        return summary
-
-    def gradient_check(self, x, y, max_checks: int | None = 20, seed: int = 0,
-                       epsilon: float | None = None, tolerance: float | None = None):
-        """Check every layer's gradients, the loss included, against float64 central
-        differences on (x, y): see minicnn/gradcheck.py. `max_checks` elements are sampled per
-        tensor (None checks every one). The model itself is not changed."""
-        from minicnn import gradcheck
-
-        self._require_compiled("gradient_check")
-        x, y = self._as_data(x, y, "gradient_check")
-        return gradcheck.check_layers(
-            self._layers, x, y=y, loss=self.loss, seed=seed,
-            epsilon=gradcheck.EPSILON if epsilon is None else epsilon,
-            tolerance=gradcheck.TOLERANCE if tolerance is None else tolerance,
-            max_checks=max_checks, title=f"model '{self.name}' with {self.loss.name}")
-
     # -- saving ---------------------------------------------------------------------------------
-    def save(self, filepath) -> None:
-        """Write architecture, weights and optimizer state to one .npz file, atomically."""
-        from minicnn.models.saving import save_model
+    def get_config(self) -> dict:
+        """The architecture as JSON-ready data: name, seed, layers, and compile settings."""
+        config = {"class_name": "Sequential", "name": self.name, "seed": self.seed,
+                  "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                             for layer in self._layers]}
+        if self.compiled:
+            config["compile"] = {
+                "optimizer": {"class_name": type(self.optimizer).__name__,
+                              "config": self.optimizer.get_config(),
+                              "iterations": self.optimizer.iterations},
+                "loss": self.loss.name, "metrics": list(self.metrics), "fast": self.fast}
+        return config
 
-        save_model(self, filepath)
+    def save(self, filepath: str | os.PathLike) -> None:
+        """Write architecture, weights and optimizer state to one .npz file, atomically
+        (`models.load_model` reads it back)."""
+        if not self.built:
+            raise ValueError(f"Model '{self.name}' is not built yet, so it has no weights to "
+                             "save: fit it, call it on data, or give the first layer an "
+                             "input_shape.")
+        slots = self.optimizer.slots(self.params) if self.compiled else []
+        write_model_file(filepath, self.get_config(), self.get_weights(), slots)
 
-    def load_weights(self, filepath) -> None:
+    def load_weights(self, filepath: str | os.PathLike) -> None:
         """Load the weights of a model saved with `save()` into this model of the same shape."""
-        from minicnn.models.saving import load_weights
-
-        load_weights(self, filepath)
+        file = read_model_file(filepath)
+        mine, theirs = self.get_weights(), [tuple(w.shape) for w in file.weights]
+        if [w.shape for w in mine] != theirs:
+            saved = ", ".join(f"{s['config'].get('name')} ({s['class_name']})"
+                              for s in file.architecture["layers"])
+            raise ValueError(
+                f"Weights in '{file.path}' do not fit model '{self.name}': the file has weight "
+                f"shapes {theirs} (layers: {saved}); the model has {[w.shape for w in mine]}")
+        self.set_weights(file.weights)
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name!r} layers={len(self._layers)}>"

@@ -2,41 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
+from minicnn._table import readable_size, render_table
 from minicnn.layers.base import shape_str
 
 _WIDTHS = (33, 24, 15)  # Keras's columns for a line length of 76
-
-
-def render_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]],
-                 widths: Sequence[int], right_from: int, footer: Sequence[str] = ()) -> str:
-    """A box-drawn table in Keras's style; columns from `right_from` on are right-aligned."""
-
-    def rule(left: str, fill: str, cross: str, right: str) -> str:
-        return left + cross.join(fill * w for w in widths) + right
-
-    def row(cells: Sequence[str], bar: str) -> str:
-        parts = [f"{c:>{w - 2}}" if k >= right_from else f"{c:<{w - 2}}"
-                 for k, (c, w) in enumerate(zip(cells, widths, strict=True))]
-        return f"{bar} " + f" {bar} ".join(parts) + f" {bar}"
-
-    lines = [title, rule("┏", "━", "┳", "┓"), row(headers, "┃"), rule("┡", "━", "╇", "┩")]
-    for k, cells in enumerate(rows):
-        lines.append(row(cells, "│"))
-        if k < len(rows) - 1:
-            lines.append(rule("├", "─", "┼", "┤"))
-    lines.append(rule("└", "─", "┴", "┘"))
-    return "\n".join([*lines, *footer])
-
-
-def readable_size(n_bytes: float) -> str:
-    """Keras's memory size format: 1024-based units with two decimals."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if n_bytes < 1024 or unit == "GB":
-            return f"{n_bytes:.2f} {unit}"
-        n_bytes /= 1024
-    raise AssertionError("unreachable")
 
 
 def summary_text(model) -> str:

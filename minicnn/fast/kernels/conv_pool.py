@@ -15,10 +15,18 @@ Shapes: the conv outputs are indexed on the pooled region, the first H_c = H_p *
 W_c = W_p * PW columns, as z (N * H_c * W_c, F) with rows ordered (n, i, j); pooled outputs and
 argmax are (N, H_p, W_p, F), argmax holding the flat index i * W_c + j of the winning output.
 Ties go to the first maximum in row-major order, as in MaxPooling2D.
+
+Each kernel has a plain NumPy twin `foo_reference` at the end of the module, which returns its
+results: the same computation as the reference tier's steps taken one after another (im2col
+and a GEMM for the conv, np.maximum for bias + ReLU, `maxpool_forward_reference` and
+`maxpool_backward_reference` with stride = pool size). tests/test_fast_kernels.py compares each
+kernel with its twin.
 """
 
 import numpy as np
 from numba import njit
+
+from minicnn.kernels import im2col_reference, maxpool_backward_reference, maxpool_forward_reference
 
 
 def _bias_relu_maxpool(z, bias, N, H_c, W_c, PH, PW, out, argmax):
@@ -154,3 +162,56 @@ bias_relu_maxpool = njit(cache=True, nogil=True)(_bias_relu_maxpool)
 maxpool_relu_backward = njit(cache=True, nogil=True)(_maxpool_relu_backward)
 conv_relu_maxpool = njit(cache=True, nogil=True)(_conv_relu_maxpool)
 conv_relu_maxpool_backward = njit(cache=True, nogil=True)(_conv_relu_maxpool_backward)
+
+
+def bias_relu_maxpool_reference(z, bias, N, H_c, W_c, PH, PW):
+    """relu(z + bias), then a PH x PW max pool (stride = window); returns (out, argmax).
+
+    z (N * H_c * W_c, F) with rows ordered (n, i, j), bias (F,); out and argmax (N, H_p, W_p, F)
+    with H_p = H_c // PH, W_p = W_c // PW. The map is exactly H_c x W_c, so the pool's flat index
+    h * W + w is the kernel's i * W_c + j.
+    """
+    F = z.shape[1]
+    y = np.maximum(z + bias, 0).astype(z.dtype, copy=False).reshape(N, H_c, W_c, F)
+    return maxpool_forward_reference(y, PH, PW, PH, PW, 0, 0, H_c // PH, W_c // PW)
+
+
+def maxpool_relu_backward_reference(dout, out, argmax, N, H_c, W_c):
+    """dout masked where the pooled max was > 0, routed to each winner; returns (dz, dbias).
+
+    dout, out, argmax (N, H_p, W_p, F); dz (N * H_c * W_c, F), rows ordered (n, i, j); dbias (F,).
+    The ReLU output at a window's winner is the window's max, so masking dout where out > 0
+    before routing it is the ReLU's backward applied after the pool's.
+    """
+    F = dout.shape[3]
+    dout_relu = np.where(out > 0, dout, 0).astype(dout.dtype, copy=False)
+    dz = maxpool_backward_reference(dout_relu, argmax, (N, H_c, W_c, F)).reshape(N * H_c * W_c, F)
+    return dz, dz.sum(axis=0)
+
+
+def conv_relu_maxpool_reference(x, kernel, bias, PH, PW):
+    """A stride-1 'valid' conv by im2col and GEMM, then `bias_relu_maxpool_reference`.
+
+    x (N, H, W, C), kernel (KH, KW, C, F), bias (F,); returns out and argmax (N, H_p, W_p, F),
+    H_p = (H - KH + 1) // PH, W_p = (W - KW + 1) // PW. Only the H_c x W_c conv outputs that
+    the pool reads are computed, so the last rows and columns of x may go unread.
+    """
+    N, H, W, _ = x.shape
+    KH, KW, _, F = kernel.shape
+    H_c, W_c = (H - KH + 1) // PH * PH, (W - KW + 1) // PW * PW
+    z = im2col_reference(x, KH, KW, 1, 1, 0, 0, H_c, W_c) @ kernel.reshape(-1, F)
+    return bias_relu_maxpool_reference(z, bias, N, H_c, W_c, PH, PW)
+
+
+def conv_relu_maxpool_backward_reference(x, dout, out, argmax, PH, PW, KH, KW):
+    """`maxpool_relu_backward_reference`, then the conv's kernel gradient cols.T @ dz.
+
+    x (N, H, W, C); dout, out, argmax (N, H_p, W_p, F) from the forward pass; returns
+    dkernel (KH, KW, C, F) and dbias (F,).
+    """
+    N, _, _, C = x.shape
+    H_p, W_p, F = dout.shape[1:]
+    H_c, W_c = H_p * PH, W_p * PW
+    dz, dbias = maxpool_relu_backward_reference(dout, out, argmax, N, H_c, W_c)
+    cols = im2col_reference(x, KH, KW, 1, 1, 0, 0, H_c, W_c)
+    return (cols.T @ dz).reshape(KH, KW, C, F), dbias

@@ -29,8 +29,10 @@ relu_backward = njit(cache=True, nogil=True)(_relu_backward)
 
 
 def bias_relu_reference(z, bias):
+    """Plain NumPy max(z + bias, 0); z (M, F), bias (F,); returns y (M, F) in z's dtype."""
     return np.maximum(z + bias, 0).astype(z.dtype, copy=False)
 
 
 def relu_backward_reference(dout, y):
+    """Plain NumPy: dout (M, F) where y (M, F) > 0, else 0; returns dz (M, F)."""
     return np.where(y > 0, dout, 0).astype(dout.dtype, copy=False)

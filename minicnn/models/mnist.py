@@ -1,4 +1,4 @@
-"""The notebook's model, in one place for the CLI, the benchmarks and the tests."""
+"""The Keras MNIST notebook's CNN, in one place for the CLI, the benchmarks and the tests."""
 
 from __future__ import annotations
 

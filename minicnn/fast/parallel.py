@@ -11,21 +11,19 @@ not depend on which thread ran what. A busy core then slows a step in proportion
 stalling it, and on a quiet machine both cores work (conv1 + pool1 forward: 2.55 ms on one
 thread, 1.36 ms on two).
 
-`Sequential` makes BLAS single-threaded (through threadpoolctl) only while it runs fit,
-evaluate or predict, and puts it back after; outside those, the chunks still run, each with
-whatever threads BLAS was given.
+The model makes BLAS single-threaded (through threadpoolctl) only while it runs fit, evaluate
+or predict, and puts it back after; outside those, the chunks still run, each with whatever
+threads BLAS was given.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 from threadpoolctl import ThreadpoolController
 
 THREADS = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -33,8 +31,6 @@ THREADS = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffin
 # More chunks than threads, so a thread that loses its core leaves chunks to the others.
 CHUNKS_PER_THREAD = 2
 MAX_CHUNKS = 16  # the most chunks() ever makes (THREADS is capped at 8)
-# Below this many rows a GEMM is not worth splitting.
-MIN_ROWS = 256
 
 _pool = ThreadPoolExecutor(THREADS - 1, thread_name_prefix="minicnn") if THREADS > 1 else None
 _blas = None
@@ -71,23 +67,6 @@ def run(tasks: list[Callable[[], None]]) -> None:
     finally:
         for helper in helpers:
             helper.result()
-
-
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """out = a @ b, the rows of a split across threads. a (M, K), b (K, N), out (M, N)."""
-    run([functools.partial(np.matmul, a[r0:r1], b, out=out[r0:r1])
-         for r0, r1 in chunks(a.shape[0], MIN_ROWS)])
-    return out
-
-
-def matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: np.ndarray) -> np.ndarray:
-    """out = a.T @ b, a sum over the rows of a and b split across threads, with one partial
-    result per chunk in `parts` (at least as many as chunks(M, MIN_ROWS)) added in order.
-    a (M, K), b (M, N), out (K, N), parts (P, K, N)."""
-    pieces = chunks(a.shape[0], MIN_ROWS)
-    run([functools.partial(np.matmul, a[r0:r1].T, b[r0:r1], out=parts[p])
-         for p, (r0, r1) in enumerate(pieces)])
-    return np.sum(parts[:len(pieces)], axis=0, out=out)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,24 @@
+"""The fast plan: how fit, evaluate and predict run a model's layers (the second tier).
+
+The layers in `minicnn.layers` are the reference: the textbook algorithm, one layer at a time.
+This package runs the same arithmetic faster, as a plan of steps, each covering one or two
+layers (`model.plan` lists them, `step.layers` names what each covers):
+- a Conv2D(relu) and the MaxPooling2D after it run as one pass that skips the conv outputs the
+  pool never reads (`ConvPoolStep`, kernels in `fast/kernels/conv_pool.py`);
+- a first conv with a tiny receptive field convolves directly, without an im2col matrix;
+- every batch is cut into chunks that run on one pool of threads, with BLAS single-threaded
+  (`parallel.py`), and the chunks' partial weight gradients are added in a fixed order;
+- scratch buffers (im2col matrices, gradient temporaries) are reused from step to step
+  (`workspace.py`);
+- the first step skips its input gradient.
+Every step computes what its layers compute, to float rounding, and tests/test_plan.py proves it
+on shapes hypothesis draws; every kernel here has a plain reference twin. `compile(fast=False)`
+runs the reference layers instead (as `record()` and `gradient_check()` always do).
+"""
+
+from minicnn.fast.conv import ConvStep
+from minicnn.fast.conv_pool import ConvPoolStep
+from minicnn.fast.plan import make_plan
+from minicnn.fast.step import LayerStep, Step
+
+__all__ = ["ConvPoolStep", "ConvStep", "LayerStep", "Step", "make_plan"]

@@ -1,0 +1,121 @@
+"""ConvStep: a Conv2D with a ReLU or no activation, its batch cut into chunks run on threads.
+
+Each chunk of samples goes through im2col, its GEMM and the fused bias + ReLU on its own, on
+whichever of minicnn's threads is free (minicnn/fast/parallel.py); backward, each chunk computes
+its partial kernel and bias gradients, added in chunk order afterwards. The im2col matrix and the
+gradient scratch arrays are reused from step to step (minicnn/fast/workspace.py). When the
+receptive field KH * KW * C is tiny (a first layer on grey images: 9), the forward pass skips the
+im2col matrix and convolves directly; backward builds the matrix it needs from the input.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from minicnn import activations
+from minicnn.fast import parallel
+from minicnn.fast.kernels import bias_relu, conv_direct, relu_backward
+from minicnn.fast.step import Step
+from minicnn.fast.workspace import Workspace
+from minicnn.kernels import col2im, im2col
+from minicnn.layers.base import Layer
+from minicnn.layers.conv import Conv2D
+
+# Up to this receptive field (KH * KW * C) the direct kernel beats im2col + GEMM. Measured on the
+# MNIST model's first layer (field 9, 32 filters, batch 128): 2.6 ms against 9.8 ms.
+DIRECT_MAX_FIELD = 16
+
+
+class ConvStep(Step):
+    def __init__(self, conv: Conv2D, input_gradient: bool = True) -> None:
+        if not self.applies(conv):
+            raise ValueError(f"ConvStep runs a built Conv2D with 'relu' or no activation; "
+                             f"received {conv!r}")
+        self.layers = (conv,)
+        self.conv = conv
+        self.input_gradient = input_gradient
+        self.workspace = Workspace()
+        self.cache = None
+
+    @staticmethod
+    def applies(layer: Layer) -> bool:
+        return (type(layer) is Conv2D and layer.built
+                and layer.activation in (activations.relu, activations.linear))
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """x (N, H, W, C) -> y (N, H_out, W_out, F)."""
+        conv = self.conv
+        x = np.ascontiguousarray(x)
+        N, H, W, C = x.shape
+        (KH, KW), (SH, SW) = conv.kernel_size, conv.strides
+        H_out, W_out, PT, PL = conv.geometry(H, W)
+        F, HW, KKC = conv.filters, H_out * W_out, KH * KW * C
+        kernel = conv.kernel.value
+        bias = conv.bias.value if conv.bias is not None else np.zeros(F, x.dtype)
+        relu = conv.activation is activations.relu
+        y = np.empty((N, H_out, W_out, F), dtype=x.dtype)  # handed on: never a reused buffer
+        z = y.reshape(N * HW, F)
+        if KKC <= DIRECT_MAX_FIELD:
+            cols = None
+
+            def chunk(a: int, b: int) -> None:
+                conv_direct(x[a:b], kernel, bias, SH, SW, PT, PL, relu, y[a:b])
+        else:
+            cols = self.workspace.get("cols", (N * HW, KKC), x.dtype)
+            kernel_2d = kernel.reshape(KKC, F)
+
+            def chunk(a: int, b: int) -> None:
+                rows = slice(a * HW, b * HW)
+                im2col(x[a:b], KH, KW, SH, SW, PT, PL, H_out, W_out, cols[rows])
+                np.matmul(cols[rows], kernel_2d, out=z[rows])
+                if relu:
+                    bias_relu(z[rows], bias)
+                else:
+                    z[rows] += bias
+        parallel.run([functools.partial(chunk, a, b) for a, b in parallel.chunks(N)])
+        self.cache = (x, cols, z)
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
+        """dout (N, H_out, W_out, F) -> dx (N, H, W, C), or None without the input gradient;
+        fills the conv's kernel.grad and bias.grad."""
+        if self.cache is None:
+            raise RuntimeError(f"{self!r}: backward() needs a forward() first")
+        x, cols, y = self.cache
+        conv, work = self.conv, self.workspace
+        N, H, W, C = x.shape
+        (KH, KW), (SH, SW) = conv.kernel_size, conv.strides
+        H_out, W_out, PT, PL = conv.geometry(H, W)
+        F, HW, KKC = conv.filters, H_out * W_out, KH * KW * C
+        dout = np.ascontiguousarray(dout).reshape(N * HW, F)
+        relu = conv.activation is activations.relu
+        dz = work.get("dz", (N * HW, F), dout.dtype) if relu else dout
+        build_cols = cols is None  # a direct forward: build the matrix the gradients need
+        if build_cols:
+            cols = work.get("cols", (N * HW, KKC), x.dtype)
+        pieces = parallel.chunks(N)
+        dkernel = work.get("dkernel", (len(pieces), KKC, F), dout.dtype)
+        dbias = work.get("dbias", (len(pieces), F), dout.dtype)
+        needs_dx = self.input_gradient
+        dcols = work.get("dcols", (N * HW, KKC), dout.dtype) if needs_dx else None
+        dx = np.empty(x.shape, dtype=dout.dtype) if needs_dx else None  # handed on: never reused
+        kernel_t = conv.kernel.value.reshape(KKC, F).T
+
+        def chunk(p: int, a: int, b: int) -> None:
+            rows = slice(a * HW, b * HW)
+            if relu:
+                relu_backward(dout[rows], y[rows], dz[rows])
+            if build_cols:
+                im2col(x[a:b], KH, KW, SH, SW, PT, PL, H_out, W_out, cols[rows])
+            np.matmul(cols[rows].T, dz[rows], out=dkernel[p])
+            np.sum(dz[rows], axis=0, out=dbias[p])
+            if needs_dx:
+                np.matmul(dz[rows], kernel_t, out=dcols[rows])
+                col2im(dcols[rows], KH, KW, SH, SW, PT, PL, H_out, W_out, dx[a:b])
+        parallel.run([functools.partial(chunk, p, a, b) for p, (a, b) in enumerate(pieces)])
+        np.sum(dkernel, axis=0, out=conv.kernel.grad.reshape(KKC, F))
+        if conv.bias is not None:
+            np.sum(dbias, axis=0, out=conv.bias.grad)
+        return dx

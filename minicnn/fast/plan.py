@@ -1,0 +1,38 @@
+"""make_plan: which steps run a model's layers, in order.
+
+    Conv2D(relu) + MaxPooling2D that qualify   -> ConvPoolStep (one fused pass)
+    any other Conv2D with 'relu' or no activation -> ConvStep (chunked on threads)
+    any other layer (Dense, Flatten, a softmax head, a layer of your own) -> LayerStep (itself)
+
+The first step skips its input gradient: nothing uses the gradient of the data.
+With fast=False every layer is a LayerStep: the reference code, one layer at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from minicnn.fast.conv import ConvStep
+from minicnn.fast.conv_pool import ConvPoolStep
+from minicnn.fast.step import LayerStep, Step
+from minicnn.layers.base import Layer
+
+
+def make_plan(layers: Sequence[Layer], fast: bool = True) -> tuple[Step, ...]:
+    """The steps that run `layers` (all built) forward in order, and backward in reverse."""
+    if not fast:
+        return tuple(LayerStep(layer) for layer in layers)
+    steps: list[Step] = []
+    k = 0
+    while k < len(layers):
+        input_gradient = k > 0
+        if k + 1 < len(layers) and ConvPoolStep.applies(layers[k], layers[k + 1]):
+            steps.append(ConvPoolStep(layers[k], layers[k + 1], input_gradient))
+            k += 2
+        elif ConvStep.applies(layers[k]):
+            steps.append(ConvStep(layers[k], input_gradient))
+            k += 1
+        else:
+            steps.append(LayerStep(layers[k]))
+            k += 1
+    return tuple(steps)

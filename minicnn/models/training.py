@@ -1,0 +1,342 @@
+"""The training loop: compile, fit, evaluate, predict, and the passes the study tools look at.
+
+One training step, in `_train_step`:
+    forward through every step of the plan (each keeps what its backward needs),
+    the loss and the first backward step, from the loss head (`losses.LossHead`: the fused
+    (p - y) / N when the output is a softmax),
+    backward through every step in reverse (each fills its parameters' .grad),
+    one optimizer step (the only place weights change).
+The plan (`model.plan`, see minicnn/fast/) decides how the layers run: fused and on threads by
+default, or the reference layers one by one with `compile(fast=False)`. Layers get
+`training=True` in fit and `training=False` in predict, evaluate and the validation pass.
+
+`Trainer` is the half of `Sequential` that runs passes; `Sequential` (sequential.py) holds the
+layers and their weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+
+import numpy as np
+
+from minicnn import gradcheck, losses, optimizers
+from minicnn.callbacks import Callback, CallbackList, History, LearningCheck, ProgbarLogger
+from minicnn.fast import Step, make_plan, parallel
+from minicnn.metrics import ACCURACY_NAMES
+from minicnn.recording import BackwardSummary, Recording
+
+
+class Trainer:
+    """compile / fit / evaluate / predict over the model's `layers` (a mixin of Sequential)."""
+
+    def _init_training(self) -> None:
+        self.optimizer = self.loss = None
+        self.metrics: list[str] = []
+        self.compiled = False
+        self.fast = True
+        self.stop_training = False
+        self.history: History | None = None
+        # fit() warns about any layer that did not learn in its first steps (LearningCheck).
+        self.learning_check = True
+        self._plans: dict[bool, tuple[Step, ...]] = {}
+        self._recording: Recording | None = None
+
+    # -- compile and the plan -------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, fast: bool = True) -> None:
+        """Keras's compile, plus `fast`: run the fast plan (the default) or, with fast=False,
+        the reference layers one by one (slower, the textbook code, same results to float
+        rounding)."""
+        self.optimizer = optimizers.get(optimizer)
+        if loss is None:
+            raise ValueError("Argument `loss` is required, e.g. loss='categorical_crossentropy'")
+        self.loss = losses.get(loss)
+        self.metrics = []
+        for metric in metrics or []:
+            if metric not in ACCURACY_NAMES:
+                raise ValueError(f"Invalid value in argument `metrics`. Expected one of "
+                                 f"{list(ACCURACY_NAMES)}. Received {metric!r}")
+            self.metrics.append(metric)
+        self.fast = bool(fast)
+        self.compiled = True
+
+    @property
+    def plan(self) -> tuple[Step, ...]:
+        """The steps fit, evaluate and predict run, in order; `step.layers` are the layers each
+        covers. Read-only: rebuilt when layers are added or `compile(fast=...)` changes."""
+        return self._plan(self.fast)
+
+    def _plan(self, fast: bool) -> tuple[Step, ...]:
+        if not self.built:
+            raise ValueError(f"Model '{self.name}' has no plan before it is built: give the "
+                             "first layer input_shape=... or call the model on data.")
+        if fast not in self._plans:
+            self._plans[fast] = make_plan(self.layers, fast=fast)
+        return self._plans[fast]
+
+    def _steps(self) -> tuple[Step, ...]:
+        # A recording shows every layer's own pass, so it runs the reference layers.
+        return self._plan(self.fast and self._recording is None)
+
+    def _require_compiled(self, method: str) -> None:
+        if not self.compiled:
+            raise RuntimeError(f"You must call `compile()` before using the model "
+                               f"(called `{method}()` on model '{self.name}').")
+
+    # -- one batch ------------------------------------------------------------------------------
+    def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        rec = self._recording
+        if rec is not None:
+            rec.start(x)
+        for step in self._steps():
+            y = step.forward(x, training=training)
+            if rec is not None:
+                rec.forward(step.layers[0], x, y)
+            x = y
+        return x
+
+    def _head(self) -> losses.LossHead:
+        return losses.LossHead(self.loss, self.layers[-1])
+
+    def _backward(self, y: np.ndarray, out: np.ndarray) -> None:
+        """Fill every parameter's .grad with dL/dW of the mean loss over the batch (y, out)."""
+        rec, head, steps = self._recording, self._head(), self._steps()
+        g = head.backward(y, out, steps[-1])
+        if rec is not None:
+            rec.backward(steps[-1].layers[0], head.output_gradient(y, out), g)
+        for step in reversed(steps[:-1]):
+            dout, g = g, step.backward(g)
+            if rec is not None:
+                rec.backward(step.layers[0], dout, g)
+
+    def _loss_and_correct(self, y: np.ndarray, out: np.ndarray) -> tuple[float, int]:
+        """Summed loss and number of correct predictions over the batch."""
+        per_sample = self._head().per_sample(y, out)
+        targets = self.loss.targets(y, out)
+        correct = int((targets.argmax(axis=-1) == out.argmax(axis=-1)).sum())
+        return float(per_sample.sum(dtype=np.float64)), correct
+
+    def train_on_batch(self, x, y) -> list[float] | float:
+        """One optimizer step on the batch (x, y); returns [loss, *metrics] of that batch."""
+        self._require_compiled("train_on_batch")
+        x, y = self._as_data(x, y, "train_on_batch")
+        with parallel.single_threaded_blas():
+            loss_sum, correct = self._train_step(x, y)
+        values = list(self._logs(loss_sum, correct, len(x)).values())
+        return values if len(values) > 1 else values[0]
+
+    def _train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        """Forward, loss, backward, optimizer step; returns the batch's summed loss and hits."""
+        out = self._forward(x, training=True)
+        batch = self._loss_and_correct(y, out)
+        if self._recording is not None:
+            self._recording.loss = batch[0] / len(x)
+        self._backward(y, out)
+        self.optimizer.step(self.params)
+        return batch
+
+    # -- data checks ----------------------------------------------------------------------------
+    def _as_input(self, x, method: str) -> np.ndarray:
+        x = np.asarray(x)
+        if not self.built:
+            self.build((None, *x.shape[1:]))
+        self.layers[0].check_input_shape(x.shape, context=f"{method}(): ")
+        # Like Keras, data of another dtype (uint8 images, float64 arrays) is cast to the
+        # model's dtype once here, at the boundary; layers themselves never change a dtype.
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def _as_data(self, x, y, method: str) -> tuple[np.ndarray, np.ndarray]:
+        x = self._as_input(x, method)
+        y = np.asarray(y)
+        if len(x) != len(y):
+            raise ValueError(f"{method}(): x and y must have the same number of samples; x has "
+                             f"{len(x)}, y has {len(y)}")
+        probe = np.zeros((1, *self.output_shape[1:]), dtype=self.dtype)
+        self.loss.targets(y[:1], probe)  # raises with a hint when labels have the wrong form
+        if self.loss.name == "categorical_crossentropy":
+            y = y.astype(self.dtype, copy=False)
+        return x, y
+
+    @staticmethod
+    def _check_batch_size(batch_size) -> int:
+        if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+            raise ValueError(f"Invalid value for argument `batch_size`. Expected a strictly "
+                             f"positive integer. Received batch_size={batch_size!r}")
+        return int(batch_size)
+
+    # -- fit / evaluate / predict ---------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
+            callbacks: list[Callback] | None = None, validation_split: float = 0.0,
+            validation_data=None, shuffle: bool = True, initial_epoch: int = 0) -> History:
+        """Train for `epochs` epochs; returns the History (also kept in `model.history`).
+
+        Keras's semantics: `validation_split` holds out the *last* fraction of x and y, before
+        any shuffling; each epoch reshuffles the training part only; the last, partial batch is
+        trained; logged metrics are sample-weighted means over the epoch so far.
+        """
+        self._require_compiled("fit")
+        batch_size = self._check_batch_size(batch_size)
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"Invalid value for argument `validation_split`. Expected a value "
+                             f"in [0, 1). Received validation_split={validation_split!r}")
+        x, y = self._as_data(x, y, "fit")
+        if validation_data is not None:
+            x_val, y_val = self._as_data(*validation_data[:2], "fit (validation_data)")
+        elif validation_split:
+            split_at = math.floor(len(x) * (1.0 - validation_split))
+            if split_at in (0, len(x)):
+                raise ValueError(f"Training data contains {len(x)} samples, too few to split "
+                                 f"with validation_split={validation_split}.")
+            x, x_val, y, y_val = x[:split_at], x[split_at:], y[:split_at], y[split_at:]
+        else:
+            x_val = y_val = None
+        steps = math.ceil(len(x) / batch_size)
+        self.history = History()
+        params = {"verbose": verbose, "epochs": epochs, "steps": steps}
+        self.history.params = params
+        defaults = [LearningCheck()] if initial_epoch == 0 and self.learning_check else []
+        callbacks = CallbackList([*defaults, *(callbacks or []), ProgbarLogger(verbose),
+                                  self.history], self, params)
+        self.stop_training = False
+        with parallel.single_threaded_blas():
+            self._fit_epochs(x, y, x_val, y_val, batch_size, steps, epochs, initial_epoch,
+                             shuffle, callbacks, params)
+        return self.history
+
+    def _fit_epochs(self, x, y, x_val, y_val, batch_size, steps, epochs, initial_epoch,
+                    shuffle, callbacks, params) -> None:
+        callbacks.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            callbacks.on_epoch_begin(epoch)
+            # Each epoch's order depends only on (seed, epoch): a resumed run shuffles exactly
+            # as a run straight through.
+            order = (np.random.default_rng((self.seed, epoch)).permutation(len(x)) if shuffle
+                     else np.arange(len(x)))
+            loss_sum, correct, seen, logs = 0.0, 0, 0, {}
+            for step in range(steps):
+                callbacks.on_train_batch_begin(step)
+                idx = order[step * batch_size:(step + 1) * batch_size]
+                batch_loss, batch_correct = self._train_step(x[idx], y[idx])
+                loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, \
+                    seen + len(idx)
+                logs = self._logs(loss_sum, correct, seen)
+                params["steps_done"] = step + 1
+                callbacks.on_train_batch_end(step, logs)
+                if self.stop_training:
+                    break
+            if x_val is not None:
+                val_loss, val_correct = self._evaluate_arrays(x_val, y_val, batch_size)
+                logs.update({f"val_{k}": v for k, v in
+                             self._logs(val_loss, val_correct, len(x_val)).items()})
+            callbacks.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        callbacks.on_train_end()
+
+    def _logs(self, loss_sum: float, correct: int, seen: int) -> dict[str, float]:
+        logs = {"loss": loss_sum / seen}
+        for metric in self.metrics:
+            logs[metric] = correct / seen
+        return logs
+
+    def _evaluate_arrays(self, x, y, batch_size: int, callbacks=None) -> tuple[float, int]:
+        loss_sum, correct = 0.0, 0
+        for step, start in enumerate(range(0, len(x), batch_size)):
+            if callbacks:
+                callbacks.on_test_batch_begin(step)
+            out = self._forward(x[start:start + batch_size], training=False)
+            batch_loss, batch_correct = self._loss_and_correct(y[start:start + batch_size], out)
+            loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
+            if callbacks:
+                callbacks.on_test_batch_end(step, self._logs(loss_sum, correct,
+                                                             min(start + batch_size, len(x))))
+        return loss_sum, correct
+
+    def evaluate(self, x=None, y=None, batch_size: int = 32, verbose: int = 1,
+                 callbacks: list[Callback] | None = None, return_dict: bool = False):
+        """[loss, *metrics] over (x, y) (a plain float when there are no metrics)."""
+        self._require_compiled("evaluate")
+        batch_size = self._check_batch_size(batch_size)
+        x, y = self._as_data(x, y, "evaluate")
+        steps = math.ceil(len(x) / batch_size)
+        cbs = CallbackList(callbacks or [], self, {"verbose": verbose, "steps": steps})
+        cbs.on_test_begin()
+        with parallel.single_threaded_blas():
+            loss_sum, correct = self._evaluate_arrays(x, y, batch_size, cbs)
+        logs = self._logs(loss_sum, correct, len(x))
+        cbs.on_test_end(logs)
+        if verbose:
+            print(f"{steps}/{steps}{''.join(f' - {k}: {v:.4f}' for k, v in logs.items())}")
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values if len(values) > 1 else values[0]
+
+    def predict(self, x, batch_size: int = 32, verbose: int = 0,
+                callbacks: list[Callback] | None = None) -> np.ndarray:
+        """The model's outputs (class probabilities for a softmax head), (N, *output_shape)."""
+        batch_size = self._check_batch_size(batch_size)
+        x = self._as_input(x, "predict")
+        cbs = CallbackList(callbacks or [], self, {"verbose": verbose})
+        cbs.on_predict_begin()
+        out = np.empty((len(x), *self.output_shape[1:]), dtype=self.dtype)
+        with parallel.single_threaded_blas():
+            for step, start in enumerate(range(0, len(x), batch_size)):
+                cbs.on_predict_batch_begin(step)
+                out[start:start + batch_size] = self._forward(x[start:start + batch_size], False)
+                cbs.on_predict_batch_end(step)
+        cbs.on_predict_end()
+        if verbose:
+            steps = math.ceil(len(x) / batch_size)
+            print(f"{steps}/{steps}")
+        return out
+
+    def __call__(self, x, training: bool = False) -> np.ndarray:
+        """The model's output for x, (N, *output_shape), as Keras's `model(x, training=...)`."""
+        return self._forward(self._as_input(x, "call"), training=training)
+
+    # -- looking inside -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def record(self) -> Iterator[Recording]:
+        """Record every layer's input, output, dout, dx and parameter gradients of each pass
+        run inside the block (the last one is kept): see minicnn/recording.py. Inside the block
+        the model runs its reference layers one by one, whatever `fast` is."""
+        self._recording = Recording()
+        try:
+            yield self._recording
+        finally:
+            self._recording = None
+
+    def backward_summary(self, x=None, y=None, print_fn=None) -> BackwardSummary:
+        """The backward pass as a table like summary(): per layer the shape and norm of dL/dy,
+        the norms of dL/dx and dL/dW, the last step's update-to-weight ratio, and the share of
+        dead ReLUs and of pool ties. Runs one forward and backward pass on (x, y), without an
+        optimizer step; printed (and returned) like summary()."""
+        self._require_compiled("backward_summary")
+        if x is None or y is None:
+            raise ValueError("backward_summary() needs a batch: backward_summary(x, y), e.g. "
+                             "the first 128 training images and their labels")
+        x, y = self._as_data(x, y, "backward_summary")
+        with self.record() as rec:
+            out = self._forward(x, training=True)
+            rec.loss = self._loss_and_correct(y, out)[0] / len(x)
+            self._backward(y, out)
+        summary = BackwardSummary(self.name, rec, self.optimizer, self.layers)
+        if print_fn is not False:
+            (print_fn or print)(str(summary))
+        return summary
+
+    def gradient_check(self, x, y, max_checks: int | None = 20, seed: int = 0,
+                       epsilon: float | None = None, tolerance: float | None = None):
+        """Check every layer's gradients, the loss included, against float64 central
+        differences on (x, y): see minicnn/gradcheck.py. `max_checks` elements are sampled per
+        tensor (None checks every one). The model itself is not changed."""
+        self._require_compiled("gradient_check")
+        x, y = self._as_data(x, y, "gradient_check")
+        return gradcheck.check_layers(
+            self.layers, x, y=y, loss=self.loss, seed=seed,
+            epsilon=gradcheck.EPSILON if epsilon is None else epsilon,
+            tolerance=gradcheck.TOLERANCE if tolerance is None else tolerance,
+            max_checks=max_checks, title=f"model '{self.name}' with {self.loss.name}")
