@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ACCURACY_NAMES", "accuracy", "confusion_matrix"]
+__all__ = ["ACCURACY_NAMES", "accuracy", "class_labels", "confusion_matrix"]
 
 # Keras's names for accuracy; `fit` logs the metric under the name it was compiled with.
 ACCURACY_NAMES = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy")
@@ -27,7 +27,7 @@ def accuracy(y_true, y_pred) -> float:
     Returns:
         The fraction of the N samples predicted right, as `evaluate` reports "accuracy".
     """
-    true, pred, _ = _labels_pair(y_true, y_pred)
+    true, pred, _ = class_labels(y_true, y_pred)
     if len(true) == 0:
         raise ValueError("Invalid arguments `y_true` and `y_pred`. Expected at least one sample. "
                          "Received none")
@@ -47,7 +47,7 @@ def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarr
         (K, K) int64: entry [i, j] counts the samples of true class i predicted as class j, so
         each row sums to the size of a class and the diagonal holds the correct predictions.
     """
-    true, pred, K = _labels_pair(y_true, y_pred)
+    true, pred, K = class_labels(y_true, y_pred)
     if num_classes is not None:
         if not isinstance(num_classes, (int, np.integer)) or num_classes < K:
             raise ValueError(f"Invalid value for argument `num_classes`. Expected an integer of "
@@ -78,7 +78,7 @@ def _class_indices(y, argument: str) -> tuple[np.ndarray, int | None]:
     return y.astype(np.int64), columns
 
 
-def _labels_pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray, int]:
+def class_labels(y_true, y_pred) -> tuple[np.ndarray, np.ndarray, int]:
     """Both label arrays as class indices (N,), and the smallest number of classes they fit."""
     true, true_columns = _class_indices(y_true, "y_true")
     pred, pred_columns = _class_indices(y_pred, "y_pred")

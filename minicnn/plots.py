@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from minicnn.layers.conv import Conv2D
-from minicnn.metrics import ACCURACY_NAMES, _labels_pair, confusion_matrix
+from minicnn.metrics import ACCURACY_NAMES, class_labels, confusion_matrix
 
 __all__ = [
     "plot_confusion_matrix",
@@ -462,7 +462,7 @@ def plot_misclassified(images, y_true, y_pred, path: str | os.PathLike, max_imag
         mistakes at all, the picture is one panel saying so.
     """
     images = _as_grayscale(images)
-    true, pred, _ = _labels_pair(y_true, y_pred)
+    true, pred, _ = class_labels(y_true, y_pred)
     if len(images) != len(true):
         raise ValueError(f"Invalid arguments `images` and `y_true`. Expected one label per "
                          f"image. Received {len(images)} images and {len(true)} labels")

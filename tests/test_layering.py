@@ -1,0 +1,108 @@
+"""The package's import structure: no cycles, and no import from a lower layer to a higher one.
+
+Every `import` in minicnn/, at module level or inside a function, is read with `ast`, so a lazy
+import that runs back up the layering counts as much as a top-level one.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "minicnn"
+
+# Lowest first. A module may import modules of its own rank or below, never above.
+RANKS = (
+    # 0: plain tools that know nothing of layers: kernels, activations, data files, tables
+    ("minicnn._atomic", "minicnn._table", "minicnn.utils", "minicnn.initializers",
+     "minicnn.activations", "minicnn.metrics", "minicnn.kernels", "minicnn.datasets"),
+    # 1: the reference layers
+    ("minicnn.layers",),
+    # 2: what works on layers: losses, optimizers, the fast plan, the study tools, pictures
+    ("minicnn.losses", "minicnn.optimizers", "minicnn.fast", "minicnn.recording",
+     "minicnn.gradcheck", "minicnn.plots"),
+    # 3: callbacks, which the training loop calls
+    ("minicnn.callbacks",),
+    # 4: models: the container, the training loop, saving
+    ("minicnn.models",),
+    # 5: the command line
+    ("minicnn.cli", "minicnn.__main__"),
+)
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def rank(module: str) -> int:
+    for r, prefixes in enumerate(RANKS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return r
+    raise AssertionError(f"{module} has no rank in tests/test_layering.py: give it one")
+
+
+def imports_of(module: str) -> set[str]:
+    """The minicnn modules `module` imports, resolved to modules (not names inside them)."""
+    found = set()
+    for node in ast.walk(ast.parse(MODULES[module].read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("minicnn"))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("minicnn"):
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if sub in MODULES else node.module)
+    found.discard("minicnn")  # the top-level package: only __version__
+    return found
+
+
+GRAPH = {m: imports_of(m) for m in MODULES}
+
+
+def test_every_module_has_a_rank_and_imports_only_downwards():
+    upward = [f"{m} (rank {rank(m)}) imports {d} (rank {rank(d)})"
+              for m, deps in sorted(GRAPH.items()) for d in sorted(deps) if rank(d) > rank(m)]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_cycle():
+    done: set[str] = set()
+
+    def visit(m: str, path: list[str]) -> None:
+        if m in path:
+            raise AssertionError("import cycle: " + " -> ".join([*path[path.index(m):], m]))
+        if m in done:
+            return
+        for d in GRAPH.get(m, ()):
+            visit(d, [*path, m])
+        done.add(m)
+
+    for m in sorted(GRAPH):
+        visit(m, [])
+
+
+def test_the_reference_tier_knows_nothing_of_the_fast_tier():
+    """minicnn/layers and minicnn/kernels are the code to read: no thread pool, no workspace."""
+    for m, deps in GRAPH.items():
+        if m.startswith(("minicnn.layers", "minicnn.kernels")):
+            assert not {d for d in deps if d.startswith("minicnn.fast")}, (m, deps)
+
+
+def test_the_checker_catches_a_cycle_and_an_upward_import(monkeypatch):
+    """The two checks above can fail."""
+    monkeypatch.setitem(GRAPH, "minicnn.layers.base", {"minicnn.models.sequential"})
+    try:
+        test_every_module_has_a_rank_and_imports_only_downwards()
+    except AssertionError as e:
+        assert "minicnn.layers.base (rank 1) imports minicnn.models.sequential" in str(e)
+    else:
+        raise AssertionError("an upward import went unnoticed")
+    try:
+        test_no_import_cycle()
+    except AssertionError as e:
+        assert "import cycle" in str(e)
+    else:
+        raise AssertionError("a cycle went unnoticed")
