@@ -1,8 +1,9 @@
 """The `minicnn` command line, end to end, and the PNG pictures of `minicnn.plots`.
 
 Most commands run in-process through `main(argv)`; `train` runs once per module in a subprocess,
-as a user runs it, which also keeps visualkeras's TensorFlow out of the test process. Tests that
-need the real MNIST files skip when $MINICNN_DATA does not point at them.
+as a user runs it, which also keeps visualkeras's TensorFlow out of the test process. The tests
+that start a subprocess, or use what `train` saved, are marked `slow`. Tests that need the real
+MNIST files skip when $MINICNN_DATA does not point at them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ from minicnn import __version__, models, plots
 from minicnn.callbacks import History
 from minicnn.cli import main
 from minicnn.datasets.images import read_digit_image
+from tests.tolerances import (
+    EXACT_PIXEL_ATOL,
+    PNG_PIXEL_ATOL,
+    PNG_PROBABILITY_ATOL,
+    PRINTED_SUM_ATOL,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = os.environ.get("MINICNN_DATA")
@@ -36,16 +43,6 @@ SUMMARY_FOOTER = (" Total params: 93,322 (364.54 KB)\n"
                   " Trainable params: 93,322 (364.54 KB)\n"
                   " Non-trainable params: 0 (0.00 B)\n")
 SUBPROCESS_TIMEOUT = 900  # seconds; generous, the machine is shared
-
-# Tolerances (the numeric ones of the engine live in tests/tolerances.py; these are about files).
-# A gray colormap (a 256-entry table) and an 8-bit PNG each round a pixel by up to 1/255.
-PNG_PIXEL_ATOL = 2 / 255
-# Pictures of exact 0/1 pixels survive the PNG and the resizing up to float32 rounding.
-EXACT_PIXEL_ATOL = 1e-6
-# Ten probabilities printed with 4 decimals: their sum is 1 up to 10 roundings of 5e-5.
-PRINTED_SUM_ATOL = 1e-3
-# The same digit read back from an 8-bit PNG moves the model's probabilities this little.
-PNG_PROBABILITY_ATOL = 0.01
 
 
 def assert_png(path: Path) -> None:
@@ -107,6 +104,7 @@ def test_no_command_prints_help(capsys):
     assert code == 0 and out.startswith("usage: minicnn")
 
 
+@pytest.mark.slow
 def test_help_in_a_subprocess():
     proc = subprocess.run([sys.executable, "-m", "minicnn.cli", "--help"], cwd=ROOT,
                           capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
@@ -114,6 +112,7 @@ def test_help_in_a_subprocess():
     assert "train" in proc.stdout and "predict" in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("minicnn") is None, reason="the minicnn script is not on PATH")
 def test_console_script():
     proc = subprocess.run(["minicnn", "--version"], capture_output=True, text=True,
@@ -279,6 +278,7 @@ def trained(tmp_path_factory) -> tuple[Path, str]:
     return out, proc.stdout
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_train_output_and_files(trained):
     out, stdout = trained
@@ -299,6 +299,7 @@ def test_train_output_and_files(trained):
     assert models.load_model(out / "model.npz").count_params() == 93_322
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_evaluate_matches_the_training_run(capsys, trained):
     out, stdout = trained
@@ -308,6 +309,7 @@ def test_evaluate_matches_the_training_run(capsys, trained):
     assert accuracy.search(evaluated).group(1) == accuracy.search(stdout).group(1)
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_predict_index_and_the_same_image_as_png(capsys, trained, tmp_path):
     model = str(trained[0] / "model.npz")
@@ -330,6 +332,7 @@ def test_predict_index_and_the_same_image_as_png(capsys, trained, tmp_path):
         assert np.allclose(probabilities(out), probs, atol=PNG_PROBABILITY_ATOL)
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_predict_index_out_of_range(capsys, trained):
     code, _, err = run(capsys, "predict", str(trained[0] / "model.npz"), "--index", "10000",

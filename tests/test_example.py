@@ -1,5 +1,6 @@
 """examples/mnist_cnn.py, the notebook's port: it runs headless, saves its figures, and its final
-accuracy check passes on a short run and fails when the bar is out of reach."""
+accuracy check passes on a short run and fails when the bar is out of reach. The runs, which
+train on MNIST, are marked `slow`."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def test_accuracy_bar(example):
     assert example.accuracy_bar(1, 900, full_data=False) == 0.20
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_example_runs_headless(tmp_path):
     proc = subprocess.run(
@@ -61,6 +63,7 @@ def test_example_runs_headless(tmp_path):
         assert data[:8] == PNG_SIGNATURE and len(data) > 1000, name
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_example_fails_below_its_bar(example, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MINICNN_DATA", DATA)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import minicnn.fast.kernels as fast_kernels
@@ -45,8 +45,6 @@ from tests.strategies import (
 )
 from tests.tolerances import KERNEL_ATOL, KERNEL_RTOL
 
-SETTINGS = settings(max_examples=40)
-
 
 def assert_exact(actual, expected):
     """Bit-for-bit agreement (up to the sign of zero), in the same dtype."""
@@ -62,7 +60,6 @@ def assert_sums_close(actual, expected, terms):
 
 
 # -- conv_direct --------------------------------------------------------------------------------
-@SETTINGS
 @given(s=window_setups(kind="conv"), filters=st.integers(1, 5), relu=st.booleans(),
        dtype=dtypes(), seed=seeds())
 def test_conv_direct_matches_im2col_gemm_reference(s, filters, relu, dtype, seed):
@@ -84,7 +81,6 @@ def test_conv_direct_matches_im2col_gemm_reference(s, filters, relu, dtype, seed
 matrix_shapes = st.tuples(st.integers(1, 40), st.integers(1, 12))
 
 
-@SETTINGS
 @given(shape=matrix_shapes, dtype=dtypes(), seed=seeds())
 def test_bias_relu_matches_reference(shape, dtype, seed):
     rng = np.random.default_rng(seed)
@@ -99,7 +95,6 @@ def test_bias_relu_matches_reference(shape, dtype, seed):
     assert z.dtype == dtype
 
 
-@SETTINGS
 @given(shape=matrix_shapes, dtype=dtypes(), seed=seeds())
 def test_relu_backward_matches_reference(shape, dtype, seed):
     rng = np.random.default_rng(seed)
@@ -197,7 +192,6 @@ def assert_pool_results_equal(actual, expected):
     assert_exact(argmax, ref_argmax)
 
 
-@SETTINGS
 @given(s=conv_pool_setups(), dtype=dtypes(), seed=seeds())
 def test_bias_relu_maxpool_matches_reference(s, dtype, seed):
     rng = np.random.default_rng(seed)
@@ -208,7 +202,6 @@ def test_bias_relu_maxpool_matches_reference(s, dtype, seed):
                               bias_relu_maxpool_reference(z, bias, s.N, s.H_c, s.W_c, s.PH, s.PW))
 
 
-@SETTINGS
 @given(s=conv_pool_setups(), dtype=dtypes(), seed=seeds())
 def test_conv_relu_maxpool_matches_reference(s, dtype, seed):
     rng = np.random.default_rng(seed)
@@ -229,7 +222,6 @@ def test_conv_relu_maxpool_matches_reference(s, dtype, seed):
     assert_sums_close(picked.reshape(s.pooled_shape), ref_out, terms=s.KH * s.KW * s.C)
 
 
-@SETTINGS
 @given(s=conv_pool_setups(), dtype=dtypes(), seed=seeds())
 def test_conv_relu_maxpool_matches_reference_exactly_when_sums_are_exact(s, dtype, seed):
     """Inputs on a grid of 1/64 and small integer weights: every partial sum is exact in both
@@ -242,7 +234,6 @@ def test_conv_relu_maxpool_matches_reference_exactly_when_sums_are_exact(s, dtyp
                               conv_relu_maxpool_reference(x, kernel, bias, s.PH, s.PW))
 
 
-@SETTINGS
 @given(s=conv_pool_setups(), dtype=dtypes(), seed=seeds())
 def test_conv_relu_maxpool_equals_conv_direct_then_pool(s, dtype, seed):
     """Its docstring's promise, which ConvPool's bit-for-bit match with the layers rests on: each
@@ -258,7 +249,6 @@ def test_conv_relu_maxpool_equals_conv_direct_then_pool(s, dtype, seed):
         maxpool_forward_reference(y, s.PH, s.PW, s.PH, s.PW, 0, 0, s.H_p, s.W_p))
 
 
-@SETTINGS
 @given(s=conv_pool_setups(), dtype=dtypes(), seed=seeds(), high=st.integers(1, 3))
 def test_fused_forward_picks_the_first_max_on_ties(s, dtype, seed, high):
     """Small integers everywhere (all zero when high=1): exact sums, ties in most windows, and
@@ -291,7 +281,6 @@ def test_fused_forward_keeps_the_top_left_of_a_constant_window(value):
     np.testing.assert_array_equal(argmax, top_left)
 
 
-@SETTINGS
 @given(s=conv_pool_setups(), dtype=dtypes(), seed=seeds())
 def test_maxpool_relu_backward_matches_reference(s, dtype, seed):
     rng = np.random.default_rng(seed)
@@ -307,7 +296,6 @@ def test_maxpool_relu_backward_matches_reference(s, dtype, seed):
     assert_sums_close(dbias, ref_dbias, terms=s.N * s.H_p * s.W_p)
 
 
-@SETTINGS
 @given(s=conv_pool_setups(), dtype=dtypes(), seed=seeds())
 def test_conv_relu_maxpool_backward_matches_reference(s, dtype, seed):
     rng = np.random.default_rng(seed)

@@ -6,7 +6,7 @@ between pre-activations, and pooled inputs have distinct values 0.01 apart, so n
 """
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from minicnn import activations
@@ -15,8 +15,6 @@ from minicnn.layers import Conv2D, Dense, Flatten, Layer, MaxPooling2D, ReLU, So
 from minicnn.losses import CategoricalCrossentropy, SparseCategoricalCrossentropy
 from tests.strategies import distinct_values, seeds, window_setups
 from tests.tolerances import GRADCHECK_TOL
-
-SETTINGS = settings(max_examples=30, deadline=None)
 
 
 def assert_passes(report):
@@ -44,7 +42,6 @@ def bias_away_from_kinks(layer, x):
         layer.bias.value[f] = -(v[k] + v[k + 1]) / 2
 
 
-@SETTINGS
 @given(s=window_setups(kind="conv"), filters=st.integers(1, 5),
        activation=st.sampled_from([None, "relu"]), use_bias=st.booleans(), seed=seeds())
 def test_conv2d(s, filters, activation, use_bias, seed):
@@ -60,7 +57,6 @@ def test_conv2d(s, filters, activation, use_bias, seed):
     assert_passes(check_layer(layer, x, seed=seed))
 
 
-@SETTINGS
 @given(s=window_setups(kind="pool"), seed=seeds())
 def test_max_pooling2d(s, seed):
     rng = np.random.default_rng(seed)
@@ -69,7 +65,6 @@ def test_max_pooling2d(s, seed):
     assert_passes(check_layer(layer, x, seed=seed))
 
 
-@SETTINGS
 @given(n=st.integers(1, 4), features=st.integers(1, 7), units=st.integers(1, 6),
        activation=st.sampled_from([None, "relu", "softmax"]), seed=seeds())
 def test_dense(n, features, units, activation, seed):
@@ -83,7 +78,6 @@ def test_dense(n, features, units, activation, seed):
     assert_passes(check_layer(layer, x, seed=seed))
 
 
-@SETTINGS
 @given(shape=st.lists(st.integers(1, 5), min_size=2, max_size=4), seed=seeds())
 def test_relu_softmax_flatten(shape, seed):
     rng = np.random.default_rng(seed)
@@ -96,7 +90,6 @@ def test_relu_softmax_flatten(shape, seed):
     assert_passes(check_layer(Flatten(), n, seed=seed))
 
 
-@SETTINGS
 @given(n=st.integers(1, 4), classes=st.integers(2, 6), sparse=st.booleans(), seed=seeds())
 def test_softmax_cross_entropy_fused_gradient(n, classes, sparse, seed):
     """The fused (p - y) / N through a softmax head equals the numeric gradient of the loss."""

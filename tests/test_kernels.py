@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from minicnn.kernels import (
@@ -36,8 +36,6 @@ from tests.strategies import (
     window_setups,
 )
 from tests.tolerances import KERNEL_ATOL, KERNEL_RTOL
-
-SETTINGS = settings(max_examples=40, deadline=None)
 
 
 def assert_close(actual, expected):
@@ -67,7 +65,6 @@ def run_maxpool_forward(x, s):
 
 
 # -- im2col / col2im ----------------------------------------------------------------------------
-@SETTINGS
 @given(s=window_setups(kind="conv"), dtype=dtypes(), seed=seeds())
 def test_im2col_equals_reference(s, dtype, seed):
     x = standard_normal(np.random.default_rng(seed), s.x_shape, dtype)
@@ -97,7 +94,6 @@ def test_im2col_columns_are_kh_kw_c():
     np.testing.assert_array_equal(cols, [[0, 10, 1, 11, 2, 12, 3, 13]])
 
 
-@SETTINGS
 @given(s=window_setups(kind="conv"), dtype=dtypes(), seed=seeds())
 def test_col2im_matches_reference(s, dtype, seed):
     dcols = standard_normal(np.random.default_rng(seed), s.cols_shape, dtype)
@@ -105,7 +101,6 @@ def test_col2im_matches_reference(s, dtype, seed):
     assert_close(dx, col2im_reference(dcols, s.x_shape, *s.window_args))
 
 
-@SETTINGS
 @given(s=window_setups(kind="conv"), seed=seeds())
 def test_col2im_is_the_adjoint_of_im2col(s, seed):
     """<im2col(x), c> == <x, col2im(c)> for every x and c: col2im is im2col's transpose."""
@@ -134,13 +129,11 @@ def assert_pool_forward_matches(x, s):
     np.testing.assert_array_equal(picked.reshape(out.shape), out)
 
 
-@SETTINGS
 @given(s=window_setups(kind="pool"), dtype=dtypes(), seed=seeds())
 def test_maxpool_forward_matches_reference(s, dtype, seed):
     assert_pool_forward_matches(distinct_values(np.random.default_rng(seed), s.x_shape, dtype), s)
 
 
-@SETTINGS
 @given(s=window_setups(kind="pool"), dtype=dtypes(), seed=seeds(), high=st.integers(1, 3))
 def test_maxpool_forward_picks_the_first_max_on_ties(s, dtype, seed, high):
     """Inputs of a few small integers (all equal when high=1): ties everywhere, and both the
@@ -161,7 +154,6 @@ def test_maxpool_first_max_by_hand():
     np.testing.assert_array_equal(argmax[0, :, :, 0], [[0, 2], [6, 8]])
 
 
-@SETTINGS
 @given(s=window_setups(kind="pool"), dtype=dtypes(), seed=seeds())
 def test_maxpool_backward_matches_reference(s, dtype, seed):
     rng = np.random.default_rng(seed)
@@ -178,7 +170,6 @@ def test_maxpool_backward_matches_reference(s, dtype, seed):
     assert np.all(gap <= KERNEL_RTOL[dtype.name] * scale + KERNEL_ATOL[dtype.name]), gap.max()
 
 
-@SETTINGS
 @given(s=window_setups(kind="pool").filter(lambda s: s.SH < s.KH or s.SW < s.KW),
        dtype=dtypes(), seed=seeds())
 def test_maxpool_backward_overlapping_windows(s, dtype, seed):
@@ -192,7 +183,6 @@ def test_maxpool_backward_overlapping_windows(s, dtype, seed):
 
 
 # -- Adam -----------------------------------------------------------------------------------------
-@SETTINGS
 @given(size=st.integers(1, 60), steps=st.integers(1, 5), dtype=dtypes(), seed=seeds(),
        grad_scale=st.sampled_from([1e-3, 1e-1, 1.0]),
        learning_rate=st.sampled_from([1e-3, 1e-2]), beta_1=st.sampled_from([0.9, 0.5]),

@@ -3,7 +3,8 @@
 Each layer's weights are copied into the matching Keras layer with `set_weights`, unchanged:
 minicnn keeps Keras's layouts. Forward outputs are compared, and so are dx, dW, db of
 f = sum(y * dout) for one random upstream gradient `dout`, which TensorFlow gets from a
-GradientTape. Run with `-s` to see the largest differences next to the tolerances.
+GradientTape. Run with `-s` to see the largest differences next to the tolerances. The Adam steps
+of the whole model (seconds each, Keras compiling its train step) are marked `slow`.
 
 Kinks are avoided by construction, not by luck: float32 sums in two engines differ by ~1e-6, so a
 pre-activation that close to 0 could pass a ReLU in one engine and not in the other. Such elements
@@ -30,16 +31,12 @@ from tests.strategies import distinct_values  # noqa: E402
 from tests.tolerances import (  # noqa: E402
     ADAM_STEP_ATOL,
     ADAM_STEP_RTOL,
+    KINK_MARGIN,
     TF_FORWARD_ATOL,
     TF_FORWARD_RTOL,
     TF_GRAD_ATOL,
     TF_GRAD_RTOL,
 )
-
-# Pre-activations closer than this to a ReLU's kink (in a float64 computation) get dout = 0; the
-# engines' float32 pre-activations differ by ~1e-6, so no such element can sit within 1e-3.
-KINK_MARGIN = 1e-3
-
 
 
 def report(what: str, ours, theirs, rtol: float, atol: float) -> None:
@@ -349,6 +346,7 @@ def training_batch(n: int = 16):
     return x, np.eye(10, dtype=np.float32)[labels]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps", [1, 3])
 def test_adam_steps_of_the_reference_model_match_keras(steps):
     x, y = training_batch()

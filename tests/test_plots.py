@@ -4,7 +4,8 @@ A picture is checked as a file (PNG signature, not tiny) and as an image read ba
 colour); bad inputs give a ValueError that names the argument (the numbers behind the confusion
 matrix are checked by hand in test_metrics.py). The model is the notebook's, untrained: the
 pictures do not need it to be good. One test uses real MNIST digits and skips when $MINICNN_DATA
-is not set.
+is not set. Drawing a figure of many panels takes seconds: those tests are marked `slow`, and the
+quick loop keeps the argument checks and the small pictures.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def test_plot_confusion_matrix(tmp_path):
         plots.plot_confusion_matrix([], [], tmp_path / "x.png")
 
 
+@pytest.mark.slow
 def test_plot_filters_of_a_model_a_layer_and_a_kernel(model, tmp_path):
     path = plots.plot_filters(model, tmp_path / "first.png")
     assert path == str(tmp_path / "first.png")
@@ -107,6 +109,7 @@ def test_plot_filters_rejects_what_has_no_conv_kernel(model, tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.slow
 def test_plot_feature_maps(model, tmp_path):
     images, _ = synthetic_digits(1)
     image = images[0, :, :, None].astype(np.float32)  # (28, 28, 1)
@@ -134,6 +137,7 @@ def test_plot_feature_maps_rejects_bad_inputs(model, tmp_path):
         plots.plot_feature_maps(dense_only, images[0, :, :, None], tmp_path / "x.png")
 
 
+@pytest.mark.slow
 def test_plot_gradient_norms(tmp_path):
     rng = np.random.default_rng(0)
     norms = {f"{layer}/{param}": np.exp(rng.normal(size=5)) * scale
@@ -164,6 +168,7 @@ def test_plot_gradient_norms_rejects_bad_inputs(norms, epochs, message, tmp_path
         plots.plot_gradient_norms(norms, tmp_path / "x.png", epochs=epochs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["float (N, 28, 28, 1)", "uint8 (N, 28, 28)"])
 def test_plot_misclassified(form, tmp_path):
     images, labels = synthetic_digits(40)
@@ -207,6 +212,7 @@ def test_plot_misclassified_rejects_bad_inputs(tmp_path):
                                  max_images=0)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DATA or not os.path.isdir(DATA),
                     reason="MINICNN_DATA is not set to a directory with the MNIST files")
 def test_pictures_of_real_digits(model, tmp_path):
@@ -222,6 +228,7 @@ def test_pictures_of_real_digits(model, tmp_path):
                                             max_images=9, probabilities=probabilities))
 
 
+@pytest.mark.slow
 def test_pictures_need_no_display_and_no_pyplot(tmp_path):
     """In a fresh interpreter with no display and an interactive backend asked for, the pictures
     still render, and pyplot (global figure state, windows) is never imported."""

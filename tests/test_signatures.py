@@ -5,6 +5,7 @@ compiles a second specialisation: the float32 training loop has then been upcast
 somewhere, slower and against "float32 to train". `dispatcher.signatures` lists the
 specialisations loaded in a process (from numba's on-disk cache or freshly compiled), so each
 check runs in a fresh interpreter where nothing but the code under test has called a kernel.
+Those interpreters take seconds each, so the whole module is marked `slow`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from minicnn import fast, kernels
+
+pytestmark = pytest.mark.slow
 
 ALL_KERNELS = kernels.ALL_KERNELS + fast.kernels.ALL_KERNELS
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,13 @@ from minicnn.callbacks import BackwardSummaryLogger, LearningCheck, LearningWarn
 from minicnn.layers import Layer
 from minicnn.models import Sequential, mnist_cnn
 from minicnn.utils import to_categorical
-from tests.tolerances import GRADCHECK_TOL
+from tests.tolerances import (
+    FLOAT32_RTOL,
+    GRADCHECK_TOL,
+    KERNEL_ATOL,
+    KERNEL_RTOL,
+    UPDATE_RATIO_RTOL,
+)
 
 
 def batch(n=8, seed=0):
@@ -56,7 +62,8 @@ def test_recording_runs_the_reference_path_and_costs_nothing_after():
     with model.record() as rec:
         probabilities = model.predict(x)
     assert len(rec) == 8 and rec[-1].dout is None  # forward only
-    np.testing.assert_allclose(rec[-1].output, probabilities, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rec[-1].output, probabilities, rtol=KERNEL_RTOL["float32"],
+                               atol=KERNEL_ATOL["float32"])
     assert model._recording is None
     assert model.plan[0].input_gradient is False  # outside a recording, the fast plan again
 
@@ -95,18 +102,18 @@ def test_backward_summary_matches_a_hand_computation():
     grad1 = np.sqrt(np.sum((x.T @ dz1) ** 2) + np.sum(dz1.sum(0) ** 2))
     grad2 = np.sqrt(np.sum((h.T @ dz2) ** 2) + np.sum(dz2.sum(0) ** 2))
     first, head = summary.rows
-    assert first.dout_norm == pytest.approx(np.linalg.norm(dh), rel=1e-5)
-    assert first.dx_norm == pytest.approx(np.linalg.norm(dx), rel=1e-5)
-    assert first.grad_norm == pytest.approx(grad1, rel=1e-5)
-    assert head.dx_norm == pytest.approx(np.linalg.norm(dh), rel=1e-5)
-    assert head.grad_norm == pytest.approx(grad2, rel=1e-5)
+    assert first.dout_norm == pytest.approx(np.linalg.norm(dh), rel=FLOAT32_RTOL)
+    assert first.dx_norm == pytest.approx(np.linalg.norm(dx), rel=FLOAT32_RTOL)
+    assert first.grad_norm == pytest.approx(grad1, rel=FLOAT32_RTOL)
+    assert head.dx_norm == pytest.approx(np.linalg.norm(dh), rel=FLOAT32_RTOL)
+    assert head.grad_norm == pytest.approx(grad2, rel=FLOAT32_RTOL)
     # dL/dp of Keras's loss, which normalises p by its sum first: (-y / p + 1) / N.
-    assert head.dout_norm == pytest.approx(np.linalg.norm((-y / p + 1) / 2), rel=1e-4)
+    assert head.dout_norm == pytest.approx(np.linalg.norm((-y / p + 1) / 2), rel=FLOAT32_RTOL)
     assert first.dead_relu == pytest.approx(np.mean(h == 0))
     assert head.dead_relu is None and head.pool_ties is None
     step1 = np.sqrt(np.sum((w1n - w1) ** 2) + np.sum((b1n - b1) ** 2))
     assert first.update_ratio == pytest.approx(
-        step1 / np.sqrt(np.sum(w1n ** 2) + np.sum(b1n ** 2)), rel=1e-3)
+        step1 / np.sqrt(np.sum(w1n ** 2) + np.sum(b1n ** 2)), rel=UPDATE_RATIO_RTOL)
     assert first.dout_shape == (2, 3)
     table = str(summary)
     assert f'Backward pass of "{model.name}"' in table

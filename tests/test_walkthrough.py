@@ -4,7 +4,7 @@ examples/backprop_walkthrough.py --short runs in a subprocess (on MNIST's first 
 $MINICNN_DATA is set, on its synthetic "7" otherwise) and must report every check passed, with
 a relative error below the project's gradient-check tolerance; run in-process with a planted bug
 in max pooling's backward, it must fail. examples/keras_parity.py --steps 5 needs TensorFlow
-and is skipped without it.
+and is skipped without it. The subprocess runs are marked `slow`.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def run(script: Path, *args: str) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_walkthrough_short_run_passes_every_check():
     out = run(WALKTHROUGH, "--short")
     source = "first MNIST training image" if os.environ.get("MINICNN_DATA") else "synthetic '7'"
@@ -52,7 +53,7 @@ def test_walkthrough_short_run_passes_every_check():
     assert "(p - y) / N" in out
     # Each layer's rebuilt gradients match the layer's, and elements match central differences.
     smooth = re.search(r"^Largest relative error of the (\d+) smooth elements checked: (\S+) "
-                       r"\(bar 1e-06\)$", out, re.M)
+                       rf"\(bar {GRADCHECK_TOL:g}\)$", out, re.M)
     assert smooth, out
     assert int(smooth.group(1)) >= 10
     assert float(smooth.group(2)) < GRADCHECK_TOL
@@ -82,6 +83,7 @@ def test_walkthrough_fails_on_a_broken_backward(monkeypatch, capsys):
     assert failed.startswith("FAILED: ") and "max_pooling2d" in failed, failed
 
 
+@pytest.mark.slow
 @needs_tensorflow
 @pytest.mark.parametrize("options", [(), ("--match-adam-scalars",)], ids=["default", "matched"])
 def test_keras_parity_short_run(options):

@@ -5,7 +5,10 @@
 GRADCHECK_TOL = 1e-6
 
 # numba kernel vs its NumPy reference, same dtype. Copies and max are exact; sums of the same
-# terms in another order differ by float rounding.
+# terms in another order differ by float rounding. The same holds for float64 results against
+# their formula written out by hand (Adam's step, He normal's truncation bound: test_layers.py)
+# and for the model's forward through the fast plan against the recorded reference layers
+# (test_study.py): the same operations, in another order.
 KERNEL_RTOL = {"float32": 1e-5, "float64": 1e-12}
 KERNEL_ATOL = {"float32": 1e-6, "float64": 1e-12}
 
@@ -18,6 +21,11 @@ KERNEL_ATOL = {"float32": 1e-6, "float64": 1e-12}
 # (gradients).
 TF_FORWARD_RTOL, TF_FORWARD_ATOL = 1e-5, 1e-5
 TF_GRAD_RTOL, TF_GRAD_ATOL = 1e-4, 1e-5
+
+# Pre-activations closer than this to a ReLU's kink (in a float64 computation) get dout = 0 in
+# the TensorFlow comparisons; the engines' float32 pre-activations differ by ~1e-6, so no element
+# that could fall on different sides of the kink in the two engines is left within 1e-3.
+KINK_MARGIN = 1e-3
 
 # Adam's first step moves each weight by lr * g / (|g| + epsilon / sqrt(1 - beta_2)), i.e. by about
 # lr * sign(g) = 1e-3 whatever the size of g. The two engines' updated weights then differ by the
@@ -49,3 +57,38 @@ PARITY_FIVE_STEP_BOUND = 5e-4
 # per-chunk partial sums) or in another order (direct convolution), so each element carries
 # the rounding of a sum of many terms rather than of itself.
 PLAN_RTOL_FACTOR = 10
+
+# A float32 result of the engine against the same formula evaluated another way: by hand in
+# float64 from the same float32 weights and inputs (the backward summary's norms and dL/dp, a
+# loss from the predicted probabilities) or with another batch size (fit's validation loss
+# against evaluate's). Each float32 operation rounds by up to 6e-8 and these chains are a few
+# dozen operations long. Largest seen: 1.5e-6 (the norm of a Dense layer's dL/dx), 8.7e-8 (a
+# validation loss against -log p, over 10 seeds), 0 (fit against evaluate).
+FLOAT32_RTOL = 1e-5
+
+# The backward summary's update-to-weight ratio against the step measured by hand as the
+# difference of the float32 weights before and after it: weights of ~1 moved by ~4e-4 are each
+# rounded by up to 6e-8, which is 1.6e-4 of the step. Largest seen: 9.1e-5.
+UPDATE_RATIO_RTOL = 1e-3
+
+# Initializers drawn with a fixed seed, against their distributions. The standard deviation of
+# 60,000 draws has a relative standard error of about 1 / sqrt(2 * 60,000) = 0.3%, so 2% is ~7
+# of them (seen: 0.11%). The largest of 18,432 uniform draws stays below 99% of the limit with
+# probability 0.99 ** 18,432 ~ 1e-80 (seen: 99.9994%).
+INIT_STD_RTOL = 0.02
+INIT_LIMIT_REACHED = 0.99
+
+# Pictures and printed numbers (the command line's PNG input, its 4-decimal output).
+# A gray colormap (a 256-entry table) and an 8-bit PNG each round a pixel by up to 1/255.
+PNG_PIXEL_ATOL = 2 / 255
+# Pictures of exact 0/1 pixels survive the PNG and the resizing up to float32 rounding.
+EXACT_PIXEL_ATOL = 1e-6
+# Ten probabilities printed with 4 decimals: their sum is 1 up to 10 roundings of 5e-5.
+PRINTED_SUM_ATOL = 1e-3
+# The same digit read back from an 8-bit PNG moves the model's probabilities this little.
+PNG_PROBABILITY_ATOL = 0.01
+
+# The MNIST model trained two Adam steps by the fast plan and by the reference layers, from the
+# same weights: Adam moves each weight by ~1e-3 per step, and the rounding differences between
+# the two paths' gradients change that move by far less. Largest seen: 5.5e-7 (one step).
+PLAN_TRAINING_ATOL = 1e-5
