@@ -158,7 +158,10 @@ class MinicnnRunner(TrainRunner):
         import minicnn.models  # noqa: F401
 
     def thread_info(self):
-        return {"OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "(default)")}
+        import minicnn
+
+        return {"MINICNN_NUM_THREADS": minicnn.get_num_threads(),
+                "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "(default)")}
 
     def build(self):
         from minicnn.models import mnist_cnn

@@ -7,9 +7,10 @@ and answer each with one JSON line on stdout (`{"error": traceback}` when it fai
 sends one line per epoch and waits for `{"cmd": "continue"}` before the next. `probe` measures a
 cold start (import, build, first training steps), prints one JSON line and exits.
 
-With `--threads N`, minicnn's OpenBLAS gets OPENBLAS_NUM_THREADS=N before numpy is imported, and
-TensorFlow and PyTorch are told N threads through their APIs; without it the worker runs in the
-environment it was given, as a user's program would.
+With `--threads N`, minicnn gets MINICNN_NUM_THREADS=N (its own thread pool) and its OpenBLAS
+OPENBLAS_NUM_THREADS=N before numpy is imported, and TensorFlow and PyTorch are told N threads
+through their APIs; without it the worker runs in the environment it was given, as a user's
+program would.
 """
 
 import time
@@ -100,7 +101,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads and args.framework == "minicnn":
-        os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)  # numpy is not imported yet
+        # minicnn's own thread pool (what its passes run on) and its BLAS, before numpy loads
+        os.environ["MINICNN_NUM_THREADS"] = str(args.threads)
+        os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
     channel = Channel()
     import _frameworks  # imports numpy
 

@@ -17,8 +17,9 @@ started in (no thread variables are set, except for the 1-thread half of the sca
 4. `predict` and `evaluate` on the 10,000 test images at Keras's default batch size (32, as the
    notebook calls them) and at 128: one untimed call, then alternating repeats.
 5. Scaling: step time at batch sizes 32 to 512, with each framework's default threads and with
-   one thread (OPENBLAS_NUM_THREADS=1 for minicnn; intra- and inter-op parallelism 1 for
-   TensorFlow; torch.set_num_threads(1) for PyTorch), in fresh workers.
+   one thread (MINICNN_NUM_THREADS=1 and OPENBLAS_NUM_THREADS=1 for minicnn; intra- and
+   inter-op parallelism 1 for TensorFlow; torch.set_num_threads(1) for PyTorch), in fresh
+   workers.
 
 Writes train-<date>.json and .md to --out (default benchmarks/results/), and train-latest.md.
 """
@@ -351,7 +352,8 @@ def scaling_markdown(scaling: dict) -> list[str]:
     return ["## Scaling: step time by batch size and threads", "", _common.md_table(headers, rows),
             "", "Median of single training steps (`train_on_batch`). Default: the framework's "
             "own thread count in this environment (here, all cores). 1 thread: "
-            "OPENBLAS_NUM_THREADS=1 for minicnn, intra- and inter-op parallelism 1 for "
+            "MINICNN_NUM_THREADS=1 and OPENBLAS_NUM_THREADS=1 for minicnn, intra- and "
+            "inter-op parallelism 1 for "
             "TensorFlow. Speedup: 1-thread time over default time.", ""]
 
 

@@ -1,4 +1,4 @@
-"""Optimizers: the only code in minicnn that changes a weight.
+"""Optimizers (SGD, RMSprop, Adam): the only code in minicnn that changes a weight.
 
 `optimizer.step(params)` applies one update to each Parameter from its `.grad`, using Keras's
 update rules exactly, so the same gradients move the same weights to the same place.
@@ -117,7 +117,65 @@ class Adam(Optimizer):
         self.iterations += 1
 
 
-_BY_NAME = {"adam": Adam, "sgd": SGD}
+class RMSprop(Optimizer):
+    """RMSprop as Keras writes it (Keras's default optimizer), in the weights' dtype:
+
+        v <- rho * v + (1 - rho) * g**2
+        w <- w - lr * g / sqrt(v + epsilon)
+    centered=True subtracts the square of a running mean of g, a <- rho * a + (1 - rho) * g,
+    under the root (sqrt(v - a**2 + epsilon)); momentum > 0 keeps a velocity of the steps,
+    m <- momentum * m + step, and moves w by m.
+    """
+
+    name = "rmsprop"
+
+    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, momentum: float = 0.0,
+                 epsilon: float = 1e-7, centered: bool = False):
+        super().__init__(learning_rate)
+        for argument, value in (("rho", rho), ("momentum", momentum)):
+            if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+                raise ValueError(
+                    f"Invalid value for argument `{argument}`. Expected a value in [0, 1). "
+                    f"Received {argument}={value!r}"
+                )
+        if not (isinstance(epsilon, (int, float)) and epsilon >= 0):
+            raise ValueError("Invalid value for argument `epsilon`. Expected a value >= 0. "
+                             f"Received epsilon={epsilon!r}")
+        self.rho, self.momentum, self.epsilon = float(rho), float(momentum), float(epsilon)
+        self.centered = bool(centered)
+
+    def get_config(self) -> dict:
+        return {"learning_rate": self.learning_rate, "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
+
+    def step(self, params: list[Parameter]) -> None:
+        rho, lr = self.rho, self.learning_rate
+        count = 1 + (self.momentum > 0) + self.centered
+        for p in params:
+            g = p.grad
+            slots = self._slot(p, count)  # (v, [m], [a]): Keras's order
+            v = slots[0]
+            v *= rho
+            v += (1 - rho) * (g * g)
+            if self.centered:
+                a = slots[-1]
+                a *= rho
+                a += (1 - rho) * g
+                denominator = v - a * a + self.epsilon
+            else:
+                denominator = v + self.epsilon
+            step = (lr * g) / np.sqrt(denominator)
+            if self.momentum > 0:
+                m = slots[1]
+                m *= self.momentum
+                m += step
+                step = m
+            p.value -= step
+            self.update_norms[p] = float(np.linalg.norm(step))
+        self.iterations += 1
+
+
+_BY_NAME = {"adam": Adam, "rmsprop": RMSprop, "sgd": SGD}
 
 
 def get(identifier) -> Optimizer:

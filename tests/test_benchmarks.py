@@ -90,6 +90,7 @@ def test_bench_train_quick(tmp_path):
     assert threads["default"]["minicnn"]["threads"]["OPENBLAS_NUM_THREADS"] == os.environ.get(
         "OPENBLAS_NUM_THREADS", "(default)")
     assert threads["one_thread"]["minicnn"]["threads"]["OPENBLAS_NUM_THREADS"] == "1"
+    assert threads["one_thread"]["minicnn"]["threads"]["MINICNN_NUM_THREADS"] == 1
     if HAS_TF:
         assert threads["one_thread"]["tensorflow"]["threads"]["intra_op"] == 1
     assert "| framework | epoch time (median) |" in markdown

@@ -25,8 +25,8 @@ RANKS = (
     ("minicnn.callbacks",),
     # 4: models: the container, the training loop, saving
     ("minicnn.models",),
-    # 5: the command line
-    ("minicnn.cli", "minicnn.__main__"),
+    # 5: the command line, and the package's own namespace
+    ("minicnn.cli", "minicnn.__main__", "minicnn"),
 )
 
 
@@ -40,7 +40,7 @@ MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 def rank(module: str) -> int:
     for r, prefixes in enumerate(RANKS):
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
+        if any(module == p or (p != "minicnn" and module.startswith(p + ".")) for p in prefixes):
             return r
     raise AssertionError(f"{module} has no rank in tests/test_layering.py: give it one")
 

@@ -24,14 +24,23 @@ import pytest
 tf = pytest.importorskip("tensorflow", reason="TensorFlow is the oracle of these tests")
 keras = pytest.importorskip("keras", reason="Keras 3 comes with TensorFlow")
 
-from minicnn.layers import Conv2D, Dense, Flatten, MaxPooling2D, Softmax  # noqa: E402
+from minicnn.layers import (  # noqa: E402
+    Conv2D,
+    Dense,
+    Flatten,
+    MaxPooling2D,
+    Parameter,
+    Softmax,
+)
 from minicnn.losses import CategoricalCrossentropy, LossHead  # noqa: E402
-from minicnn.optimizers import Adam  # noqa: E402
+from minicnn.optimizers import Adam, RMSprop  # noqa: E402
 from tests.strategies import distinct_values  # noqa: E402
 from tests.tolerances import (  # noqa: E402
     ADAM_STEP_ATOL,
     ADAM_STEP_RTOL,
     KINK_MARGIN,
+    OPTIMIZER_STEP_ATOL,
+    OPTIMIZER_STEP_RTOL,
     TF_FORWARD_ATOL,
     TF_FORWARD_RTOL,
     TF_GRAD_ATOL,
@@ -370,3 +379,49 @@ def test_adam_steps_of_the_reference_model_match_keras(steps):
     for p, w_tf in zip(params, model.get_weights(), strict=True):
         report(f"after {steps} Adam step(s): {p.name}", p.value, w_tf, ADAM_STEP_RTOL,
                ADAM_STEP_ATOL)
+
+
+# -- RMSprop, Keras's default optimizer, update by update -----------------------------------------
+@pytest.mark.parametrize("config", [{}, {"momentum": 0.9}, {"centered": True},
+                                    {"momentum": 0.5, "centered": True, "rho": 0.8,
+                                     "learning_rate": 0.01}],
+                         ids=["defaults", "momentum", "centered", "both"])
+def test_rmsprop_matches_keras_over_ten_steps(config):
+    """The same gradients, ten steps, tensors of three shapes: the same weights."""
+    rng = np.random.default_rng(11)
+    shapes = [(3, 3, 2, 4), (4,), (7, 5)]
+    start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[(rng.standard_normal(s) * 10.0 ** rng.integers(-4, 1)).astype(np.float32)
+              for s in shapes] for _ in range(10)]
+    params = [Parameter(f"w{k}", w.copy()) for k, w in enumerate(start)]
+    ours = RMSprop(**config)
+    variables = [keras.Variable(w.copy()) for w in start]
+    theirs = keras.optimizers.RMSprop(**config)
+    for step, g in enumerate(grads):
+        for p, gk in zip(params, g, strict=True):
+            p.grad[...] = gk
+        ours.step(params)
+        theirs.apply_gradients(zip([tf.constant(gk) for gk in g], variables, strict=True))
+        for p, v in zip(params, variables, strict=True):
+            report(f"RMSprop {config} step {step + 1} {p.name}", p.value, v.numpy(),
+                   OPTIMIZER_STEP_RTOL, OPTIMIZER_STEP_ATOL)
+    assert ours.iterations == int(theirs.iterations) == 10
+
+
+def test_cross_entropy_gradient_of_unnormalised_outputs_matches_keras():
+    """An output that is not a softmax (positive, rows not summing to 1): Keras normalises it,
+    clips it and takes the log; its gradient with respect to the output is what minicnn's
+    CategoricalCrossentropy.gradient must be."""
+    rng = np.random.default_rng(12)
+    p = rng.uniform(0.05, 3.0, (6, 4)).astype(np.float32)
+    p[0, 1] = 1e-9  # a clipped entry, on a true class
+    y = np.eye(4, dtype=np.float32)[[1, 0, 3, 2, 2, 0]]
+    pt = tf.constant(p)
+    with tf.GradientTape() as tape:
+        tape.watch(pt)
+        value = keras.losses.CategoricalCrossentropy()(y, pt)
+    loss = CategoricalCrossentropy()
+    report("CE value, unnormalised output", loss(y, p), float(value), TF_FORWARD_RTOL,
+           TF_FORWARD_ATOL)
+    report("CE dL/doutput, unnormalised output", loss.gradient(y, p),
+           tape.gradient(value, pt).numpy(), TF_GRAD_RTOL, TF_GRAD_ATOL)

@@ -15,12 +15,18 @@ from minicnn.models import mnist_cnn
 from minicnn.utils import to_categorical
 
 
-@given(n=st.integers(0, 300), min_size=st.integers(1, 64))
-def test_chunks_cover_the_range_in_order(n, min_size):
-    pieces = parallel.chunks(n, min_size)
+@given(n=st.integers(0, 300), threads=st.integers(1, 8))
+def test_chunks_cover_the_range_in_order_whatever_the_thread_count(n, threads):
+    before = parallel.get_num_threads()
+    try:
+        parallel.set_num_threads(threads)
+        pieces = parallel.chunks(n)
+    finally:
+        parallel.set_num_threads(before)
+    assert pieces == parallel.chunks(n)  # the cut depends on n only
     assert pieces[0][0] == 0 and pieces[-1][1] == n
     assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))
-    assert len(pieces) <= parallel.MAX_CHUNKS
+    assert len(pieces) == max(1, min(parallel.CHUNKS, n))
 
 
 def test_every_task_runs_once_and_errors_surface():

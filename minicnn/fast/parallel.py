@@ -24,29 +24,78 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from threadpoolctl import ThreadpoolController
+import threadpoolctl
 
-THREADS = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                     else os.cpu_count() or 1, 8))
-# More chunks than threads, so a thread that loses its core leaves chunks to the others.
-CHUNKS_PER_THREAD = 2
-MAX_CHUNKS = 16  # the most chunks() ever makes (THREADS is capped at 8)
-
-_pool = ThreadPoolExecutor(THREADS - 1, thread_name_prefix="minicnn") if THREADS > 1 else None
-_blas = None
+# The batch is cut into this many chunks (fewer for a smaller batch), whatever the number of
+# threads: the chunks' partial weight gradients are added in chunk order, so a seed gives the
+# same weights bit for bit on 1, 2 or 8 cores. 8 keeps every thread of an 8-core machine busy
+# and leaves chunks over for a thread that loses its core on a 2-core one.
+CHUNKS = 8
+MAX_THREADS = 64
 
 
-def chunks(n: int, min_size: int = 1) -> list[tuple[int, int]]:
-    """Split range(n) into up to THREADS * CHUNKS_PER_THREAD contiguous (start, stop) pieces of
-    at least `min_size` (one piece when n is small)."""
-    parts = max(1, min(THREADS * CHUNKS_PER_THREAD, n // max(min_size, 1)))
+def _default_threads() -> int:
+    """$MINICNN_NUM_THREADS if set, else the cores this process may run on."""
+    text = os.environ.get("MINICNN_NUM_THREADS")
+    if text is not None:
+        try:
+            return _check_threads(int(text), "MINICNN_NUM_THREADS")
+        except ValueError as e:
+            raise ValueError(f"Invalid value for environment variable MINICNN_NUM_THREADS. "
+                             f"Expected a positive integer. Received {text!r}") from e
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, MAX_THREADS))
+
+
+def _check_threads(n, argument: str) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"Invalid value for argument `{argument}`. Expected an integer in "
+                         f"[1, {MAX_THREADS}]. Received {argument}={n!r}")
+    return n
+
+
+_threads = _default_threads()
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def set_num_threads(n: int) -> None:
+    """Run minicnn's passes on `n` threads (as torch.set_num_threads); results do not change."""
+    global _threads, _pool
+    n = _check_threads(n, "n")
+    with _pool_lock:
+        if n != _threads and _pool is not None:
+            _pool.shutdown(wait=False)
+            _pool = None
+        _threads = n
+
+
+def get_num_threads() -> int:
+    """The number of threads minicnn's passes run on."""
+    return _threads
+
+
+def _helpers() -> tuple[ThreadPoolExecutor | None, int]:
+    global _pool
+    with _pool_lock:
+        if _pool is None and _threads > 1:
+            _pool = ThreadPoolExecutor(_threads - 1, thread_name_prefix="minicnn")
+        return _pool, _threads
+
+
+def chunks(n: int) -> list[tuple[int, int]]:
+    """Split range(n) into min(CHUNKS, n) contiguous (start, stop) pieces (at least one): the
+    same pieces on any machine."""
+    parts = max(1, min(CHUNKS, n))
     return [(n * k // parts, n * (k + 1) // parts) for k in range(parts)]
 
 
 def run(tasks: list[Callable[[], None]]) -> None:
     """Run every task, on the calling thread and the pool's, each task once; re-raise the first
-    exception. Tasks must not call run() themselves."""
-    if _pool is None or len(tasks) < 2:
+    exception. Tasks must not call run() themselves. Safe to call from several threads at once:
+    each call works on its own tasks too, so it never waits on another call's."""
+    pool, threads = _helpers()
+    if pool is None or len(tasks) < 2:
         for task in tasks:
             task()
         return
@@ -61,7 +110,7 @@ def run(tasks: list[Callable[[], None]]) -> None:
                 return
             task()
 
-    helpers = [_pool.submit(work) for _ in range(min(THREADS - 1, len(tasks) - 1))]
+    helpers = [pool.submit(work) for _ in range(min(threads - 1, len(tasks) - 1))]
     try:
         work()
     finally:
@@ -69,11 +118,40 @@ def run(tasks: list[Callable[[], None]]) -> None:
             helper.result()
 
 
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limit = None
+
+
+def _take_blas_control() -> None:
+    """Let this thread set OpenBLAS's (process-wide) thread count. threadpoolctl 3.8 lets only
+    the thread that first set a limit change it again and silently ignores the others, so a
+    limit set in one thread could never be restored from another."""
+    clear = getattr(threadpoolctl.OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+
+
 @contextlib.contextmanager
 def single_threaded_blas() -> Iterator[None]:
-    """Limit BLAS to one thread inside the block (minicnn splits the work itself)."""
-    global _blas
-    if _blas is None:
-        _blas = ThreadpoolController()
-    with _blas.limit(limits=1, user_api="blas"):
+    """Limit BLAS to one thread inside the block (minicnn splits the work itself).
+
+    The limit is process-wide, so it is counted: the first block to enter sets it and the last
+    to leave restores what BLAS had before, whichever threads they run on and however they end.
+    """
+    global _blas_users, _blas_limit
+    with _blas_lock:
+        if _blas_users == 0:
+            _take_blas_control()
+            _blas_limit = threadpoolctl.ThreadpoolController().limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
         yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _take_blas_control()
+                _blas_limit.restore_original_limits()
+                _take_blas_control()  # and leave it free for anyone's next limit
+                _blas_limit = None

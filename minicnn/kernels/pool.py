@@ -3,7 +3,8 @@
 The forward pass records, for every output element, the flat spatial index `h * W + w` of the
 input element that won, so the backward pass needs no comparison: it adds each `dout` element to
 the one input position it came from. Ties go to the first maximum in row-major window order, as in
-TensorFlow. Positions outside the input (padding "same") never win.
+TensorFlow. Positions outside the input (padding "same") never win. A NaN in a window is its
+maximum (the first NaN, as np.argmax picks), so NaN propagates as in the NumPy reference.
 
 Shapes: x (N, H, W, C); out, argmax, dout (N, H_out, W_out, C); argmax is int32.
 """
@@ -34,9 +35,11 @@ def _maxpool_forward(x, PH, PW, SH, SW, PT, PL, out, argmax):
                     for w in range(w0, w1):
                         at = h * W + w
                         for c in range(C):
-                            # strict > keeps the first maximum on ties
-                            if x[n, h, w, c] > out[n, i, j, c]:
-                                out[n, i, j, c] = x[n, h, w, c]
+                            # strict > keeps the first maximum on ties; a NaN wins
+                            # over any number and then stays (np.argmax's first NaN)
+                            v, best = x[n, h, w, c], out[n, i, j, c]
+                            if v > best or (v != v and best == best):
+                                out[n, i, j, c] = v
                                 argmax[n, i, j, c] = at
 
 

@@ -117,6 +117,7 @@ class Sequential(Trainer):
     def get_config(self) -> dict:
         """The architecture as JSON-ready data: name, seed, layers, and compile settings."""
         config = {"class_name": "Sequential", "name": self.name, "seed": self.seed,
+                  "epochs_trained": self.epochs_trained,
                   "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
                              for layer in self._layers]}
         if self.compiled:

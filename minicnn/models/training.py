@@ -10,6 +10,13 @@ The plan (`model.plan`, see minicnn/fast/) decides how the layers run: fused and
 default, or the reference layers one by one with `compile(fast=False)`. Layers get
 `training=True` in fit and `training=False` in predict, evaluate and the validation pass.
 
+Threads: `predict`, `evaluate` and `model(x)` run on a plan of their own for each call, over
+shallow copies of the layers (the same weights, their own caches and scratch arrays), so any
+number of threads may call them at once. Training changes the model's state, so one training
+call at a time: `fit`, `train_on_batch` or `backward_summary` while another runs in another
+thread raises a RuntimeError before touching anything (an inference call during training reads
+the weights as they are at that moment).
+
 `Trainer` is the half of `Sequential` that runs passes; `Sequential` (sequential.py) holds the
 layers and their weights.
 """
@@ -17,7 +24,9 @@ layers and their weights.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -41,8 +50,12 @@ class Trainer:
         self.history: History | None = None
         # fit() warns about any layer that did not learn in its first steps (LearningCheck).
         self.learning_check = True
+        # Epochs trained so far, over every fit() call: epoch k's shuffle is drawn from
+        # (seed, k), so fit(epochs=1) three times shuffles as fit(epochs=3) does.
+        self.epochs_trained = 0
         self._plans: dict[bool, tuple[Step, ...]] = {}
-        self._recording: Recording | None = None
+        self._local = threading.local()  # what is one thread's own: an open recording
+        self._training = threading.RLock()  # a callback inside fit may call backward_summary
 
     # -- compile and the plan -------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, fast: bool = True) -> None:
@@ -77,8 +90,34 @@ class Trainer:
         return self._plans[fast]
 
     def _steps(self) -> tuple[Step, ...]:
-        # A recording shows every layer's own pass, so it runs the reference layers.
+        """The plan a training pass runs. A recording shows every layer's own pass, so it runs
+        the reference layers."""
         return self._plan(self.fast and self._recording is None)
+
+    def _inference_steps(self) -> tuple[Step, ...]:
+        """A plan for one inference call, over shallow copies of the layers: the same Parameter
+        objects, but caches and scratch arrays of the call's own, so that calls from several
+        threads never write to anything they share."""
+        if not self.built:
+            self._plan(self.fast)  # raises the not-built error
+        clones = [copy.copy(layer) for layer in self.layers]
+        return make_plan(clones, fast=self.fast and self._recording is None)
+
+    @property
+    def _recording(self) -> Recording | None:
+        return getattr(self._local, "recording", None)
+
+    @contextlib.contextmanager
+    def _one_training_call(self, method: str) -> Iterator[None]:
+        if not self._training.acquire(blocking=False):
+            raise RuntimeError(f"`{method}()` was called on model '{self.name}' while another "
+                               "training call (fit, train_on_batch or backward_summary) runs on "
+                               "it in another thread; a model trains one call at a time.")
+        try:
+            with parallel.single_threaded_blas():
+                yield
+        finally:
+            self._training.release()
 
     def _require_compiled(self, method: str) -> None:
         if not self.compiled:
@@ -86,23 +125,21 @@ class Trainer:
                                f"(called `{method}()` on model '{self.name}').")
 
     # -- one batch ------------------------------------------------------------------------------
-    def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+    def _forward(self, x: np.ndarray, training: bool, steps: tuple[Step, ...]) -> np.ndarray:
         rec = self._recording
         if rec is not None:
             rec.start(x)
-        for step in self._steps():
+        for step in steps:
             y = step.forward(x, training=training)
             if rec is not None:
                 rec.forward(step.layers[0], x, y)
             x = y
         return x
 
-    def _head(self) -> losses.LossHead:
-        return losses.LossHead(self.loss, self.layers[-1])
-
     def _backward(self, y: np.ndarray, out: np.ndarray) -> None:
         """Fill every parameter's .grad with dL/dW of the mean loss over the batch (y, out)."""
-        rec, head, steps = self._recording, self._head(), self._steps()
+        rec, steps = self._recording, self._steps()
+        head = losses.LossHead(self.loss, steps[-1].layers[-1])
         g = head.backward(y, out, steps[-1])
         if rec is not None:
             rec.backward(steps[-1].layers[0], head.output_gradient(y, out), g)
@@ -111,9 +148,10 @@ class Trainer:
             if rec is not None:
                 rec.backward(step.layers[0], dout, g)
 
-    def _loss_and_correct(self, y: np.ndarray, out: np.ndarray) -> tuple[float, int]:
-        """Summed loss and number of correct predictions over the batch."""
-        per_sample = self._head().per_sample(y, out)
+    def _loss_and_correct(self, y: np.ndarray, out: np.ndarray,
+                          steps: tuple[Step, ...]) -> tuple[float, int]:
+        """Summed loss and number of correct predictions over the batch `steps` just ran."""
+        per_sample = losses.LossHead(self.loss, steps[-1].layers[-1]).per_sample(y, out)
         targets = self.loss.targets(y, out)
         correct = int((targets.argmax(axis=-1) == out.argmax(axis=-1)).sum())
         return float(per_sample.sum(dtype=np.float64)), correct
@@ -122,15 +160,16 @@ class Trainer:
         """One optimizer step on the batch (x, y); returns [loss, *metrics] of that batch."""
         self._require_compiled("train_on_batch")
         x, y = self._as_data(x, y, "train_on_batch")
-        with parallel.single_threaded_blas():
+        with self._one_training_call("train_on_batch"):
             loss_sum, correct = self._train_step(x, y)
         values = list(self._logs(loss_sum, correct, len(x)).values())
         return values if len(values) > 1 else values[0]
 
     def _train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
         """Forward, loss, backward, optimizer step; returns the batch's summed loss and hits."""
-        out = self._forward(x, training=True)
-        batch = self._loss_and_correct(y, out)
+        steps = self._steps()
+        out = self._forward(x, training=True, steps=steps)
+        batch = self._loss_and_correct(y, out, steps)
         if self._recording is not None:
             self._recording.loss = batch[0] / len(x)
         self._backward(y, out)
@@ -177,6 +216,12 @@ class Trainer:
         trained; logged metrics are sample-weighted means over the epoch so far.
         """
         self._require_compiled("fit")
+        with self._one_training_call("fit"):
+            return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                             validation_data, shuffle, initial_epoch)
+
+    def _fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+             validation_data, shuffle, initial_epoch) -> History:
         batch_size = self._check_batch_size(batch_size)
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"Invalid value for argument `validation_split`. Expected a value "
@@ -200,9 +245,11 @@ class Trainer:
         callbacks = CallbackList([*defaults, *(callbacks or []), ProgbarLogger(verbose),
                                   self.history], self, params)
         self.stop_training = False
-        with parallel.single_threaded_blas():
-            self._fit_epochs(x, y, x_val, y_val, batch_size, steps, epochs, initial_epoch,
-                             shuffle, callbacks, params)
+        # A model whose weights came from a run of `initial_epoch` epochs (load_weights) goes on
+        # with that run's shuffles.
+        self.epochs_trained = max(self.epochs_trained, initial_epoch)
+        self._fit_epochs(x, y, x_val, y_val, batch_size, steps, epochs, initial_epoch,
+                         shuffle, callbacks, params)
         return self.history
 
     def _fit_epochs(self, x, y, x_val, y_val, batch_size, steps, epochs, initial_epoch,
@@ -210,10 +257,12 @@ class Trainer:
         callbacks.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             callbacks.on_epoch_begin(epoch)
-            # Each epoch's order depends only on (seed, epoch): a resumed run shuffles exactly
-            # as a run straight through.
-            order = (np.random.default_rng((self.seed, epoch)).permutation(len(x)) if shuffle
-                     else np.arange(len(x)))
+            # Each epoch's order depends only on (seed, epochs trained so far), counted over
+            # every fit() call and kept in the model file: repeated fit() calls reshuffle, and a
+            # resumed run shuffles exactly as a run straight through.
+            order = (np.random.default_rng((self.seed, self.epochs_trained)).permutation(len(x))
+                     if shuffle else np.arange(len(x)))
+            self.epochs_trained += 1
             loss_sum, correct, seen, logs = 0.0, 0, 0, {}
             for step in range(steps):
                 callbacks.on_train_batch_begin(step)
@@ -243,11 +292,13 @@ class Trainer:
 
     def _evaluate_arrays(self, x, y, batch_size: int, callbacks=None) -> tuple[float, int]:
         loss_sum, correct = 0.0, 0
+        steps = self._inference_steps()
         for step, start in enumerate(range(0, len(x), batch_size)):
             if callbacks:
                 callbacks.on_test_batch_begin(step)
-            out = self._forward(x[start:start + batch_size], training=False)
-            batch_loss, batch_correct = self._loss_and_correct(y[start:start + batch_size], out)
+            out = self._forward(x[start:start + batch_size], training=False, steps=steps)
+            batch_loss, batch_correct = self._loss_and_correct(y[start:start + batch_size], out,
+                                                               steps)
             loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
             if callbacks:
                 callbacks.on_test_batch_end(step, self._logs(loss_sum, correct,
@@ -282,10 +333,12 @@ class Trainer:
         cbs = CallbackList(callbacks or [], self, {"verbose": verbose})
         cbs.on_predict_begin()
         out = np.empty((len(x), *self.output_shape[1:]), dtype=self.dtype)
+        steps = self._inference_steps()
         with parallel.single_threaded_blas():
             for step, start in enumerate(range(0, len(x), batch_size)):
                 cbs.on_predict_batch_begin(step)
-                out[start:start + batch_size] = self._forward(x[start:start + batch_size], False)
+                out[start:start + batch_size] = self._forward(x[start:start + batch_size], False,
+                                                              steps)
                 cbs.on_predict_batch_end(step)
         cbs.on_predict_end()
         if verbose:
@@ -295,7 +348,8 @@ class Trainer:
 
     def __call__(self, x, training: bool = False) -> np.ndarray:
         """The model's output for x, (N, *output_shape), as Keras's `model(x, training=...)`."""
-        return self._forward(self._as_input(x, "call"), training=training)
+        x = self._as_input(x, "call")
+        return self._forward(x, training=training, steps=self._inference_steps())
 
     # -- looking inside -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -303,11 +357,11 @@ class Trainer:
         """Record every layer's input, output, dout, dx and parameter gradients of each pass
         run inside the block (the last one is kept): see minicnn/recording.py. Inside the block
         the model runs its reference layers one by one, whatever `fast` is."""
-        self._recording = Recording()
+        self._local.recording = Recording()
         try:
-            yield self._recording
+            yield self._local.recording
         finally:
-            self._recording = None
+            self._local.recording = None
 
     def backward_summary(self, x=None, y=None, print_fn=None) -> BackwardSummary:
         """The backward pass as a table like summary(): per layer the shape and norm of dL/dy,
@@ -319,9 +373,10 @@ class Trainer:
             raise ValueError("backward_summary() needs a batch: backward_summary(x, y), e.g. "
                              "the first 128 training images and their labels")
         x, y = self._as_data(x, y, "backward_summary")
-        with self.record() as rec:
-            out = self._forward(x, training=True)
-            rec.loss = self._loss_and_correct(y, out)[0] / len(x)
+        with self._one_training_call("backward_summary"), self.record() as rec:
+            steps = self._steps()
+            out = self._forward(x, training=True, steps=steps)
+            rec.loss = self._loss_and_correct(y, out, steps)[0] / len(x)
             self._backward(y, out)
         summary = BackwardSummary(self.name, rec, self.optimizer, self.layers)
         if print_fn is not False:

@@ -1,6 +1,8 @@
 """Fused bias + ReLU forward and the ReLU backward mask, in one pass over memory each.
 
 Shapes: z, y, dout, dz (M, F) with bias (F,); layers pass their outputs flattened to 2-D.
+Non-finite numbers propagate as in NumPy: relu(NaN) is NaN (`v <= 0` is false for NaN, where
+`v > 0 ? v : 0` would turn it into 0), and the mask multiplies, so a NaN dout stays NaN.
 """
 
 import numpy as np
@@ -13,15 +15,16 @@ def _bias_relu(z, bias):
     for m in range(M):
         for f in range(F):
             v = z[m, f] + bias[f]
-            z[m, f] = v if v > 0.0 else 0.0
+            z[m, f] = 0.0 if v <= 0.0 else v
 
 
 def _relu_backward(dout, y, dz):
-    """dz <- dout where the ReLU output y was positive, else 0. All (M, F)."""
+    """dz <- dout * (y > 0): dout where the ReLU output y was positive, else 0 (NaN for a
+    non-finite dout, as the product gives). All (M, F)."""
     M, F = dout.shape
     for m in range(M):
         for f in range(F):
-            dz[m, f] = dout[m, f] if y[m, f] > 0.0 else 0.0
+            dz[m, f] = dout[m, f] if y[m, f] > 0.0 else dout[m, f] * 0.0
 
 
 bias_relu = njit(cache=True, nogil=True)(_bias_relu)
@@ -34,5 +37,5 @@ def bias_relu_reference(z, bias):
 
 
 def relu_backward_reference(dout, y):
-    """Plain NumPy: dout (M, F) where y (M, F) > 0, else 0; returns dz (M, F)."""
-    return np.where(y > 0, dout, 0).astype(dout.dtype, copy=False)
+    """Plain NumPy dout * (y > 0), as TensorFlow's ReluGrad; dout, y (M, F); returns dz (M, F)."""
+    return (dout * (y > 0)).astype(dout.dtype, copy=False)

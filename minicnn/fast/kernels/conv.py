@@ -40,7 +40,8 @@ def _conv_direct(x, kernel, bias, SH, SW, PT, PL, relu, out):
                             for f in range(F):
                                 acc[f] += a * kernel[kh, kw, c, f]
                 for f in range(F):
-                    out[n, i, j, f] = acc[f] if (acc[f] > 0.0 or not relu) else 0.0
+                    # relu(NaN) stays NaN, as np.maximum keeps it
+                    out[n, i, j, f] = 0.0 if (relu and acc[f] <= 0.0) else acc[f]
 
 
 conv_direct = njit(cache=True, nogil=True)(_conv_direct)

@@ -14,7 +14,8 @@ back. Taken together:
 Shapes: the conv outputs are indexed on the pooled region, the first H_c = H_p * PH rows and
 W_c = W_p * PW columns, as z (N * H_c * W_c, F) with rows ordered (n, i, j); pooled outputs and
 argmax are (N, H_p, W_p, F), argmax holding the flat index i * W_c + j of the winning output.
-Ties go to the first maximum in row-major order, as in MaxPooling2D.
+Ties go to the first maximum in row-major order, as in MaxPooling2D, and NaN propagates as
+there: relu(NaN) is NaN, and a NaN is its window's maximum (the first NaN, as np.argmax picks).
 
 Each kernel has a plain NumPy twin `foo_reference` at the end of the module, which returns its
 results: the same computation as the reference tier's steps taken one after another (im2col
@@ -44,8 +45,9 @@ def _bias_relu_maxpool(z, bias, N, H_c, W_c, PH, PW, out, argmax):
                         first = dh == 0 and dw == 0
                         for f in range(F):
                             v = z[row, f] + bias[f]
-                            v = v if v > 0.0 else 0.0
-                            if first or v > out[n, ip, jp, f]:
+                            v = 0.0 if v <= 0.0 else v  # relu(NaN) is NaN
+                            best = out[n, ip, jp, f]
+                            if first or v > best or (v != v and best == best):
                                 out[n, ip, jp, f] = v
                                 argmax[n, ip, jp, f] = at
 
@@ -108,9 +110,10 @@ def _conv_relu_maxpool(x, kernel, bias, PH, PW, out, argmax):
                         first = dh == 0 and dw == 0
                         for f in range(F):
                             v = rows[dh, j, f]
-                            v = v if v > 0.0 else 0.0
+                            v = 0.0 if v <= 0.0 else v  # relu(NaN) is NaN
                             # strict > keeps the first maximum on ties, as MaxPooling2D does
-                            if first or v > out[n, ip, jp, f]:
+                            best = out[n, ip, jp, f]
+                            if first or v > best or (v != v and best == best):
                                 out[n, ip, jp, f] = v
                                 argmax[n, ip, jp, f] = at
 

@@ -1,0 +1,164 @@
+"""Threads: concurrent inference is safe, training is one call at a time, BLAS gets its threads
+back whatever happens, and the number of threads never changes a result."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+import minicnn
+from minicnn.fast import parallel
+from minicnn.layers import Layer
+from minicnn.models import mnist_cnn
+from minicnn.utils import to_categorical
+
+
+def blas_threads() -> dict[str, int]:
+    return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()
+            if lib["user_api"] == "blas"}
+
+
+def run_in_threads(targets) -> list:
+    """Run each callable on its own thread, all released at once; their results in order."""
+    results: list = [None] * len(targets)
+    errors: list = []
+    start = threading.Barrier(len(targets))
+
+    def body(k, target):
+        start.wait()
+        try:
+            results[k] = target()
+        except Exception as e:  # re-raised in the main thread below
+            errors.append(e)
+
+    threads = [threading.Thread(target=body, args=(k, t)) for k, t in enumerate(targets)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "reference"])
+def test_threads_predicting_at_once_get_the_serial_results_bit_for_bit(fast):
+    model = mnist_cnn(seed=0)
+    model.compile("adam", "categorical_crossentropy", fast=fast)
+    rng = np.random.default_rng(0)
+    inputs = [rng.random((40 + 7 * k, 28, 28, 1), dtype=np.float32) for k in range(4)]
+    serial = [model.predict(x, batch_size=16) for x in inputs]
+    for _ in range(3):
+        together = run_in_threads([lambda x=x: model.predict(x, batch_size=16) for x in inputs])
+        for got, want in zip(together, serial, strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_threads_evaluating_at_once_get_the_serial_results():
+    model = mnist_cnn(seed=0)
+    rng = np.random.default_rng(1)
+    data = [(rng.random((30, 28, 28, 1), dtype=np.float32),
+             to_categorical(rng.integers(0, 10, 30), 10)) for _ in range(3)]
+    serial = [model.evaluate(x, y, verbose=0) for x, y in data]
+    together = run_in_threads([lambda x=x, y=y: model.evaluate(x, y, verbose=0)
+                               for x, y in data] + [lambda: model(data[0][0])])
+    assert together[:3] == serial
+
+
+class Gate(Layer):
+    """Passes x through; in training, waits at `entered`/`release` so a test can act meanwhile."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def forward(self, x, training=False):
+        self.cache = x.shape
+        if training:
+            self.entered.set()
+            self.release.wait(timeout=30)
+        return x
+
+    def backward(self, dout):
+        return dout
+
+
+def test_a_second_training_call_is_refused_before_it_touches_anything():
+    from minicnn.layers import Dense, Flatten
+    from minicnn.models import Sequential
+
+    gate = Gate()
+    model = Sequential([Flatten(input_shape=(4, 4, 1)), gate, Dense(3, activation="softmax")],
+                       seed=0)
+    model.compile("adam", "categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((8, 4, 4, 1), dtype=np.float32), to_categorical(rng.integers(0, 3, 8), 3)
+    before_blas = blas_threads()
+    worker = threading.Thread(target=lambda: model.fit(x, y, epochs=1, verbose=0))
+    worker.start()
+    try:
+        assert gate.entered.wait(timeout=30)
+        weights, epochs = model.get_weights(), model.epochs_trained
+        for call in (lambda: model.fit(x, y, verbose=0), lambda: model.train_on_batch(x, y),
+                     lambda: model.backward_summary(x, y, print_fn=False)):
+            with pytest.raises(RuntimeError, match="another training call"):
+                call()
+        assert model.predict(x).shape == (8, 3)  # inference still works meanwhile
+        for a, b in zip(weights, model.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert model.epochs_trained == epochs
+    finally:
+        gate.release.set()
+        worker.join()
+    assert blas_threads() == before_blas
+    model.fit(x, y, epochs=1, verbose=0)  # and once it is done, training goes on
+
+
+def test_blas_threads_come_back_after_concurrent_calls_and_after_an_error():
+    before = blas_threads()
+    model = mnist_cnn(seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.random((24, 28, 28, 1), dtype=np.float32)
+    y = to_categorical(rng.integers(0, 10, 24), 10)
+
+    def fit_then_fail():
+        model.fit(x, y, batch_size=8, verbose=0)
+        with pytest.raises(ValueError):
+            model.fit(x, y[:3], verbose=0)
+
+    run_in_threads([fit_then_fail] + [lambda: model.predict(x, batch_size=8)] * 3)
+    assert blas_threads() == before
+
+
+def test_one_thread_and_two_give_the_same_weights_bit_for_bit():
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 28, 28, 1), dtype=np.float32)
+    y = to_categorical(rng.integers(0, 10, 64), 10)
+    weights = {}
+    before = minicnn.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            minicnn.set_num_threads(n)
+            assert minicnn.get_num_threads() == n
+            model = mnist_cnn(seed=0)
+            model.fit(x, y, batch_size=32, epochs=2, verbose=0)  # 4 steps
+            weights[n] = model.get_weights()
+    finally:
+        minicnn.set_num_threads(before)
+    for n in (2, 3):
+        for a, b in zip(weights[1], weights[n], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_the_thread_knob_refuses_nonsense(monkeypatch):
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="Invalid value for argument `n`"):
+            minicnn.set_num_threads(bad)
+    monkeypatch.setenv("MINICNN_NUM_THREADS", "many")
+    with pytest.raises(ValueError, match="MINICNN_NUM_THREADS"):
+        parallel._default_threads()
+    monkeypatch.setenv("MINICNN_NUM_THREADS", "3")
+    assert parallel._default_threads() == 3
