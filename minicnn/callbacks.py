@@ -221,7 +221,9 @@ class ModelCheckpoint(Callback):
     """Save the model after each epoch (or only when `monitor` improved), atomically.
 
     `filepath` may hold format fields from the epoch logs (epoch counts from 1), e.g.
-    "ckpt-{epoch:02d}-{val_loss:.3f}.npz".
+    "ckpt-{epoch:02d}-{val_loss:.3f}.npz"; a field that is not `epoch`, `loss`, a compiled
+    metric or its `val_` twin is an error when `fit` starts. A missing directory is created, as
+    Keras does.
     """
 
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
@@ -232,9 +234,29 @@ class ModelCheckpoint(Callback):
         self.sign = _improvement_sign(monitor, mode)
         self.best = math.inf
 
+    def on_train_begin(self, logs=None):
+        # Format the pattern with stand-ins for every value an epoch can log, so that a typo
+        # fails now rather than after the first epoch's work.
+        names = ["loss", *self.model.metrics]
+        sample = {name: 0.0 for name in names + [f"val_{name}" for name in names]}
+        try:
+            self.filepath.format(epoch=1, **sample)
+        except KeyError as e:
+            raise ValueError(
+                f"ModelCheckpoint: filepath {self.filepath!r} names {{{e.args[0]}}}, which no "
+                f"epoch logs; available: {', '.join(['epoch', *sample])}") from e
+        except (AttributeError, IndexError, TypeError, ValueError) as e:
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} is not a valid "
+                             f"format string for the epoch logs ({e})") from e
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        path = self.filepath.format(epoch=epoch + 1, **logs)
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except KeyError as e:  # a val_ field, and fit was given no validation data
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} names "
+                             f"{{{e.args[0]}}}, which this fit does not log (no validation "
+                             f"data?); it logs: {', '.join(['epoch', *logs])}") from e
         if self.save_best_only:
             value = _monitored(logs, self.monitor)
             if value is None or not self.sign * value < self.best:
@@ -245,6 +267,7 @@ class ModelCheckpoint(Callback):
                 print(f"\nEpoch {epoch + 1}: {self.monitor} improved from "
                       f"{self.sign * self.best:.5f} to {value:.5f}, saving model to {path}")
             self.best = self.sign * value
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         self.model.save(path)
 
 

@@ -5,6 +5,11 @@
     minicnn predict runs/mnist/model.npz --index 0   # the digit in test image 0
     minicnn predict runs/mnist/model.npz digit.png   # ... or in a picture of your own
     minicnn summary [runs/mnist/model.npz]           # the layer table
+    minicnn evaluate model.npz --custom-objects my_layers.py   # a model with layers of your own
+
+A model with layers (or an optimizer) of your own loads when `--custom-objects` names the Python
+file or module that defines them: every Layer and Optimizer subclass in it is passed to
+`load_model(path, custom_objects={"Name": Class, ...})`, as Keras's custom_objects.
 
 Exit status: 0 on success; 1 when a file or the data cannot be used (one line on stderr naming
 it, no traceback); 2 for a usage error (argparse's message, or a value out of range).
@@ -13,6 +18,8 @@ it, no traceback); 2 for a usage error (argparse's message, or a value out of ra
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import math
 import os
 import sys
@@ -97,11 +104,13 @@ def _scale(images: np.ndarray) -> np.ndarray:
     return images.reshape(-1, *MNIST_INPUT) / np.float32(255)  # uint8 / float32 -> float32
 
 
-def load_model(path: str | os.PathLike, mnist_shaped: bool = True) -> Sequential:
+def load_model(path: str | os.PathLike, mnist_shaped: bool = True,
+               custom_modules: Sequence[str] = ()) -> Sequential:
     """The model saved at `path`; with `mnist_shaped`, checked to map 28x28x1 images to 10 classes.
 
-    A model saved without compile settings gets the notebook's loss and metric, which is all
-    `evaluate` needs from them.
+    `custom_modules` are the files or modules defining the model's own classes (see
+    `custom_objects`). A model saved without compile settings gets the notebook's loss and
+    metric, which is all `evaluate` needs from them.
     """
     from minicnn import models
     from minicnn.layers.base import shape_str
@@ -109,8 +118,9 @@ def load_model(path: str | os.PathLike, mnist_shaped: bool = True) -> Sequential
     if not os.path.isfile(path):
         problem = "is a directory, not" if os.path.isdir(path) else "does not exist; expected"
         raise CLIError(f"model file '{path}' {problem} a .npz file saved by model.save()")
+    objects = custom_objects(custom_modules)
     try:
-        model = models.load_model(path)
+        model = models.load_model(path, custom_objects=objects)
     except (OSError, ValueError) as e:  # the loader's message names the file and the problem
         raise CLIError(str(e)) from e
     if mnist_shaped and (tuple(model.input_shape[1:]) != MNIST_INPUT
@@ -121,6 +131,56 @@ def load_model(path: str | os.PathLike, mnist_shaped: bool = True) -> Sequential
     if not model.compiled:
         model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+def custom_objects(sources: Sequence[str]) -> dict[str, type]:
+    """The Layer and Optimizer subclasses in each source, by class name, for `load_model`.
+
+    A source ending in `.py` is a file, run as a module (its directory importable, so it may
+    import its neighbours); any other is a module name, imported with the current directory on
+    the path, as `python -m` would.
+    """
+    from minicnn.layers import Layer
+    from minicnn.optimizers import Optimizer
+
+    found: dict[str, type] = {}
+    for source in sources:
+        if source.endswith(".py") and not os.path.isfile(source):
+            raise CLIError(f"custom objects file '{source}' does not exist")
+        try:
+            module = _import(source)
+        except Exception as e:  # the module's own code failed, whatever it raised: say so
+            raise CLIError(f"cannot import custom objects from '{source}': "
+                           f"{type(e).__name__}: {e}") from e
+        classes = {name: obj for name, obj in vars(module).items()
+                   if isinstance(obj, type) and issubclass(obj, (Layer, Optimizer))}
+        if not classes:
+            raise CLIError(f"'{source}' defines no Layer or Optimizer subclass to load a model "
+                           f"with")
+        found.update(classes)
+    return found
+
+
+def _import(source: str):
+    directory = os.path.dirname(os.path.abspath(source)) if source.endswith(".py") else os.getcwd()
+    sys.path.insert(0, directory)
+    try:
+        if not source.endswith(".py"):
+            return importlib.import_module(source)
+        name = os.path.splitext(os.path.basename(source))[0]
+        if name in sys.modules:  # my_layers.py named like a module in use: shadow nothing
+            name = f"minicnn_custom_objects.{name}"
+        spec = importlib.util.spec_from_file_location(name, source)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # as an import would: dataclasses and pickling look it up
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        return module
+    finally:
+        sys.path.remove(directory)
 
 
 def _probability_table(probs: np.ndarray) -> str:
@@ -198,7 +258,7 @@ def train(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     from minicnn.utils import to_categorical
 
-    model = load_model(args.model)
+    model = load_model(args.model, custom_modules=args.custom_objects)
     _, (x_test, y_test) = load_mnist(args.data)
     test_loss, test_accuracy = model.evaluate(x_test, to_categorical(y_test, MNIST_CLASSES),
                                               batch_size=args.batch_size, verbose=0)
@@ -209,7 +269,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
+    model = load_model(args.model, custom_modules=args.custom_objects)
     if args.index is not None:
         _, (x_test, y_test) = load_mnist(args.data)
         if args.index >= len(x_test):
@@ -236,7 +296,8 @@ def predict(args: argparse.Namespace) -> int:
 def summary(args: argparse.Namespace) -> int:
     from minicnn import models
 
-    model = models.mnist_cnn() if args.model is None else load_model(args.model, mnist_shaped=False)
+    model = models.mnist_cnn() if args.model is None else load_model(
+        args.model, mnist_shaped=False, custom_modules=args.custom_objects)
     model.summary()
     return 0
 
@@ -261,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--data", metavar="DIR",
                          help="directory with the four MNIST files (raw or .gz); default "
                               "$MINICNN_DATA, else ~/.cache/minicnn/mnist (downloaded if need be)")
+
+    def custom_objects_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--custom-objects", action="append", default=[], metavar="MODULE",
+                         help="a Python file (my_layers.py) or module that defines the model's "
+                              "own Layer or Optimizer classes; repeat for several")
 
     sub = command("train", train, "train the notebook's CNN on MNIST and save it",
                   "Train the Keras notebook's CNN (93,322 parameters, Adam) on MNIST, evaluate "
@@ -292,13 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
     data_option(sub)
     sub.add_argument("--batch-size", type=_positive_int, default=128, metavar="N",
                      help="images per forward pass (default 128)")
+    custom_objects_option(sub)
 
     sub = command("predict", predict, "predict the digit in a test image or a picture",
                   "Print the predicted digit and the 10 class probabilities, for MNIST test "
                   "image --index N or for a picture file. A picture is made to look like MNIST: "
                   "gray, inverted if its border is light (a dark digit on a light page), padded "
                   "to a square and resized to 28x28.",
-                  usage="minicnn predict [-h] [--data DIR] MODEL (IMAGE | --index N)")
+                  usage="minicnn predict [-h] [--data DIR] [--custom-objects MODULE] MODEL "
+                        "(IMAGE | --index N)")
     sub.add_argument("model", metavar="MODEL", help="a .npz file saved by train or model.save()")
     source = sub.add_mutually_exclusive_group(required=True)
     source.add_argument("image", nargs="?", metavar="IMAGE",
@@ -306,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--index", type=_non_negative_int, metavar="N",
                         help="use MNIST test image N (and print its label)")
     data_option(sub)
+    custom_objects_option(sub)
 
     sub = command("summary", summary, "print a model's layer table",
                   "Print the layer table of a saved model, or of the notebook's model when no "
@@ -313,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("model", nargs="?", metavar="MODEL",
                      help="a .npz file saved by train or model.save() (default: the notebook's "
                           "untrained model)")
+    custom_objects_option(sub)
     return parser
 
 

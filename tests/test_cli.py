@@ -8,18 +8,22 @@ MNIST files skip when $MINICNN_DATA does not point at them.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import matplotlib.image
 import numpy as np
 import pytest
 
-from minicnn import __version__, models, plots
+from minicnn import __version__, layers, models, plots
 from minicnn.callbacks import History
 from minicnn.cli import main
 from minicnn.datasets.images import read_digit_image
@@ -83,9 +87,9 @@ def untrained_model(tmp_path_factory) -> str:
     ([], ["train", "evaluate", "predict", "summary", "--version"]),
     (["train"], ["--epochs", "--batch-size", "--data", "--out", "--seed", "--validation-split",
                  "--limit", "--verbose"]),
-    (["evaluate"], ["MODEL", "--data", "--batch-size"]),
-    (["predict"], ["MODEL", "IMAGE", "--index", "--data"]),
-    (["summary"], ["MODEL"]),
+    (["evaluate"], ["MODEL", "--data", "--batch-size", "--custom-objects"]),
+    (["predict"], ["MODEL", "IMAGE", "--index", "--data", "--custom-objects"]),
+    (["summary"], ["MODEL", "--custom-objects"]),
 ])
 def test_help_of_each_command(capsys, command, expected):
     code, out, _ = run(capsys, *command, "--help")
@@ -163,6 +167,118 @@ def test_corrupt_model_file(capsys, tmp_path):
     assert str(corrupt) in err and "corrupt" in err and "Traceback" not in err
 
 
+def _unusable_model_files(directory: Path, model: str) -> dict[str, Path]:
+    """Model files a careless or hostile user could hand the CLI, each unusable differently."""
+    with np.load(model) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    architecture = json.loads(str(arrays["architecture"]))
+    files = {"npy": directory / "weights.npy", "nested": directory / "nested.npz",
+             "float16": directory / "half.npz", "filters": directory / "huge.npz"}
+    np.save(files["npy"], arrays["weight/0"])
+    np.savez(files["nested"], **{**arrays, "architecture": np.array("[" * 10**5 + "]" * 10**5)})
+    np.savez(files["float16"], **{key: a.astype(np.float16) if key.startswith("weight/") else a
+                                  for key, a in arrays.items()})
+    architecture["layers"][0]["config"]["filters"] = 10**9
+    np.savez(files["filters"], **{**arrays, "architecture": np.array(json.dumps(architecture))})
+    return files
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["predict", "--index", "0"], ["summary"]])
+def test_unusable_model_files_are_one_line_errors(capsys, tmp_path, untrained_model, command):
+    expected = {"npy": "is a .npy file", "nested": "JSON is nested too deeply",
+                "float16": "of dtype float16", "filters": "creates a kernel of shape (3, 3, 1, "
+                                                          "1000000000)"}
+    for flaw, path in _unusable_model_files(tmp_path, untrained_model).items():
+        code, _, err = run(capsys, command[0], str(path), *command[1:])
+        assert code == 1, flaw
+        assert err.startswith(f"minicnn {command[0]}: error: ") and err.count("\n") == 1, err
+        assert str(path) in err and expected[flaw] in err, err
+
+
+# -- models with layers of their own: --custom-objects -------------------------------------------
+CUSTOM_LAYERS = """
+import numpy as np
+from minicnn.layers import Layer
+
+
+class Scale(Layer):
+    def __init__(self, factor=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+    def forward(self, x, training=False):
+        return x * np.asarray(self.factor, x.dtype)
+
+    def backward(self, dout):
+        return dout * np.asarray(self.factor, dout.dtype)
+"""
+
+
+@pytest.fixture
+def custom_model(tmp_path):
+    """A model with a layer of its own, Scale(3.0), saved next to the file defining Scale."""
+    source = tmp_path / "minicnn_test_layers.py"
+    source.write_text(CUSTOM_LAYERS)
+    spec = importlib.util.spec_from_file_location("minicnn_test_layers_defining", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = models.Sequential([layers.Flatten(input_shape=(28, 28, 1)), module.Scale(3.0),
+                               layers.Dense(10, activation="softmax")], seed=0)
+    model.save(tmp_path / "custom.npz")
+    yield model, tmp_path / "custom.npz", source
+    sys.modules.pop("minicnn_test_layers", None)
+
+
+def test_a_custom_layer_needs_the_module_that_defines_it(capsys, custom_model):
+    _, path, _ = custom_model
+    code, _, err = run(capsys, "summary", str(path))
+    assert code == 1 and err.count("\n") == 1
+    assert "unknown layer class 'Scale'" in err and "--custom-objects FILE.py" in err
+
+
+def test_custom_objects_from_a_file_or_a_module(capsys, custom_model, tmp_path, monkeypatch):
+    model, path, source = custom_model
+    code, out, _ = run(capsys, "summary", str(path), "--custom-objects", str(source))
+    assert code == 0 and " (Scale) " in out
+    image = tmp_path / "digit.png"
+    canvas = np.zeros((28, 28))
+    canvas[6:22, 13:15] = 1.0
+    matplotlib.image.imsave(image, canvas, cmap="gray")
+    expected = model.predict(read_digit_image(image)[None, ..., None])[0]  # Scale(3.0) inside
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "predict", "custom.npz", "digit.png",
+                       "--custom-objects", "minicnn_test_layers")
+    assert code == 0
+    assert np.allclose(probabilities(out), expected, atol=PNG_PROBABILITY_ATOL)
+
+
+def test_a_custom_objects_file_named_like_a_module_in_use_shadows_nothing(capsys, custom_model,
+                                                                          tmp_path):
+    _, path, source = custom_model
+    named_like_json = tmp_path / "json.py"
+    named_like_json.write_text(source.read_text())
+    code, out, _ = run(capsys, "summary", str(path), "--custom-objects", str(named_like_json))
+    assert code == 0 and " (Scale) " in out
+    assert sys.modules["json"] is json and json.dumps([1]) == "[1]"
+    sys.modules.pop("minicnn_custom_objects.json")
+
+
+def test_custom_objects_errors_are_one_line(capsys, custom_model, tmp_path):
+    _, path, _ = custom_model
+    (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
+    (tmp_path / "no_layers.py").write_text("x = 1\n")
+    for source, message in [(tmp_path / "none.py", "custom objects file '{}' does not exist"),
+                            (tmp_path / "broken.py", "from '{}': RuntimeError: boom"),
+                            (tmp_path / "no_layers.py", "'{}' defines no Layer or Optimizer"),
+                            ("no_such_module_here", "ModuleNotFoundError")]:
+        code, _, err = run(capsys, "summary", str(path), "--custom-objects", str(source))
+        assert code == 1 and err.count("\n") == 1, err
+        assert message.format(source) in err, err
+
+
 def test_missing_data_directory(capsys, tmp_path, untrained_model):
     for argv in (["train", "--out", str(tmp_path / "out")], ["evaluate", untrained_model],
                  ["predict", untrained_model, "--index", "0"]):
@@ -229,6 +345,87 @@ def test_read_digit_image_errors_are_the_ones_predict_reports(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a picture")
     with pytest.raises(ValueError, match=r"^cannot read image '.*bad\.png': "):
         read_digit_image(tmp_path / "bad.png")
+
+
+def png(path: Path, width: int, height: int, bits: int, pixel_rows: bytes) -> Path:
+    """A gray PNG, built by hand: `pixel_rows` are the filtered rows, already deflated."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, bits, 0, 0, 0, 0)  # gray, no interlace
+    path.write_bytes(PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", pixel_rows)
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def black_png(path: Path, width: int, height: int) -> Path:
+    """A black 8-bit gray PNG of any size, about width * height / 1000 bytes, built without
+    holding its pixels: deflate blocks ended by a full flush do not refer back, so one row's
+    block is repeated; the Adler-32 of n zero bytes is (n mod 65521) << 16 | 1."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    row = bytes(1 + width)  # filter type 0, then the pixels
+    block = deflate.compress(row) + deflate.flush(zlib.Z_FULL_FLUSH)
+    end = deflate.flush(zlib.Z_FINISH)
+    n = len(row) * height
+    stream = b"\x78\x01" + block * height + end + struct.pack(">I", (n % 65521) << 16 | 1)
+    return png(path, width, height, 8, stream)
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Fails the test if Pillow decodes any pixel data."""
+    from PIL import ImageFile
+
+    def load(self):
+        raise AssertionError(f"{self.size} pixels were decoded")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+
+
+def test_black_png_is_a_valid_png(tmp_path):
+    image = read_digit_image(black_png(tmp_path / "black.png", 300, 200))
+    assert image.shape == (28, 28) and not image.any()
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path, no_decoding):
+    """20000x20000 pixels in a 0.6 MB file: 400 MB decoded, 6 GB as the old reader's floats."""
+    bomb = black_png(tmp_path / "bomb.png", 20000, 20000)
+    assert bomb.stat().st_size < 10**6
+    with pytest.raises(ValueError, match=r"^image '.*bomb\.png' is too large to read: Image "
+                                         r"size \(400000000 pixels\) exceeds limit"):
+        read_digit_image(bomb)
+
+
+def test_a_picture_over_max_pixels_is_refused_from_its_header(tmp_path, no_decoding):
+    big = black_png(tmp_path / "big.png", 4097, 4096)
+    with pytest.raises(ValueError, match=r"^image '.*big\.png' is 4097x4096 pixels, more than "
+                                         r"the 16,777,216 minicnn reads \(MAX_PIXELS\)"):
+        read_digit_image(big)
+
+
+def test_predict_reports_an_image_bomb_in_one_line(capsys, tmp_path, untrained_model):
+    bomb = black_png(tmp_path / "bomb.png", 20000, 20000)
+    code, out, err = run(capsys, "predict", untrained_model, str(bomb))
+    assert code == 1 and out == ""
+    assert err.startswith(f"minicnn predict: error: image '{bomb}' is too large to read")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 16])
+def test_low_and_high_bit_depth_gray_pngs_read_in_0_1(tmp_path, bits):
+    """Each level of a 1-, 2-, 4- or 16-bit gray PNG reads as level / (2**bits - 1) (inverted
+    above 0.5, by the light-page rule). The old reader gave 2- and 4-bit PNGs values up to 85."""
+    levels = range(2**bits) if bits < 16 else [0, 1, 2**15, 2**16 - 1]
+    for level in levels:
+        if bits == 16:
+            row = np.full(8, level, ">u2").tobytes()
+        else:  # 8 pixels of `bits` bits each, packed into whole bytes
+            row = np.packbits([(level >> k) & 1 for k in reversed(range(bits))] * 8).tobytes()
+        path = png(tmp_path / f"gray{bits}-{level}.png", 8, 8, bits,
+                   zlib.compress((b"\x00" + row) * 8))
+        value = level / (2**bits - 1)
+        expected = value if value <= 0.5 else 1.0 - value
+        np.testing.assert_allclose(read_digit_image(path), np.full((28, 28), expected),
+                                   atol=EXACT_PIXEL_ATOL)
 
 
 # -- minicnn.plots, headless ---------------------------------------------------------------------

@@ -1,28 +1,40 @@
 """Pictures of your own digits, made to look like MNIST images for a model trained on MNIST.
 
-`read_digit_image(path)`, what `minicnn predict MODEL digit.png` runs, reads a PNG (or, through
-Pillow, JPEG and the rest), turns it gray, makes the digit bright on black as MNIST has it, pads
-it to a square and resizes it to 28x28. matplotlib, which reads the file, is imported on the
-first call, so importing this module costs only NumPy.
+`read_digit_image(path)`, what `minicnn predict MODEL digit.png` runs, reads a PNG, JPEG, GIF,
+BMP, TIFF, WebP or PPM file, turns it gray, makes the digit bright on black as MNIST has it, pads
+it to a square and resizes it to 28x28. Pillow, which reads the file, is imported on the first
+call, so importing this module costs only NumPy.
+
+A picture is a decompression bomb waiting to happen: a 400 KB PNG can declare 20000x20000
+pixels, 6 GB once decoded. Pillow reads the size from the file's header before decoding
+anything, so a picture of more than MAX_PIXELS is refused at that point, for the cost of the
+header.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
-__all__ = ["read_digit_image"]
+__all__ = ["MAX_PIXELS", "read_digit_image"]
 
 MNIST_SIDE = 28  # an MNIST image is MNIST_SIDE x MNIST_SIDE pixels
+# 4096 x 4096: a 12-megapixel phone photo fits; reading an RGBA one this size peaks near 0.5 GB.
+MAX_PIXELS = 2**24
+# Pillow's common raster formats. The rest are left out on purpose: EPS, for one, runs
+# Ghostscript, and no picture of a digit needs it.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 
 
 def read_digit_image(path: str | os.PathLike) -> np.ndarray:
     """A picture of a handwritten digit, made to look like an MNIST image.
 
     The rules, in order:
-      1. read with `matplotlib.image.imread` (PNG natively, other formats through Pillow);
-         integer pixels are scaled to [0, 1];
+      1. read with Pillow (a picture of more than MAX_PIXELS pixels is refused from its header);
+         integer pixels are scaled to [0, 1] (8-bit by 255, 16-bit gray by 65535), palette and
+         other modes are converted to RGBA first;
       2. colour to gray with the ITU-R 601 weights (0.299 R + 0.587 G + 0.114 B); a transparent
          pixel counts as white (alpha-composited onto a white page);
       3. MNIST digits are bright strokes on black. If the image's border (its outermost rows and
@@ -40,31 +52,23 @@ def read_digit_image(path: str | os.PathLike) -> np.ndarray:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file is not an image, or not a 2-D gray/RGB/RGBA picture.
+        ValueError: the file is not an image in one of FORMATS, or it is larger than
+            MAX_PIXELS.
     """
-    import matplotlib.image
-
-    try:
-        pixels = matplotlib.image.imread(path)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"image file '{path}' does not exist") from e
-    except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for unreadable images
-        raise ValueError(f"cannot read image '{path}': {e}") from e
-    if np.issubdtype(pixels.dtype, np.integer):
-        pixels = pixels / np.iinfo(pixels.dtype).max
-    pixels = np.asarray(pixels, dtype=np.float64)
-    if pixels.ndim == 3 and pixels.shape[-1] in (1, 2, 3, 4):
-        channels = pixels.shape[-1]
-        color, alpha = (pixels, None) if channels in (1, 3) else (pixels[..., :-1],
-                                                                   pixels[..., -1])
-        gray = color[..., 0] if color.shape[-1] == 1 else color @ [0.299, 0.587, 0.114]
-        if alpha is not None:
-            gray = gray * alpha + (1.0 - alpha)
-    elif pixels.ndim == 2:
-        gray = pixels
-    else:
-        raise ValueError(f"image '{path}' has shape {pixels.shape}; expected a gray (H, W) or "
-                         f"an RGB/RGBA (H, W, 3|4) picture")
+    pixels = _read_pixels(path)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    # Gray in float64 one channel at a time, integers scaled on the way: a large picture is
+    # never held as float64 in all its channels at once.
+    scale = np.iinfo(pixels.dtype).max if np.issubdtype(pixels.dtype, np.integer) else 1
+    channels = pixels.shape[-1]  # 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA
+    gray = np.zeros(pixels.shape[:2])
+    for c, weight in enumerate((1.0,) if channels <= 2 else (0.299, 0.587, 0.114)):
+        gray += pixels[..., c] * (weight / scale)
+    if channels in (2, 4):
+        alpha = pixels[..., -1] / scale
+        gray *= alpha
+        gray += 1.0 - alpha
     if min(gray.shape) == 0:
         raise ValueError(f"image '{path}' is empty (shape {gray.shape})")
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
@@ -76,6 +80,39 @@ def read_digit_image(path: str | os.PathLike) -> np.ndarray:
     square = np.zeros((size, size))
     square[top:top + height, left:left + width] = gray
     return _resize_square(square, MNIST_SIDE).astype(np.float32)
+
+
+def _read_pixels(path: str | os.PathLike) -> np.ndarray:
+    """The picture's pixels as Pillow decodes them: (H, W) or (H, W, C), bool or integers."""
+    from PIL import Image
+
+    try:
+        # Pillow warns above its own limit (89 million pixels) and refuses twice that; here
+        # both are errors, reported as ours below.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path, formats=FORMATS)  # reads the header only
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"image file '{path}' does not exist") from e
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise ValueError(f"image '{path}' is too large to read: {e}") from e
+    except (OSError, ValueError, SyntaxError) as e:  # UnidentifiedImageError is an OSError
+        raise ValueError(f"cannot read image '{path}': {e}") from e
+    with image:
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise ValueError(f"image '{path}' is {width}x{height} pixels, more than the "
+                             f"{MAX_PIXELS:,} minicnn reads (MAX_PIXELS); a digit needs no "
+                             f"more than a few hundred pixels a side, so shrink it first")
+        try:
+            if image.mode == "I" and image.format == "PNG":  # 16-bit gray, in older Pillows
+                return np.asarray(image).astype(np.uint16)
+            if image.mode not in ("1", "L", "LA", "RGB", "RGBA") and not (
+                    image.mode.startswith("I;16")):
+                image = image.convert("RGBA")  # palette, CMYK, 32-bit and float pictures
+            return np.asarray(image)
+        except (OSError, ValueError, SyntaxError) as e:  # truncated or corrupt pixel data
+            raise ValueError(f"cannot read image '{path}': {e}") from e
 
 
 def _resize_square(image: np.ndarray, size: int) -> np.ndarray:

@@ -1,7 +1,8 @@
-"""Models: `Sequential`, `load_model`, and the notebook's MNIST model `mnist_cnn`."""
+"""Models: `Sequential`, `load_model` (and its `ModelFileError`), the notebook's `mnist_cnn`."""
 
 from minicnn.models.mnist import mnist_cnn
+from minicnn.models.model_file import ModelFileError
 from minicnn.models.saving import load_model
 from minicnn.models.sequential import Sequential
 
-__all__ = ["Sequential", "load_model", "mnist_cnn"]
+__all__ = ["ModelFileError", "Sequential", "load_model", "mnist_cnn"]

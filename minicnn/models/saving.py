@@ -1,41 +1,127 @@
-"""load_model: a model rebuilt from its file (see model_file.py for what the file holds)."""
+"""load_model: a model rebuilt from its file (see model_file.py for what the file holds).
+
+The file is read and checked first (model_file.read_model_file: the arrays' dtypes, and a size
+ceiling from their headers). Then the layers are built from the architecture, and each weight a
+layer creates is compared with the stored array in its place *before* it is allocated: a file
+edited to say `filters=10**9` is an error naming the layer, not a 36 GB allocation.
+"""
 
 from __future__ import annotations
 
+import contextlib
+
+import numpy as np
+
 from minicnn import layers as layers_module
 from minicnn import losses, optimizers
-from minicnn.models.model_file import read_model_file
+from minicnn.layers.base import Layer, shape_str
+from minicnn.models.model_file import ModelFileError, read_model_file
 from minicnn.models.sequential import Sequential
 
-_OPTIMIZERS = {"Adam": optimizers.Adam, "SGD": optimizers.SGD}
+_LAYER_DTYPES = (None, "float32", "float64")  # what a layer's config may say; None: float32
 
 
 def load_model(filepath, custom_objects: dict | None = None) -> Sequential:
-    """A model saved with `model.save()`: same layers, weights, and optimizer state."""
+    """A model saved with `model.save()`: same layers, weights, and optimizer state.
+
+    `custom_objects` maps class names to the classes of your own layers (or optimizers), as in
+    Keras: `load_model(path, custom_objects={"Square": Square})`.
+
+    Raises:
+        FileNotFoundError (or another OSError): the file cannot be opened.
+        ModelFileError (a ValueError): the file is not a usable model file; the message names the
+            file and the problem.
+    """
     file = read_model_file(filepath)
     arch = file.architecture
     known = {name: getattr(layers_module, name) for name in layers_module.__all__}
     known.update(custom_objects or {})
-    model = Sequential(name=arch.get("name"), seed=arch.get("seed"))
+    stored = _StoredWeights(file.weights)
     try:
+        model = Sequential(name=arch.get("name"), seed=arch.get("seed"))
+        model.epochs_trained = _count(arch.get("epochs_trained", 0), "epochs_trained")
         for spec in arch["layers"]:
             cls = known.get(spec["class_name"])
             if cls is None:
                 raise ValueError(f"unknown layer class {spec['class_name']!r}; pass it in "
-                                 f"custom_objects={{'{spec['class_name']}': TheClass}}")
-            model.add(cls.from_config(spec["config"]))
+                                 f"custom_objects={{'{spec['class_name']}': TheClass}} (on the "
+                                 f"command line: --custom-objects FILE.py)")
+            if spec["config"].get("dtype") not in _LAYER_DTYPES:
+                raise ValueError(f"layer {spec['config'].get('name')!r} has dtype "
+                                 f"{spec['config']['dtype']!r}; minicnn layers compute in "
+                                 f"float32 or float64")
+            layer = cls.from_config(spec["config"])
+            with stored.checking(layer):
+                model.add(layer)
         if not model.built:
             raise ValueError("the first layer has no input_shape")
+        for p, w in zip(model.params, file.weights, strict=False):
+            if p.value.dtype != w.dtype:
+                raise ValueError(f"{p.name} is {p.value.dtype} but the file holds it as "
+                                 f"{w.dtype}")
         model.set_weights(file.weights)
         if "compile" in arch:
             c = arch["compile"]
-            optimizer = _OPTIMIZERS[c["optimizer"]["class_name"]](**c["optimizer"]["config"])
-            model.compile(optimizer, losses.get(c["loss"]), c["metrics"],
-                          fast=c.get("fast", True))
+            optimizer = _optimizer_class(c["optimizer"]["class_name"], custom_objects)
+            model.compile(optimizer(**c["optimizer"]["config"]), losses.get(c["loss"]),
+                          c["metrics"], fast=c.get("fast", True))
             for p, s in zip(model.params, file.slots, strict=True):
                 if any(a.shape != p.value.shape for a in s):
                     raise ValueError(f"optimizer state for {p.name} has the wrong shape")
             model.optimizer.set_slots(model.params, file.slots, c["optimizer"]["iterations"])
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"Cannot rebuild the model in '{file.path}': {e}") from e
+        problem = f"its architecture has no key {e}" if isinstance(e, KeyError) else e
+        raise ModelFileError(f"Cannot rebuild the model in '{file.path}': {problem}") from e
+    except MemoryError as e:  # a custom layer's own allocation; minicnn's are checked above
+        raise ModelFileError(f"Cannot rebuild the model in '{file.path}': it needs more memory "
+                             f"than is available ({e})") from e
     return model
+
+
+def _optimizer_class(name: str, custom_objects: dict | None) -> type:
+    known = {cls.__name__: cls for cls in vars(optimizers).values()
+             if isinstance(cls, type) and issubclass(cls, optimizers.Optimizer)}
+    known.update(custom_objects or {})
+    if name not in known:
+        raise ValueError(f"unknown optimizer class {name!r}")
+    return known[name]
+
+
+class _StoredWeights:
+    """Checks each weight a layer creates against the file's array in its place, before the
+    layer allocates it: the k-th `add_weight` of the model must ask for weight/k's shape."""
+
+    def __init__(self, weights: list[np.ndarray]):
+        self.weights, self.created = weights, 0
+
+    @contextlib.contextmanager
+    def checking(self, layer: Layer):
+        add_weight = layer.add_weight
+
+        def checked_add_weight(name, shape, initializer):
+            k, shape = self.created, tuple(shape)
+            if k == len(self.weights):
+                raise ValueError(f"layer '{layer.name}' ({type(layer).__name__}) creates a "
+                                 f"{name} of shape {shape_str(shape)}, but the file holds only "
+                                 f"{len(self.weights)} weight arrays")
+            if shape != self.weights[k].shape:
+                raise ValueError(f"layer '{layer.name}' ({type(layer).__name__}) creates a "
+                                 f"{name} of shape {shape_str(shape)}, but the file's weight/{k} "
+                                 f"has shape {shape_str(self.weights[k].shape)}")
+            self.created += 1
+            return add_weight(name, shape, initializer)
+
+        # The check is an attribute of this one instance, for the time of its build; the layer's
+        # class is untouched.
+        layer.add_weight = checked_add_weight
+        try:
+            yield
+        finally:
+            del layer.add_weight
+
+
+def _count(value, key: str) -> int:
+    """A non-negative int from the architecture (JSON gives bools and floats too)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"'{key}' should be a count >= 0, not {value!r}")
+    return value
