@@ -3,7 +3,7 @@
     with model.record() as rec:
         model.train_on_batch(x, y)          # or model.predict(x), or model(x)
     rec["conv2d_1"].dout                    # dL/dy that reached conv2d_1
-    print(model.backward_summary())         # norms, update ratios, dead ReLUs, pool ties
+    model.backward_summary(x, y)            # norms, update ratios, ReLU zeros, dead units...
 
 While a recording is open the model runs its layers one by one (the reference path, never the
 fused one) and copies each array, since later passes reuse buffers. Outside a recording nothing
@@ -81,11 +81,31 @@ def _norm(a: np.ndarray | None) -> float | None:
     return None if a is None else float(np.linalg.norm(a.astype(np.float64, copy=False)))
 
 
-def dead_relu_share(layer: Layer, output: np.ndarray) -> float | None:
-    """Share of a ReLU's outputs that are exactly 0 (no gradient flows back through them)."""
-    ends_in_relu = getattr(layer, "activation", None) is activations.relu or (
+def _ends_in_relu(layer: Layer) -> bool:
+    return getattr(layer, "activation", None) is activations.relu or (
         type(layer).__name__ == "ReLU")
-    return float(np.mean(output == 0)) if ends_in_relu else None
+
+
+def relu_zero_share(layer: Layer, output: np.ndarray) -> float | None:
+    """Share of a ReLU's outputs (N, ..., units) that are exactly 0 in this batch.
+
+    No gradient flows back through a zero output, but a zero is not a dead unit: a unit is 0 on
+    one side of its hyperplane and learns from the inputs on the other, so half or more is
+    common (78% for the first conv of a fresh MNIST model: the zero background gives z = 0).
+    """
+    return float(np.mean(output == 0)) if _ends_in_relu(layer) else None
+
+
+def dead_unit_share(layer: Layer, output: np.ndarray) -> float | None:
+    """Share of a ReLU's units (a Dense unit, a conv channel: the last axis of the output
+    (N, ..., units)) that are 0 for every sample of the batch, at every position.
+
+    No gradient reaches a dead unit's weights from this batch; a unit dead for all the data
+    never learns again.
+    """
+    if not _ends_in_relu(layer):
+        return None
+    return float((output == 0).reshape(-1, output.shape[-1]).all(axis=0).mean())
 
 
 def pool_tie_share(layer: Layer, x: np.ndarray) -> float | None:
@@ -120,7 +140,8 @@ class BackwardRow:
     dx_norm: float | None
     grad_norm: float | None  # of all the layer's parameter gradients together
     update_ratio: float | None  # ||last update|| / ||W|| over the layer's parameters
-    dead_relu: float | None
+    relu_zeros: float | None  # share of the ReLU's outputs that are 0
+    dead_units: float | None  # share of its units that are 0 for every sample of the batch
     pool_ties: float | None
 
 
@@ -130,6 +151,7 @@ class BackwardSummary:
     def __init__(self, model_name: str, recording: Recording, optimizer, layers: list[Layer]):
         self.model_name, self.loss, self.batch_size = (model_name, recording.loss,
                                                        recording.batch_size)
+        self.optimizer = optimizer
         self.rows: list[BackwardRow] = []
         for layer in layers:
             r = recording[layer.name]
@@ -144,7 +166,8 @@ class BackwardSummary:
             self.rows.append(BackwardRow(
                 r.name, r.class_name, tuple(r.dout.shape) if r.dout is not None else (),
                 _norm(r.dout), _norm(r.dx), grad_norm, update_ratio,
-                dead_relu_share(layer, r.output), pool_tie_share(layer, r.input)))
+                relu_zero_share(layer, r.output), dead_unit_share(layer, r.output),
+                pool_tie_share(layer, r.input)))
 
     def __getitem__(self, name: str) -> BackwardRow:
         for row in self.rows:
@@ -161,13 +184,29 @@ class BackwardSummary:
 
         rows = [(f"{r.name} ({r.class_name})", shape_str((None, *r.dout_shape[1:]))
                  if r.dout_shape else "-", num(r.dout_norm), num(r.dx_norm), num(r.grad_norm),
-                 num(r.update_ratio, "{:.2e}"), pct(r.dead_relu), pct(r.pool_ties))
+                 num(r.update_ratio, "{:.2e}"), pct(r.relu_zeros), pct(r.dead_units),
+                 pct(r.pool_ties))
                 for r in self.rows]
         loss = "" if self.loss is None else f", loss {self.loss:.4f}"
         title = (f'Backward pass of "{self.model_name}" (batch of {self.batch_size}{loss})')
         headers = ("Layer (type)", "dL/dy shape", "|dL/dy|", "|dL/dx|", "|dL/dW|",
-                   "update/|W|", "dead ReLU", "pool ties")
-        widths = (33, 20, 11, 11, 11, 12, 11, 11)
+                   "update/|W|", "ReLU zeros", "dead units", "pool ties")
+        widths = (33, 20, 11, 11, 11, 12, 12, 12, 11)
         footer = [" |.| is the Frobenius norm; update/|W| is the last optimizer step's size "
-                  "relative to the weights (~1e-3 is healthy for Adam)."]
+                  "relative to the weights.", *self._update_hint(),
+                  " ReLU zeros: the share of a ReLU's outputs that are 0 (half or more is common); "
+                  "dead units: of its units (Dense units, conv channels), those 0 for every "
+                  "sample of the batch, whose weights get no gradient."]
         return render_table(title, headers, rows, widths, right_from=2, footer=footer)
+
+    def _update_hint(self) -> list[str]:
+        """What update/|W| means for this optimizer (nothing for one without a known rule)."""
+        name, lr = type(self.optimizer).__name__, getattr(self.optimizer, "learning_rate", None)
+        if name == "Adam":
+            return [" Adam: ~1e-3 is typical of healthy training; its first steps move every "
+                    f"weight by about the learning rate ({lr:g}), so they show about "
+                    "learning_rate / rms(W), ~1e-2 for weights of rms 0.1."]
+        if name == "SGD":
+            return [f" SGD: update/|W| = learning_rate ({lr:g}) * |dL/dW| / |W| without "
+                    "momentum (with it, the velocity adds the earlier steps)."]
+        return []

@@ -10,6 +10,7 @@ from minicnn import gradcheck, layers
 from minicnn.callbacks import BackwardSummaryLogger, LearningCheck, LearningWarning
 from minicnn.layers import Layer
 from minicnn.models import Sequential, mnist_cnn
+from minicnn.recording import BackwardSummary
 from minicnn.utils import to_categorical
 from tests.tolerances import (
     FLOAT32_RTOL,
@@ -109,8 +110,12 @@ def test_backward_summary_matches_a_hand_computation():
     assert head.grad_norm == pytest.approx(grad2, rel=FLOAT32_RTOL)
     # dL/dp of Keras's loss, which normalises p by its sum first: (-y / p + 1) / N.
     assert head.dout_norm == pytest.approx(np.linalg.norm((-y / p + 1) / 2), rel=FLOAT32_RTOL)
-    assert first.dead_relu == pytest.approx(np.mean(h == 0))
-    assert head.dead_relu is None and head.pool_ties is None
+    # z1 is about [[2, 3.1, -1.7], [-0.75, 2.1, -1.2]]: half the outputs are 0, but only the
+    # third unit is 0 for both samples (dead); the first is 0 for one sample only.
+    assert first.relu_zeros == pytest.approx(np.mean(h == 0)) and np.mean(h == 0) == 0.5
+    assert first.dead_units == pytest.approx(np.mean((h == 0).all(axis=0)))
+    assert first.dead_units == pytest.approx(1 / 3)
+    assert head.relu_zeros is None and head.dead_units is None and head.pool_ties is None
     step1 = np.sqrt(np.sum((w1n - w1) ** 2) + np.sum((b1n - b1) ** 2))
     assert first.update_ratio == pytest.approx(
         step1 / np.sqrt(np.sum(w1n ** 2) + np.sum(b1n ** 2)), rel=UPDATE_RATIO_RTOL)
@@ -120,7 +125,39 @@ def test_backward_summary_matches_a_hand_computation():
     assert f"{model.layers[0].name} (Dense)" in table
 
 
-def test_pool_ties_and_dead_relus_are_counted():
+def test_dead_units_are_conv_channels_zero_for_every_sample_and_position():
+    model = Sequential([layers.Conv2D(3, 2, activation="relu", input_shape=(4, 4, 1))], seed=0)
+    model.compile("sgd", "categorical_crossentropy")
+    kernel = np.ones((2, 2, 1, 3), np.float32)
+    model.set_weights([kernel, np.array([-100.0, -3.5, 100.0], np.float32)])
+    x = np.random.default_rng(0).random((5, 4, 4, 1), dtype=np.float32)  # window sums in (0, 4)
+    x[0, :2, :2, 0] = 1.0  # a window summing to 4: the middle channel is on there at least
+    with model.record() as rec:
+        model.predict(x)
+    y = rec[0].output
+    row = BackwardSummary("m", rec, model.optimizer, model.layers).rows[0]
+    assert 0.0 < (y[..., 1] > 0).mean() < 1.0  # the middle channel: mostly 0, not dead
+    assert row.dead_units == pytest.approx(1 / 3)  # the first channel only
+    assert row.relu_zeros == pytest.approx(np.mean(y == 0))
+
+
+def test_update_ratio_hint_depends_on_the_optimizer():
+    x = np.array([[1.0, 2.0], [-1.0, 0.5]], np.float32)
+    y = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    sgd = tiny_model()
+    sgd.train_on_batch(x, y)
+    table = str(sgd.backward_summary(x, y, print_fn=False))
+    assert "SGD: update/|W| = learning_rate (0.01) * |dL/dW| / |W|" in table
+    assert "Adam" not in table and "1e-3" not in table
+    adam = tiny_model()
+    adam.compile("adam", "categorical_crossentropy")
+    adam.train_on_batch(x, y)
+    table = str(adam.backward_summary(x, y, print_fn=False))
+    assert "Adam: ~1e-3 is typical of healthy training" in table and "SGD" not in table
+    assert "ReLU zeros" in table and "dead units" in table and "dead ReLU" not in table
+
+
+def test_pool_ties_are_counted():
     pool = Sequential([layers.MaxPooling2D(2, input_shape=(4, 4, 1)), layers.Flatten(),
                        layers.Dense(2, activation="softmax")])
     pool.compile("adam", "categorical_crossentropy")
@@ -198,13 +235,14 @@ def test_model_gradient_check_passes_and_catches_a_planted_bug():
     report = buggy.gradient_check(x, y, max_checks=30)
     assert not report.passed
     failed = [t.name for t in report.tensors if not t.passed]
-    # Everything before the buggy layer gets a wrong gradient; the head after it does not.
-    assert "input" in failed and any(name.endswith("/kernel") and "conv2d" in name
-                                     for name in failed)
-    assert report[f"{buggy.layers[-1].name}/kernel"].passed
-    assert "FAILED" in str(report)
+    # Each layer is checked against the dout it received, so only the buggy layer's own dx
+    # fails, not the correct conv layer below it that received the wrong gradient.
+    assert failed == [f"{buggy.layers[1].name}/input"], str(report)
+    assert report[f"{buggy.layers[0].name}/kernel"].passed and report["input"].passed
+    assert f"FAILED: {buggy.layers[1].name}/input" in str(report)
 
 
+@pytest.mark.slow
 def test_a_check_that_sits_on_kinks_says_so_and_moves():
     """A fresh model on a digit with an exact-zero background sits on its ReLU kinks: zero
     biases and zero pixels make conv outputs exactly 0. The checker must notice, move to a
@@ -220,6 +258,8 @@ def test_a_check_that_sits_on_kinks_says_so_and_moves():
                                      move_kinks=False)
     assert sum(len(t.kinks) for t in unmoved.tensors) > 0
     assert "left out of the error" in str(unmoved)
+    # Every element of the first conv's bias moves hundreds of units across their kink at once:
+    # nothing was compared, which the report must say instead of "ok".
     bias = unmoved[f"{model.layers[0].name}/bias"]
-    if len(bias.kinks) == bias.checked:  # every element on a kink: nothing was compared
-        assert not bias.passed and "kinks only" in str(unmoved)
+    assert len(bias.kinks) == bias.checked and not bias.passed
+    assert bias.verdict == "nothing compared (all kinks)" and bias.verdict in str(unmoved)

@@ -366,7 +366,7 @@ class Trainer:
     def backward_summary(self, x=None, y=None, print_fn=None) -> BackwardSummary:
         """The backward pass as a table like summary(): per layer the shape and norm of dL/dy,
         the norms of dL/dx and dL/dW, the last step's update-to-weight ratio, and the share of
-        dead ReLUs and of pool ties. Runs one forward and backward pass on (x, y), without an
+        ReLU zeros, dead units, pool ties. Runs one forward and backward pass on (x, y), without an
         optimizer step; printed (and returned) like summary()."""
         self._require_compiled("backward_summary")
         if x is None or y is None:
