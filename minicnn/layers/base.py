@@ -16,8 +16,6 @@ by running `forward` once on a zero input. Only an optimizer's `step` changes `p
 
 from __future__ import annotations
 
-import inspect
-import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minicnn import initializers
+from minicnn.layers import _config
 
 _name_counts: defaultdict[str, int] = defaultdict(int)
 
@@ -188,72 +187,17 @@ class Layer:
     _config_keys: tuple[str, ...] = ()
 
     def get_config(self) -> dict:
-        """The constructor arguments that rebuild this layer (JSON-serialisable), as in Keras:
+        """The constructor arguments that rebuild this layer (JSON data), as in Keras:
         `model.save` stores them, `load_model(path, custom_objects={...})` passes them to
-        `from_config`.
-
-        Besides name, dtype and input_shape, a layer of your own saves its constructor
-        arguments one of two ways:
-        - keep each argument of `__init__` as an attribute of the same name
-          (`self.rate = rate`): when `get_config` is not overridden, it reads them all;
-        - or override it, Keras's way: `return {**super().get_config(), "rate": self._p}`.
-        A layer that does neither cannot be saved: an argument of `__init__` that is not an
-        attribute is an error naming it here, at save time, rather than a layer that comes back
-        from the file with the argument's default.
-        """
-        config = {"name": self.name, "dtype": None if self.dtype is None else str(self.dtype)}
-        if self.input_shape is not None:
-            config["input_shape"] = list(self.input_shape[1:])
-        keys = list(self._config_keys)
-        if type(self).get_config is Layer.get_config:  # not overridden: the arguments of __init__
-            for arg in inspect.signature(type(self).__init__).parameters.values():
-                if (arg.name in ("self", "name", "dtype", "input_shape") or arg.name in keys
-                        or arg.kind in (arg.VAR_POSITIONAL, arg.VAR_KEYWORD)):
-                    continue
-                if not hasattr(self, arg.name):
-                    raise NotImplementedError(
-                        f"Layer '{self.name}' ({type(self).__name__}) cannot be saved: its "
-                        f"__init__ takes `{arg.name}`, which it does not keep as "
-                        f"`self.{arg.name}`. Keep it under that name, or override get_config() "
-                        f"to return {{**super().get_config(), '{arg.name}': ...}}.")
-                keys.append(arg.name)
-        for key in keys:
-            value = getattr(self, key)
-            if key == "activation" and hasattr(value, "name"):
-                value = value.name
-            elif key.endswith("_initializer") and not isinstance(value, str):
-                value = {"class_name": type(value).__name__, "seed": value.seed}
-            elif isinstance(value, np.generic):
-                value = value.item()
-            value = list(value) if isinstance(value, tuple) else value
-            try:
-                json.dumps(value)
-            except (TypeError, ValueError):
-                raise NotImplementedError(
-                    f"Layer '{self.name}' ({type(self).__name__}) cannot be saved: its argument "
-                    f"`{key}` = {value!r} is not JSON data (numbers, strings, lists, dicts). "
-                    "Override get_config() to save it as such, and from_config() to rebuild "
-                    "the layer from it.") from None
-            config[key] = value
-        return config
+        `from_config`. A layer of your own either keeps each `__init__` argument as an attribute
+        of the same name (read here), or overrides this Keras's way:
+        `return {**super().get_config(), "rate": self._p}`. See minicnn/layers/_config.py."""
+        return _config.config_of(self, read_init=type(self).get_config is Layer.get_config)
 
     @classmethod
     def from_config(cls, config: dict) -> Layer:
-        """The layer `get_config` describes: `cls(**config)`. name, dtype and input_shape are
-        set after construction when `__init__` does not take them (a layer of your own written
-        as `def __init__(self, rate): super().__init__()`)."""
-        params = inspect.signature(cls.__init__).parameters
-        takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        later = {key: config[key] for key in ("name", "dtype", "input_shape")
-                 if key in config and key not in params and not takes_kwargs}
-        layer = cls(**{key: value for key, value in config.items() if key not in later})
-        if later.get("name") is not None:
-            layer.name = later["name"]
-        if later.get("dtype") is not None:
-            layer.dtype = np.dtype(later["dtype"])
-        if later.get("input_shape") is not None:
-            layer.input_shape = (None, *later["input_shape"])
-        return layer
+        """The layer `get_config` describes: `cls(**config)`."""
+        return _config.layer_from(cls, config)
 
     def count_params(self) -> int:
         return int(sum(p.value.size for p in self._params))
