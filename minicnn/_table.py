@@ -5,6 +5,7 @@ Standard library only, so any module can render a table without importing the en
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 
@@ -16,9 +17,17 @@ def render_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str
         return left + cross.join(fill * w for w in widths) + right
 
     def row(cells: Sequence[str], bar: str) -> str:
-        parts = [f"{c:>{w - 2}}" if k >= right_from else f"{c:<{w - 2}}"
-                 for k, (c, w) in enumerate(zip(cells, widths, strict=True))]
-        return f"{bar} " + f" {bar} ".join(parts) + f" {bar}"
+        # A cell too long for its column wraps at spaces onto more lines, as Keras's does
+        # ("global_average_pooling2d" over "(GlobalAveragePooling2D)").
+        wrapped = [textwrap.wrap(c, w - 2, break_on_hyphens=False) or [""]
+                   for c, w in zip(cells, widths, strict=True)]
+        lines = []
+        for k in range(max(len(cell) for cell in wrapped)):
+            texts = [cell[k] if k < len(cell) else "" for cell in wrapped]
+            parts = [f"{t:>{w - 2}}" if j >= right_from else f"{t:<{w - 2}}"
+                     for j, (t, w) in enumerate(zip(texts, widths, strict=True))]
+            lines.append(f"{bar} " + f" {bar} ".join(parts) + f" {bar}")
+        return "\n".join(lines)
 
     lines = [title, rule("┏", "━", "┳", "┓"), row(headers, "┃"), rule("┡", "━", "╇", "┩")]
     for k, cells in enumerate(rows):

@@ -1,4 +1,5 @@
-"""Callbacks with Keras's hooks: History, the progress display, early stopping, checkpoints, CSV.
+"""Callbacks with Keras's hooks: History, the progress display, early stopping, checkpoints, CSV,
+learning-rate scheduling and reduction on a plateau.
 
 `fit` calls, in order: on_train_begin; per epoch on_epoch_begin, per batch on_train_batch_begin
 and on_train_batch_end(batch, logs), then on_epoch_end(epoch, logs) with the epoch's training and
@@ -371,6 +372,93 @@ class BackwardSummaryLogger(Callback):
                 self.gradient_norms.setdefault(row.name, []).append(row.grad_norm)
         if self.print_every and (epoch + 1) % self.print_every == 0:
             print(summary)
+
+
+class LearningRateScheduler(Callback):
+    """At each epoch's start set the rate to schedule(epoch, current_rate) (or schedule(epoch)
+    for a one-argument schedule), as Keras does; logs it as "learning_rate" at the epoch's end.
+
+    An optimizer whose `learning_rate` is a schedule refuses the new rate with a TypeError.
+    """
+
+    def __init__(self, schedule, verbose: int = 0):
+        super().__init__()
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        try:
+            learning_rate = self.schedule(epoch, float(optimizer.learning_rate))
+        except TypeError:  # Keras's old API: schedule(epoch)
+            learning_rate = self.schedule(epoch)
+        if not isinstance(learning_rate, (float, np.float32, np.float64)):
+            raise ValueError("The output of the `schedule` function should be a float. "
+                             f"Got: {learning_rate}")
+        optimizer.learning_rate = learning_rate
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to "
+                  f"{learning_rate}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the rate by `factor` (not below `min_lr`) when `monitor` has not improved by
+    more than `min_delta` for `patience` epochs, then wait `cooldown` epochs; Keras's logic.
+    Logs the epoch's rate as "learning_rate" (before any reduction), as Keras does.
+    """
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 verbose: int = 0, mode: str = "auto", min_delta: float = 1e-4,
+                 cooldown: int = 0, min_lr: float = 0.0):
+        super().__init__()
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau does not support a factor >= 1.0. "
+                             f"Received factor={factor}")
+        if mode not in ("auto", "min", "max"):
+            warnings.warn(f"ReduceLROnPlateau mode '{mode}' is unknown, fallback to auto mode.",
+                          stacklevel=2)
+            mode = "auto"
+        self.monitor, self.factor, self.patience, self.verbose = monitor, factor, patience, verbose
+        self.mode, self.min_delta = mode, abs(min_delta)
+        self.cooldown, self.min_lr = cooldown, min_lr
+        self.sign = _improvement_sign(monitor, mode)
+        self.best, self.wait, self.cooldown_counter = None, 0, 0
+
+    def on_train_begin(self, logs=None):
+        self.best, self.wait, self.cooldown_counter = None, 0, 0
+
+    def in_cooldown(self) -> bool:
+        return self.cooldown_counter > 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        optimizer = self.model.optimizer
+        logs["learning_rate"] = float(optimizer.learning_rate)
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"Learning rate reduction is conditioned on metric `{self.monitor}` "
+                          f"which is not available. Available metrics are: "
+                          f"{','.join(logs)}.", stacklevel=2)
+            return
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self.best is None or self.sign * current + self.min_delta < self.sign * self.best:
+            self.best, self.wait = current, 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience:
+                old_lr = float(optimizer.learning_rate)
+                if old_lr > np.float32(self.min_lr):
+                    new_lr = max(old_lr * self.factor, self.min_lr)
+                    optimizer.learning_rate = new_lr
+                    if self.verbose > 0:
+                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
+                              f"to {new_lr}.")
+                    self.cooldown_counter, self.wait = self.cooldown, 0
 
 
 def _improvement_sign(monitor: str, mode: str) -> float:

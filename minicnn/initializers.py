@@ -45,6 +45,11 @@ class Zeros(Initializer):
         return np.zeros(shape, dtype=dtype)
 
 
+class Ones(Initializer):
+    def sample(self, shape, dtype, rng):
+        return np.ones(shape, dtype=dtype)
+
+
 class GlorotUniform(Initializer):
     """U(-limit, limit) with limit = sqrt(6 / (fan_in + fan_out))."""
 
@@ -70,7 +75,8 @@ class HeNormal(Initializer):
         return (draw * stddev).astype(dtype)
 
 
-_BY_NAME = {"zeros": Zeros, "glorot_uniform": GlorotUniform, "he_normal": HeNormal}
+_BY_NAME = {"zeros": Zeros, "ones": Ones, "glorot_uniform": GlorotUniform,
+            "he_normal": HeNormal}
 
 
 def get(identifier: str | Initializer | dict, argument: str = "initializer") -> Initializer:

@@ -1,4 +1,4 @@
-"""Optimizers (SGD, RMSprop, Adam): the only code in minicnn that changes a weight.
+"""Optimizers (SGD, RMSprop, Adam, AdamW): the only code in minicnn that changes a weight.
 
 `optimizer.step(params)` applies one update to each Parameter from its `.grad`, using Keras's
 update rules exactly, so the same gradients move the same weights to the same place.
@@ -10,22 +10,72 @@ import math
 
 import numpy as np
 
+from minicnn import schedules
 from minicnn.kernels import adam_update
 from minicnn.layers.base import Parameter
 
 
 class Optimizer:
-    def __init__(self, learning_rate: float):
-        if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
+    """What every optimizer shares, in Keras's order for one step:
+
+    1. clip the gradients (clipnorm: each tensor to that L2 norm; global_clipnorm: all tensors
+       together; clipvalue: each element to [-clipvalue, clipvalue]; at most one of the three);
+    2. decoupled weight decay, w <- w - w * weight_decay * lr (AdamW's; any optimizer takes it);
+    3. the optimizer's own update, `_update(params, grads, lr)`.
+
+    Clipping works on copies: `param.grad` keeps the gradient backward computed, which is what
+    the study tools (record, backward_summary, LearningCheck) read; the step uses the clipped one.
+    `learning_rate` is a float or a schedule (minicnn.optimizers.schedules); with a schedule the
+    rate of each step is schedule(iterations), and setting the rate is refused, as in Keras.
+    """
+
+    def __init__(self, learning_rate, weight_decay: float | None = None,
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None):
+        self._learning_rate: float | schedules.LearningRateSchedule = 0.0
+        if isinstance(learning_rate, schedules.LearningRateSchedule):
+            self._learning_rate = learning_rate
+        else:
+            self.learning_rate = learning_rate
+        for argument, value in (("weight_decay", weight_decay), ("clipnorm", clipnorm),
+                                ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
+            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+                raise ValueError(f"Invalid value for argument `{argument}`. Expected a number "
+                                 f">= 0 or None. Received {argument}={value!r}")
+        if sum(a is not None for a in (clipnorm, clipvalue, global_clipnorm)) > 1:
             raise ValueError(
-                "Invalid value for argument `learning_rate`. Expected a positive number. "
-                f"Received learning_rate={learning_rate!r}"
-            )
-        self.learning_rate = float(learning_rate)
+                "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
+                f"Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
+                f"global_clipnorm={global_clipnorm}")
+        self.weight_decay, self.clipnorm = weight_decay, clipnorm
+        self.clipvalue, self.global_clipnorm = clipvalue, global_clipnorm
         self.iterations = 0  # steps taken; Adam's t is iterations + 1
         self._slots: dict[Parameter, tuple[np.ndarray, ...]] = {}
         # ||w_new - w_old|| of each parameter in the last step, for the backward summary.
         self.update_norms: dict[Parameter, float] = {}
+
+    @property
+    def learning_rate(self) -> float:
+        """The rate the next step uses."""
+        if isinstance(self._learning_rate, schedules.LearningRateSchedule):
+            return float(self._learning_rate(self.iterations))
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate: float) -> None:
+        if isinstance(self._learning_rate, schedules.LearningRateSchedule):
+            raise TypeError(
+                "This optimizer was created with a `LearningRateSchedule` object as its "
+                "`learning_rate` constructor argument, hence its learning rate is not "
+                "settable. If you need the learning rate to be settable, you should "
+                "instantiate the optimizer with a float `learning_rate` argument.")
+        if not (isinstance(learning_rate, (int, float, np.floating))
+                and not isinstance(learning_rate, bool) and learning_rate > 0):
+            raise ValueError(
+                "Invalid value for argument `learning_rate`. Expected a positive number or a "
+                f"LearningRateSchedule. Received learning_rate={learning_rate!r}"
+            )
+        self._learning_rate = float(learning_rate)
 
     def _slot(self, p: Parameter, count: int) -> tuple[np.ndarray, ...]:
         slots = self._slots.get(p)
@@ -34,11 +84,52 @@ class Optimizer:
             self._slots[p] = slots
         return slots
 
+    def _clipped_gradients(self, params: list[Parameter]) -> list[np.ndarray]:
+        grads = [p.grad for p in params]
+        if self.clipnorm:  # tf.clip_by_norm: g * c / max(||g||, c), in g's dtype
+            out = []
+            for g in grads:
+                c = g.dtype.type(self.clipnorm)
+                out.append(g * c / np.maximum(np.sqrt(np.sum(g * g)), c))
+            return out
+        if self.global_clipnorm:
+            norm = math.sqrt(sum(float(np.sum(g * g)) for g in grads))
+            scale = self.global_clipnorm * min(1.0 / norm if norm else math.inf,
+                                               1.0 / self.global_clipnorm)
+            return [g * g.dtype.type(scale) for g in grads]
+        if self.clipvalue:
+            return [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+        return grads
+
     def step(self, params: list[Parameter]) -> None:
+        """One update of every parameter from its `.grad` (which is left unchanged)."""
+        grads = self._clipped_gradients(params)
+        lr = self.learning_rate
+        before = None
+        if self.weight_decay:
+            before = [p.value.copy() for p in params]
+            for p in params:
+                dtype = p.value.dtype.type
+                p.value -= p.value * dtype(self.weight_decay) * dtype(lr)
+        self._update(params, grads, lr)
+        if before is not None:  # the step's size includes the decay
+            for p, w in zip(params, before, strict=True):
+                self.update_norms[p] = float(np.linalg.norm(p.value - w))
+        self.iterations += 1
+
+    def _update(self, params: list[Parameter], grads: list[np.ndarray], lr: float) -> None:
         raise NotImplementedError
 
     def get_config(self) -> dict:
-        return {"learning_rate": self.learning_rate}
+        """The constructor's arguments; the clipping and weight-decay ones only when set, a
+        schedule as {"class_name", "config"} (load_model rebuilds it)."""
+        lr = self._learning_rate
+        config = {"learning_rate": schedules.serialize(lr)
+                  if isinstance(lr, schedules.LearningRateSchedule) else lr}
+        for key in ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm"):
+            if getattr(self, key) is not None:
+                config[key] = getattr(self, key)
+        return config
 
     def slots(self, params: list[Parameter]) -> list[tuple[np.ndarray, ...]]:
         """The state kept for each of `params` (empty tuples before the first step)."""
@@ -51,14 +142,15 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """w -= lr * g; with momentum, velocity = momentum * velocity - lr * g and w += velocity."""
+    """w -= lr * g; with momentum, velocity = momentum * velocity - lr * g and w += velocity;
+    nesterov=True moves w by momentum * velocity - lr * g instead (Keras 3's form)."""
 
     name = "sgd"
 
-    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0,
-                 nesterov: bool = False):
-        super().__init__(learning_rate)
-        if not 0.0 <= momentum <= 1.0:
+    def __init__(self, learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False,
+                 **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        if not (isinstance(momentum, (int, float)) and 0.0 <= momentum <= 1.0):
             raise ValueError(
                 "Invalid value for argument `momentum`. Expected a value in [0, 1]. "
                 f"Received momentum={momentum!r}"
@@ -67,22 +159,19 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
 
     def get_config(self) -> dict:
-        return {"learning_rate": self.learning_rate, "momentum": self.momentum,
-                "nesterov": self.nesterov}
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
-    def step(self, params: list[Parameter]) -> None:
-        lr = self.learning_rate
-        for p in params:
+    def _update(self, params: list[Parameter], grads: list[np.ndarray], lr: float) -> None:
+        for p, g in zip(params, grads, strict=True):
             if self.momentum == 0.0:
-                update = -lr * p.grad
+                update = -lr * g
             else:
                 (velocity,) = self._slot(p, 1)
                 velocity *= self.momentum
-                velocity -= lr * p.grad
-                update = (self.momentum * velocity - lr * p.grad) if self.nesterov else velocity
+                velocity -= lr * g
+                update = (self.momentum * velocity - lr * g) if self.nesterov else velocity
             p.value += update
             self.update_norms[p] = float(np.linalg.norm(update))
-        self.iterations += 1
 
 
 class Adam(Optimizer):
@@ -90,11 +179,11 @@ class Adam(Optimizer):
 
     name = "adam"
 
-    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
         for argument, value in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not 0.0 <= value < 1.0:
+            if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
                 raise ValueError(
                     f"Invalid value for argument `{argument}`. Expected a value in [0, 1). "
                     f"Received {argument}={value!r}"
@@ -102,19 +191,34 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
     def get_config(self) -> dict:
-        return {"learning_rate": self.learning_rate, "beta_1": self.beta_1,
-                "beta_2": self.beta_2, "epsilon": self.epsilon}
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
 
-    def step(self, params: list[Parameter]) -> None:
+    def _update(self, params: list[Parameter], grads: list[np.ndarray], lr: float) -> None:
         t = self.iterations + 1
         # The bias corrections of m and v, folded into one step size.
-        alpha = self.learning_rate * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
-        for p in params:
+        alpha = lr * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+        for p, g in zip(params, grads, strict=True):
             m, v = self._slot(p, 2)
-            step_sq = adam_update(p.value.reshape(-1), p.grad.reshape(-1), m.reshape(-1),
-                                  v.reshape(-1), alpha, self.beta_1, self.beta_2, self.epsilon)
+            step_sq = adam_update(p.value.reshape(-1), np.ascontiguousarray(g).reshape(-1),
+                                  m.reshape(-1), v.reshape(-1), alpha, self.beta_1, self.beta_2,
+                                  self.epsilon)
             self.update_norms[p] = math.sqrt(step_sq)
-        self.iterations += 1
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as Keras's AdamW: before Adam's
+    update, w <- w - w * weight_decay * lr, so the decay is not scaled by Adam's 1/sqrt(v)."""
+
+    name = "adamw"
+
+    def __init__(self, learning_rate=0.001, weight_decay: float = 0.004, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-7, **kwargs):
+        if weight_decay is None:
+            raise ValueError("Argument `weight_decay` must be a float. Received: "
+                             "weight_decay=None")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay=weight_decay,
+                         **kwargs)
 
 
 class RMSprop(Optimizer):
@@ -129,9 +233,9 @@ class RMSprop(Optimizer):
 
     name = "rmsprop"
 
-    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, momentum: float = 0.0,
-                 epsilon: float = 1e-7, centered: bool = False):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.001, rho: float = 0.9, momentum: float = 0.0,
+                 epsilon: float = 1e-7, centered: bool = False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
         for argument, value in (("rho", rho), ("momentum", momentum)):
             if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
                 raise ValueError(
@@ -145,14 +249,13 @@ class RMSprop(Optimizer):
         self.centered = bool(centered)
 
     def get_config(self) -> dict:
-        return {"learning_rate": self.learning_rate, "rho": self.rho, "momentum": self.momentum,
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
                 "epsilon": self.epsilon, "centered": self.centered}
 
-    def step(self, params: list[Parameter]) -> None:
-        rho, lr = self.rho, self.learning_rate
+    def _update(self, params: list[Parameter], grads: list[np.ndarray], lr: float) -> None:
+        rho = self.rho
         count = 1 + (self.momentum > 0) + self.centered
-        for p in params:
-            g = p.grad
+        for p, g in zip(params, grads, strict=True):
             slots = self._slot(p, count)  # (v, [m], [a]): Keras's order
             v = slots[0]
             v *= rho
@@ -172,10 +275,9 @@ class RMSprop(Optimizer):
                 step = m
             p.value -= step
             self.update_norms[p] = float(np.linalg.norm(step))
-        self.iterations += 1
 
 
-_BY_NAME = {"adam": Adam, "rmsprop": RMSprop, "sgd": SGD}
+_BY_NAME = {"adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "sgd": SGD}
 
 
 def get(identifier) -> Optimizer:

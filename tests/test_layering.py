@@ -19,8 +19,8 @@ RANKS = (
     # 1: the reference layers
     ("minicnn.layers",),
     # 2: what works on layers: losses, optimizers, the fast plan, the study tools, pictures
-    ("minicnn.losses", "minicnn.optimizers", "minicnn.fast", "minicnn.recording",
-     "minicnn.gradcheck", "minicnn.plots"),
+    ("minicnn.losses", "minicnn.optimizers", "minicnn.schedules", "minicnn.fast",
+     "minicnn.recording", "minicnn.gradcheck", "minicnn.plots"),
     # 3: callbacks, which the training loop calls
     ("minicnn.callbacks",),
     # 4: models: the container, the training loop, saving

@@ -283,7 +283,7 @@ def test_errors_at_the_boundaries():
     with pytest.raises(ValueError, match=r"`validation_split`.*in \[0, 1\).*=1.0"):
         model.fit(x, y, validation_split=1.0)
     with pytest.raises(ValueError, match="`optimizer`"):
-        model.compile("adamw", "categorical_crossentropy")
+        model.compile("adamax2", "categorical_crossentropy")
     with pytest.raises(ValueError, match="`metrics`"):
         model.compile("adam", "categorical_crossentropy", ["f1"])
     with pytest.raises(TypeError, match="Only minicnn Layer instances"):

@@ -102,3 +102,23 @@ MEMORY_GROWTH_BOUND = 1.2
 # compute the same expression in the same order in float32, so they agree to the rounding of
 # the last operations. Largest seen over 10 RMSprop steps: 0 (the two agree bit for bit).
 OPTIMIZER_STEP_RTOL, OPTIMIZER_STEP_ATOL = 1e-6, 1e-7
+
+# Dropout's kept fraction and mean over 10,000 independent draws with keep probability 0.7:
+# the standard error of the fraction is sqrt(0.7 * 0.3 / 10,000) = 0.0046, so 0.03 is ~6.5 of
+# them (a wrong rate, e.g. keeping with probability rate, is off by 0.4).
+DROPOUT_KEEP_ATOL = 0.03
+
+# A learning-rate schedule against Keras's at the same step: the same formula, evaluated in
+# float64 here and in float32 by Keras (a power, a cosine, a division), then rounded to float32
+# for the comparison. Relative to the schedule's largest rate, as `report` measures: near the
+# end of a cosine, 1 + cos(pi * t) cancels and Keras's float32 cosine leaves an error of the size
+# of the float32 rounding of 1, times the initial rate (seen: 1.1e-9 on a rate of 6e-4, i.e.
+# 1.1e-8 of the initial 0.1).
+SCHEDULE_RTOL = 1e-6
+
+# OPTIMIZER_STEP_RTOL/ATOL over tests/test_optimizers_tf.py (10 steps, 3 tensors, 31 cases):
+# SGD plain, momentum and Nesterov 0 (bit for bit), with clipnorm 1.9e-8 of scale (the norm
+# summed in another order); Adam and AdamW 1.2e-7 (alpha computed in float64 here, float32 in
+# Keras); AdamW with weight_decay=0.1, lr=0.01 3.3e-7; Adam driven by ExponentialDecay 5.1e-7
+# (the rate itself rounded differently, see SCHEDULE_RTOL). The weight decay applied after
+# Adam's step instead of before is off by 3.3e-6 of scale at the first step, and fails.

@@ -1,4 +1,5 @@
-"""ReLU and Softmax as layers of their own (the same functions as `activation="relu"` etc.).
+"""Activations as layers of their own: Activation(name), ReLU, LeakyReLU and Softmax (the same
+functions as `activation="relu"` etc., from minicnn/activations.py).
 
     y = activation(x);   dx = activation'(dout), from the output y
 """
@@ -51,3 +52,25 @@ class Softmax(_ActivationLayer):
     """y = exp(x) / sum(exp(x)) along the last axis."""
 
     activation = activations.softmax
+
+
+class LeakyReLU(_ActivationLayer):
+    """y = x if x > 0 else negative_slope * x; Keras's layer default is 0.3 (the function's,
+    `activation="leaky_relu"`, is 0.2)."""
+
+    def __init__(self, negative_slope: float = 0.3, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(negative_slope, (int, float)) or negative_slope < 0:
+            raise ValueError(
+                "Invalid value for argument `negative_slope`. Expected a non-negative number. "
+                f"Received negative_slope={negative_slope!r}")
+        self.negative_slope = float(negative_slope)
+        self.activation = activations.LeakyReLUActivation(self.negative_slope)
+
+
+class Activation(_ActivationLayer):
+    """Any activation by name, `Activation("tanh")`; saved by that name."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)

@@ -3,7 +3,10 @@
     build(input_shape)          create weights once the input shape is known (batch dim is None)
     forward(x, training=False)  -> y; keeps what backward needs in `self.cache`
     backward(dout)              -> dx; fills each parameter's .grad, never changes a weight
-    params                      the Parameter objects (.name, .value, .grad), in Keras order
+    params                      the trainable Parameters (.name, .value, .grad), in Keras order
+    weights                     every Parameter, non-trainable ones included (BatchNormalization's
+                                moving statistics), in Keras order: what get_weights, set_weights,
+                                count_params and saving cover
 
 `training` says how to behave, as Keras passes it: True inside `fit`, False in `predict`,
 `evaluate` and the validation pass (a Dropout layer drops only when it is True). It does not
@@ -48,6 +51,9 @@ class Parameter:
     name: str
     value: np.ndarray
     grad: np.ndarray = field(init=False)
+    # False for state a layer updates itself in forward (BatchNormalization's moving statistics):
+    # no optimizer, gradient check or LearningCheck sees it.
+    trainable: bool = True
 
     def __post_init__(self) -> None:
         self.grad = np.zeros_like(self.value)
@@ -90,9 +96,11 @@ class Layer:
         probe = np.zeros((1, *input_shape[1:]), dtype=self.dtype or np.float32)
         return (None, *self.forward(probe, training=False).shape[1:])
 
-    def add_weight(self, name: str, shape: tuple, initializer) -> Parameter:
+    def add_weight(self, name: str, shape: tuple, initializer,
+                   trainable: bool = True) -> Parameter:
         init = initializers.get(initializer, f"{name}_initializer")
-        param = Parameter(f"{self.name}/{name}", init(shape, self.dtype, self.rng))
+        param = Parameter(f"{self.name}/{name}", init(shape, self.dtype, self.rng),
+                          trainable=trainable)
         self._params.append(param)
         return param
 
@@ -153,6 +161,16 @@ class Layer:
     # -- weights ------------------------------------------------------------------------------
     @property
     def params(self) -> list[Parameter]:
+        """The trainable weights: what optimizers and the gradient checker see."""
+        return [p for p in self._params if p.trainable]
+
+    @property
+    def non_trainable_params(self) -> list[Parameter]:
+        return [p for p in self._params if not p.trainable]
+
+    @property
+    def weights(self) -> list[Parameter]:
+        """Every weight, trainable or not, in Keras order."""
         return list(self._params)
 
     def get_weights(self) -> list[np.ndarray]:

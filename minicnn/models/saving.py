@@ -55,7 +55,8 @@ def load_model(filepath, custom_objects: dict | None = None) -> Sequential:
                 model.add(layer)
         if not model.built:
             raise ValueError("the first layer has no input_shape")
-        for p, w in zip(model.params, file.weights, strict=False):
+        weights = [p for layer in model.layers for p in layer.weights]  # trainable or not
+        for p, w in zip(weights, file.weights, strict=False):
             if p.value.dtype != w.dtype:
                 raise ValueError(f"{p.name} is {p.value.dtype} but the file holds it as "
                                  f"{w.dtype}")
@@ -63,12 +64,16 @@ def load_model(filepath, custom_objects: dict | None = None) -> Sequential:
         if "compile" in arch:
             c = arch["compile"]
             optimizer = _optimizer_class(c["optimizer"]["class_name"], custom_objects)
-            model.compile(optimizer(**c["optimizer"]["config"]), losses.get(c["loss"]),
+            config = dict(c["optimizer"]["config"])
+            if isinstance(config.get("learning_rate"), dict):  # a schedule, serialised
+                config["learning_rate"] = optimizers.schedules.deserialize(
+                    config["learning_rate"], custom_objects)
+            model.compile(optimizer(**config), losses.get(c["loss"]),
                           c["metrics"], fast=c.get("fast", True))
-            for p, s in zip(model.params, file.slots, strict=True):
+            for p, s in zip(weights, file.slots, strict=True):
                 if any(a.shape != p.value.shape for a in s):
                     raise ValueError(f"optimizer state for {p.name} has the wrong shape")
-            model.optimizer.set_slots(model.params, file.slots, c["optimizer"]["iterations"])
+            model.optimizer.set_slots(weights, file.slots, c["optimizer"]["iterations"])
     except (KeyError, TypeError, ValueError) as e:
         problem = f"its architecture has no key {e}" if isinstance(e, KeyError) else e
         raise ModelFileError(f"Cannot rebuild the model in '{file.path}': {problem}") from e
@@ -98,7 +103,7 @@ class _StoredWeights:
     def checking(self, layer: Layer):
         add_weight = layer.add_weight
 
-        def checked_add_weight(name, shape, initializer):
+        def checked_add_weight(name, shape, initializer, trainable=True):
             k, shape = self.created, tuple(shape)
             if k == len(self.weights):
                 raise ValueError(f"layer '{layer.name}' ({type(layer).__name__}) creates a "
@@ -109,7 +114,7 @@ class _StoredWeights:
                                  f"{name} of shape {shape_str(shape)}, but the file's weight/{k} "
                                  f"has shape {shape_str(self.weights[k].shape)}")
             self.created += 1
-            return add_weight(name, shape, initializer)
+            return add_weight(name, shape, initializer, trainable=trainable)
 
         # The check is an attribute of this one instance, for the time of its build; the layer's
         # class is untouched.

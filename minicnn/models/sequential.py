@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from minicnn.layers.base import Layer, _auto_name, shape_str
+from minicnn.layers.input import Input
 from minicnn.models.model_file import read_model_file, write_model_file
 from minicnn.models.summary import summary_text
 from minicnn.models.training import Trainer
@@ -30,6 +31,7 @@ class Sequential(Trainer):
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self._rng = np.random.default_rng(self.seed)
         self._layers: list[Layer] = []
+        self._input: Input | None = None  # an Input() added first, for the first real layer
         self._init_training()
         for layer in layers or []:
             self.add(layer)
@@ -39,7 +41,13 @@ class Sequential(Trainer):
     def layers(self) -> list[Layer]:
         return list(self._layers)
 
-    def add(self, layer: Layer) -> None:
+    def add(self, layer: Layer | Input) -> None:
+        if isinstance(layer, Input):
+            if self._layers or self._input is not None:
+                raise ValueError("An Input can only be the first element of a Sequential model. "
+                                 f"Received {layer!r} after {self._layers or [self._input]}")
+            self._input = layer
+            return
         if not isinstance(layer, Layer):
             raise TypeError(
                 f"Only minicnn Layer instances can be added to a Sequential model. "
@@ -48,6 +56,13 @@ class Sequential(Trainer):
         if any(existing.name == layer.name for existing in self._layers):
             raise ValueError(f"All layers added to a Sequential model should have unique names. "
                              f"Name '{layer.name}' is already the name of a layer in this model.")
+        if self._input is not None and not self._layers:
+            shape = (None, *self._input.shape)
+            if layer.input_shape is not None and layer.input_shape != shape:
+                raise ValueError(
+                    f"Layer '{layer.name}' has input_shape={layer.input_shape[1:]} but follows "
+                    f"Input(shape={self._input.shape})")
+            layer.input_shape = shape
         self._layers.append(layer)
         self._plans.clear()
         if self._layers[0].input_shape is not None:  # Keras builds as soon as the shape is known
@@ -100,14 +115,14 @@ class Sequential(Trainer):
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         weights = list(weights)
-        expected = sum(len(layer.params) for layer in self._layers)
+        expected = sum(len(layer.weights) for layer in self._layers)
         if len(weights) != expected:
             raise ValueError(f"Model '{self.name}' expects {expected} weight arrays, "
                              f"received {len(weights)}")
         k = 0
         for layer in self._layers:
-            layer.set_weights(weights[k:k + len(layer.params)])
-            k += len(layer.params)
+            layer.set_weights(weights[k:k + len(layer.weights)])
+            k += len(layer.weights)
 
     def summary(self, print_fn=None) -> None:
         """Print Keras 3's table of the layers, their output shapes and parameter counts."""
@@ -135,7 +150,9 @@ class Sequential(Trainer):
             raise ValueError(f"Model '{self.name}' is not built yet, so it has no weights to "
                              "save: fit it, call it on data, or give the first layer an "
                              "input_shape.")
-        slots = self.optimizer.slots(self.params) if self.compiled else []
+        # slot/k belongs to weight/k: a non-trainable weight (moving statistics) gets none.
+        weights = [p for layer in self._layers for p in layer.weights]
+        slots = self.optimizer.slots(weights) if self.compiled else []
         write_model_file(filepath, self.get_config(), self.get_weights(), slots)
 
     def load_weights(self, filepath: str | os.PathLike) -> None:

@@ -12,13 +12,15 @@ def summary_text(model) -> str:
     rows = [(f"{layer.name} ({type(layer).__name__})",
              "?" if layer.output_shape is None else shape_str(layer.output_shape),
              f"{layer.count_params():,}") for layer in model.layers]
-    count = model.count_params()
-    size = sum(p.value.nbytes for p in model.params)
+    trainable = [p for layer in model.layers for p in layer.params]
+    frozen = [p for layer in model.layers for p in layer.non_trainable_params]
+    count, size = sum(p.value.size for p in trainable), sum(p.value.nbytes for p in trainable)
+    fixed, fixed_size = sum(p.value.size for p in frozen), sum(p.value.nbytes for p in frozen)
     optimizer_count, optimizer_size = _optimizer_variables(model)
-    footer = [f" Total params: {count + optimizer_count:,} "
-              f"({readable_size(size + optimizer_size)})",
+    footer = [f" Total params: {count + fixed + optimizer_count:,} "
+              f"({readable_size(size + fixed_size + optimizer_size)})",
               f" Trainable params: {count:,} ({readable_size(size)})",
-              " Non-trainable params: 0 (0.00 B)"]
+              f" Non-trainable params: {fixed:,} ({readable_size(fixed_size)})"]
     if optimizer_count:
         footer.append(f" Optimizer params: {optimizer_count:,} ({readable_size(optimizer_size)})")
     return render_table(f'Model: "{model.name}"', ("Layer (type)", "Output Shape", "Param #"),
