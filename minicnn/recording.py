@@ -21,6 +21,7 @@ from minicnn import activations
 from minicnn._table import render_table
 from minicnn.layers.base import Layer, shape_str
 from minicnn.layers.conv import Conv2D
+from minicnn.layers.dropout import Dropout
 from minicnn.layers.pool import MaxPooling2D
 
 
@@ -36,6 +37,7 @@ class LayerRecord:
     dx: np.ndarray | None = None  # dL/dx
     grads: dict[str, np.ndarray] = field(default_factory=dict)  # parameter name -> dL/dW
     cols_shape: tuple[int, int] | None = None  # Conv2D: the im2col matrix (N*H_out*W_out, KH*KW*C)
+    mask: np.ndarray | None = None  # Dropout in training: its scaled mask, 0 or 1 / (1 - rate)
 
 
 class Recording:
@@ -67,8 +69,10 @@ class Recording:
         if isinstance(layer, Conv2D):
             (KH, KW) = layer.kernel_size
             cols_shape = (int(np.prod(y.shape[:3])), KH * KW * x.shape[-1])
+        mask = getattr(layer.cache, "mask", None) if isinstance(layer, Dropout) else None
         self.layers.append(LayerRecord(layer.name, type(layer).__name__, np.array(x),
-                                       np.array(y), cols_shape=cols_shape))
+                                       np.array(y), cols_shape=cols_shape,
+                                       mask=None if mask is None else np.array(mask)))
 
     def backward(self, layer: Layer, dout: np.ndarray, dx: np.ndarray | None) -> None:
         record = self[layer.name]

@@ -263,3 +263,23 @@ def test_a_check_that_sits_on_kinks_says_so_and_moves():
     bias = unmoved[f"{model.layers[0].name}/bias"]
     assert len(bias.kinks) == bias.checked and not bias.passed
     assert bias.verdict == "nothing compared (all kinks)" and bias.verdict in str(unmoved)
+
+
+def test_a_recording_shows_the_dropout_mask_of_a_training_pass():
+    from minicnn.layers import Dropout
+
+    model = Sequential([layers.Dense(8, activation="relu", input_shape=(4,)), Dropout(0.5),
+                        layers.Dense(2, activation="softmax")], seed=0)
+    model.compile("sgd", "categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 4), dtype=np.float32)
+    y = np.eye(2, dtype=np.float32)[rng.integers(0, 2, 16)]
+    with model.record() as rec:
+        model.train_on_batch(x, y)
+    record = rec[model.layers[1].name]
+    assert record.mask is not None and set(np.unique(record.mask)) <= {0.0, 2.0}
+    np.testing.assert_array_equal(record.output, record.input * record.mask)
+    np.testing.assert_array_equal(record.dx, record.dout * record.mask)
+    with model.record() as rec:
+        model.predict(x)
+    assert rec[model.layers[1].name].mask is None  # inference draws nothing
