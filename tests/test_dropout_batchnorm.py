@@ -291,24 +291,34 @@ def test_save_load_keeps_moving_stats(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
 
 
-def test_resume_with_batch_norm_is_bit_exact(tmp_path):
-    """Without Dropout: the model's generator state is not in the model file, so a Dropout
-    resumed from a save draws other masks than one trained straight through."""
-    def model_without_dropout():
+@pytest.mark.parametrize("seed", [None, 5], ids=["model-seeded", "layer-seeded"])
+def test_resume_with_batch_norm_and_dropout_is_bit_exact(tmp_path, seed):
+    """Each training step's masks come from (seed, step number), and the step number is in the
+    model file, so a resumed run draws what a run straight through draws."""
+    def model_with_both():
         model = Sequential([Conv2D(4, 3, input_shape=(8, 8, 1)), BatchNormalization(),
-                            Flatten(), Dense(3, activation="softmax")], seed=2)
+                            Dropout(0.3, seed=seed), Flatten(),
+                            Dense(3, activation="softmax")], seed=2)
         model.compile("adam", "categorical_crossentropy")
         return model
     x, y = data(32)
-    straight = model_without_dropout()
+    straight = model_with_both()
     straight.fit(x, y, epochs=2, batch_size=8, verbose=0)
-    first = model_without_dropout()
+    first = model_with_both()
     first.fit(x, y, epochs=1, batch_size=8, verbose=0)
     first.save(tmp_path / "m.npz")
     resumed = load_model(tmp_path / "m.npz")
     resumed.fit(x, y, epochs=1, batch_size=8, verbose=0)
     for a, b in zip(straight.get_weights(), resumed.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+    other = model_with_both()  # and the masks do change from step to step
+    other.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    masks = []
+    for _ in range(2):
+        with other.record() as rec:
+            other.train_on_batch(x[:8], y[:8])
+        masks.append(rec[other.layers[2].name].mask)
+    assert not np.array_equal(*masks)
 
 
 def test_model_gradient_check_through_batch_norm_and_dropout():

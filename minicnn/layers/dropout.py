@@ -29,6 +29,9 @@ class DropoutCache(NamedTuple):
 
 class Dropout(Layer):
     _config_keys = ("rate", "noise_shape", "seed")
+    # fit gives the layer a generator for each training step, keyed by the step (see
+    # Trainer._train_step), so that training resumed from a file draws the same masks.
+    draws_in_training = True
 
     def __init__(self, rate: float, noise_shape=None, seed: int | None = None, input_shape=None,
                  *, name: str | None = None, dtype=None):

@@ -167,6 +167,14 @@ class Trainer:
 
     def _train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
         """Forward, loss, backward, optimizer step; returns the batch's summed loss and hits."""
+        # A layer that draws in training (Dropout) draws this step's numbers from (its seed or
+        # the model's, the step number, its place): a run resumed from a model file, which keeps
+        # the step count, draws exactly what a run straight through would.
+        for k, layer in enumerate(self.layers):
+            if getattr(layer, "draws_in_training", False):
+                seed = getattr(layer, "seed", None)
+                layer.rng = np.random.default_rng(
+                    (self.seed if seed is None else seed, self.optimizer.iterations, k))
         steps = self._steps()
         out = self._forward(x, training=True, steps=steps)
         batch = self._loss_and_correct(y, out, steps)
