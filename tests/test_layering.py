@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minicnn"
 RANKS = (
     # 0: plain tools that know nothing of layers: kernels, activations, data files, tables
     ("minicnn._atomic", "minicnn._table", "minicnn.utils", "minicnn.initializers",
+     "minicnn.regularizers",
      "minicnn.activations", "minicnn.metrics", "minicnn.kernels", "minicnn.datasets"),
     # 1: the reference layers
     ("minicnn.layers",),

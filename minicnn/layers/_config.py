@@ -48,6 +48,8 @@ def _json_value(layer, key: str, value):
         value = value.name
     elif key.endswith("_initializer") and not isinstance(value, str):
         value = {"class_name": type(value).__name__, "seed": value.seed}
+    elif key.endswith("_regularizer") and value is not None:
+        value = {"class_name": type(value).__name__, "config": value.get_config()}
     elif isinstance(value, np.generic):
         value = value.item()
     value = list(value) if isinstance(value, tuple) else value

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minicnn import activations
+from minicnn import activations, regularizers
 from minicnn.kernels import col2im, im2col
 from minicnn.layers._args import padding_mode, positive_int, positive_pair, window_geometry
 from minicnn.layers.base import Layer
@@ -32,12 +32,12 @@ class ConvCache(NamedTuple):
 
 class Conv2D(Layer):
     _config_keys = ("filters", "kernel_size", "strides", "padding", "activation", "use_bias",
-                    "kernel_initializer", "bias_initializer")
+                    "kernel_initializer", "bias_initializer", "kernel_regularizer")
 
     def __init__(self, filters: int, kernel_size, strides=(1, 1), padding: str = "valid",
                  activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", input_shape=None, *, name: str | None = None,
-                 dtype=None):
+                 bias_initializer="zeros", kernel_regularizer=None, input_shape=None, *,
+                 name: str | None = None, dtype=None):
         super().__init__(name=name, dtype=dtype, input_shape=input_shape)
         self.filters = positive_int(filters, "filters")
         self.kernel_size = positive_pair(kernel_size, "kernel_size")
@@ -47,6 +47,7 @@ class Conv2D(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
 
     def geometry(self, H: int, W: int) -> tuple[int, int, int, int]:
         """(H_out, W_out, PT, PL): the output size and the padding at the top and left."""

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minicnn import activations
+from minicnn import activations, regularizers
 from minicnn.layers._args import positive_int
 from minicnn.layers.base import Layer
 
@@ -22,17 +22,20 @@ class DenseCache(NamedTuple):
 
 
 class Dense(Layer):
-    _config_keys = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer")
+    _config_keys = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer",
+                    "kernel_regularizer")
 
     def __init__(self, units: int, activation=None, use_bias: bool = True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", input_shape=None,
-                 *, name: str | None = None, dtype=None):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, input_shape=None, *, name: str | None = None,
+                 dtype=None):
         super().__init__(name=name, dtype=dtype, input_shape=input_shape)
         self.units = positive_int(units, "units")
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
 
     def build(self, input_shape) -> None:
         if len(input_shape) != 2 or input_shape[-1] is None:

@@ -147,11 +147,19 @@ class Trainer:
             dout, g = g, step.backward(g)
             if rec is not None:
                 rec.backward(step.layers[0], dout, g)
+        for layer in self.layers:  # the penalties' gradients: d(loss + penalty)/dW
+            reg = getattr(layer, "kernel_regularizer", None)
+            if reg is not None:
+                layer.kernel.grad += reg.gradient(layer.kernel.value)
 
     def _loss_and_correct(self, y: np.ndarray, out: np.ndarray,
                           steps: tuple[Step, ...]) -> tuple[float, int]:
-        """Summed loss and number of correct predictions over the batch `steps` just ran."""
+        """Summed loss and number of correct predictions over the batch `steps` just ran; the
+        loss includes the weights' penalties (kernel_regularizer), as Keras reports it."""
         per_sample = losses.LossHead(self.loss, steps[-1].layers[-1]).per_sample(y, out)
+        penalty = sum(reg(layer.kernel.value) for step in steps for layer in step.layers
+                      if (reg := getattr(layer, "kernel_regularizer", None)) is not None)
+        per_sample = per_sample + penalty
         targets = self.loss.targets(y, out)
         correct = int((targets.argmax(axis=-1) == out.argmax(axis=-1)).sum())
         return float(per_sample.sum(dtype=np.float64)), correct
