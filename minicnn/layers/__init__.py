@@ -16,6 +16,7 @@ from minicnn.layers.global_pool import (
 )
 from minicnn.layers.input import Input
 from minicnn.layers.pool import MaxPool2D, MaxPooling2D
+from minicnn.layers.random_flip import RandomFlip
 from minicnn.layers.rescaling import Rescaling
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "MaxPool2D",
     "MaxPooling2D",
     "Parameter",
+    "RandomFlip",
     "ReLU",
     "Rescaling",
     "Softmax",
