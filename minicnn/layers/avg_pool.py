@@ -12,42 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.layers._args import padding_mode, positive_pair, window_geometry
-from minicnn.layers.base import Layer
+from minicnn.layers.pool import Pooling2D
 
 
-class AveragePooling2D(Layer):
+class AveragePooling2D(Pooling2D):
     """Keras's `AveragePooling2D(pool_size=(2, 2), strides=None, padding="valid")`. Keras 3
     (3.15) requires pool_size; the (2, 2) default is Keras 2's and MaxPooling2D's."""
-
-    _config_keys = ("pool_size", "strides", "padding")
-
-    def __init__(self, pool_size=(2, 2), strides=None, padding: str = "valid", **kwargs):
-        super().__init__(**kwargs)
-        self.pool_size = positive_pair(pool_size, "pool_size")
-        # Keras: strides default to the pool size, i.e. windows that do not overlap.
-        self.strides = self.pool_size if strides is None else positive_pair(strides, "strides")
-        self.padding = padding_mode(padding)
-
-    def geometry(self, H: int, W: int) -> tuple[int, int, int, int]:
-        """(H_out, W_out, PT, PL): the output size and the padding at the top and left."""
-        (PH, PW), (SH, SW) = self.pool_size, self.strides
-        H_out, PT = window_geometry(H, PH, SH, self.padding)
-        W_out, PL = window_geometry(W, PW, SW, self.padding)
-        if H_out <= 0 or W_out <= 0:
-            raise ValueError(
-                f"Layer '{self.name}' (AveragePooling2D): pool {self.pool_size} does not fit an "
-                f"input of {H}x{W} with padding='valid'")
-        return H_out, W_out, PT, PL
-
-    def compute_output_shape(self, input_shape):
-        if len(input_shape) != 4:
-            raise ValueError(
-                f"Layer '{self.name}' (AveragePooling2D) expects 4-D input (batch, height, "
-                f"width, channels), received input_shape={tuple(input_shape)}")
-        _, H, W, C = input_shape
-        H_out, W_out, _, _ = self.geometry(H, W)
-        return (None, H_out, W_out, C)
 
     def windows(self, H: int, W: int):
         """Yield (i, j, h0, h1, w0, w1): output position and its window clipped to the input."""

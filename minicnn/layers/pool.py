@@ -20,7 +20,11 @@ class PoolCache(NamedTuple):
     argmax: np.ndarray  # (N, H_out, W_out, C) int32, flat index h * W + w of each max
 
 
-class MaxPooling2D(Layer):
+class Pooling2D(Layer):
+    """What every 2-D window pool shares: Keras's pool_size / strides / padding arguments, the
+    output geometry, and the output shape. MaxPooling2D and AveragePooling2D differ only in
+    forward and backward."""
+
     _config_keys = ("pool_size", "strides", "padding")
 
     def __init__(self, pool_size=(2, 2), strides=None, padding: str = "valid", *,
@@ -38,21 +42,23 @@ class MaxPooling2D(Layer):
         W_out, PL = window_geometry(W, PW, SW, self.padding)
         if H_out <= 0 or W_out <= 0:
             raise ValueError(
-                f"Layer '{self.name}' (MaxPooling2D): pool {self.pool_size} does not fit an input "
-                f"of {H}x{W} with padding='valid'"
+                f"Layer '{self.name}' ({type(self).__name__}): pool {self.pool_size} does not "
+                f"fit an input of {H}x{W} with padding='valid'"
             )
         return H_out, W_out, PT, PL
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 4:
             raise ValueError(
-                f"Layer '{self.name}' (MaxPooling2D) expects 4-D input (batch, height, width, "
-                f"channels), received input_shape={tuple(input_shape)}"
+                f"Layer '{self.name}' ({type(self).__name__}) expects 4-D input (batch, height, "
+                f"width, channels), received input_shape={tuple(input_shape)}"
             )
         _, H, W, C = input_shape
         H_out, W_out, _, _ = self.geometry(H, W)
         return (None, H_out, W_out, C)
 
+
+class MaxPooling2D(Pooling2D):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, H, W, C) -> y (N, H_out, W_out, C)."""
         x = self._prepare(x)
