@@ -9,14 +9,12 @@ import io
 import os
 import pickle
 import tarfile
-import threading
 
 import numpy as np
 import pytest
 
 from minicnn.datasets import cifar10
 from minicnn.datasets._download import DownloadError
-from tests.test_download import Server
 
 N = 3  # records per batch in these tests
 BATCHES = [*cifar10.TRAIN_FILES, cifar10.TEST_FILE]
@@ -239,18 +237,6 @@ def test_archive_members_are_never_written_out(tmp_path):
 
 
 # ---------------------------------------------------------------------------- download
-
-
-@pytest.fixture
-def server():
-    srv = Server()
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield srv
-    srv.release.set()
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
 
 
 def test_download_checks_md5_then_reuses_the_cache(server, monkeypatch, capsys):

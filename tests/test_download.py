@@ -87,18 +87,6 @@ class Server(http.server.ThreadingHTTPServer):
                 self.routes[f"/{mirror}/{file}"] = (behaviour, body)
 
 
-@pytest.fixture
-def server():
-    srv = Server()
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield srv
-    srv.release.set()
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """Small MNIST-layout arrays, their .gz bytes by file name, and an MD5 table for them."""

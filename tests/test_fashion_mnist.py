@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ import pytest
 
 from minicnn.datasets import fashion_mnist, mnist
 from minicnn.datasets.idx import write_idx
-from tests.test_download import Server
 
 NAMES = [
     "train-images-idx3-ubyte",
@@ -128,18 +126,6 @@ def test_missing_files_name_the_folder_the_files_and_the_variable(tmp_path, monk
     assert "Fashion-MNIST directory" in message and str(tmp_path / "absent") in message
     assert "$MINICNN_FASHION_MNIST_DATA" in message and fashion_mnist.cache_dir() in message
     assert all(name in message for name in NAMES)
-
-
-@pytest.fixture
-def server():
-    srv = Server()
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield srv
-    srv.release.set()
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
 
 
 def test_downloads_into_its_cache_with_checksums(server, tmp_path, monkeypatch):

@@ -36,6 +36,18 @@ def cache_dir(name: str) -> str:
     return os.path.join(root, name)
 
 
+
+def locate(path, env_var: str, cache: str) -> tuple[str, str | None]:
+    """Where a dataset is read from, in the loaders' one order: the `path` argument, then the
+    environment variable, then the cache; with what named it (None for the cache, the only
+    folder anything is downloaded into)."""
+    if path is not None:
+        return os.path.expanduser(os.fspath(path)), "load_data(path=...)"
+    if os.environ.get(env_var):
+        return os.environ[env_var], f"${env_var}"
+    return cache, None
+
+
 def timeout() -> float:
     """Seconds per connect/read: $MINICNN_DOWNLOAD_TIMEOUT if set, else TIMEOUT."""
     value = os.environ.get("MINICNN_DOWNLOAD_TIMEOUT")

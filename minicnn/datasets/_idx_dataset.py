@@ -56,12 +56,7 @@ def load(
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """`(x_train, y_train), (x_test, y_test)`: images (N, H, W) and labels (N,), writeable uint8."""
     cache = _download.cache_dir(dataset.subdir)
-    if path is not None:
-        directory, given = os.path.expanduser(os.fspath(path)), "load_data(path=...)"
-    elif os.environ.get(dataset.env_var):
-        directory, given = os.environ[dataset.env_var], f"${dataset.env_var}"
-    else:
-        directory, given = cache, None
+    directory, given = _download.locate(path, dataset.env_var, cache)
     missing = _missing(directory)
     if missing and given is not None:
         problem = "lacks" if os.path.isdir(directory) else "does not exist; it should hold"

@@ -81,12 +81,7 @@ def load_data(
         DownloadError: the cache lacks the data and no mirror could provide it.
     """
     cache = cache_dir()
-    if path is not None:
-        location, given = os.path.expanduser(os.fspath(path)), "load_data(path=...)"
-    elif os.environ.get(ENV_VAR):
-        location, given = os.environ[ENV_VAR], f"${ENV_VAR}"
-    else:
-        location, given = cache, None
+    location, given = _download.locate(path, ENV_VAR, cache)
     source = _source(location)
     if source is None and given is not None:
         problem = "lacks" if os.path.isdir(location) else "does not exist; it should hold"
