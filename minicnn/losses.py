@@ -127,10 +127,6 @@ class LossHead:
         """The mean loss over the batch, as Keras reports it."""
         return float(self.per_sample(y_true, y_pred).mean())
 
-    def output_gradient(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-        """dL/dy_pred (N, K), the gradient at the model's output (what the study tools show)."""
-        return self.loss.gradient(y_true, y_pred)
-
     def backward(self, y_true: np.ndarray, y_pred: np.ndarray, last_step) -> np.ndarray | None:
         """Run the last step's backward pass from the loss; returns its dx.
 

@@ -30,8 +30,3 @@ class Workspace:
         if buffer is None or buffer.size < size:
             buffer = self._buffers[key] = np.empty(size, dtype=dtype)
         return buffer[:size].reshape(shape)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held."""
-        return sum(b.nbytes for b in self._buffers.values())

@@ -142,7 +142,7 @@ class Trainer:
         head = losses.LossHead(self.loss, steps[-1].layers[-1])
         g = head.backward(y, out, steps[-1])
         if rec is not None:
-            rec.backward(steps[-1].layers[0], head.output_gradient(y, out), g)
+            rec.backward(steps[-1].layers[0], self.loss.gradient(y, out), g)  # dL/dy_pred
         for step in reversed(steps[:-1]):
             dout, g = g, step.backward(g)
             if rec is not None:
