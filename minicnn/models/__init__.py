@@ -1,8 +1,9 @@
-"""Models: `Sequential`, `load_model` (and its `ModelFileError`), the notebook's `mnist_cnn`."""
+"""Models: `Sequential`, `load_model` (and its `ModelFileError`), and the built-in recipes."""
 
-from minicnn.models.mnist import mnist_cnn
 from minicnn.models.model_file import ModelFileError
+from minicnn.models.recipes import RECIPES, cifar10_cnn, fashion_mnist_cnn, mnist_cnn
 from minicnn.models.saving import load_model
 from minicnn.models.sequential import Sequential
 
-__all__ = ["ModelFileError", "Sequential", "load_model", "mnist_cnn"]
+__all__ = ["RECIPES", "ModelFileError", "Sequential", "cifar10_cnn", "fashion_mnist_cnn",
+           "load_model", "mnist_cnn"]
