@@ -44,3 +44,26 @@ __all__ = [
     "Softmax",
     "clear_session",
 ]
+
+# Where a missing layer's error sends the reader (load_model's too): the guide to writing one.
+_CUSTOM_LAYER_GUIDE = ('docs/backprop.md, "How to write and check your own layer" '
+                       "(docs/backprop.md#how-to-write-and-check-your-own-layer)")
+
+
+def __getattr__(name: str):
+    """`layers.LSTM`, `layers.Conv1D`: a layer minicnn does not have. Say so, list the ones it
+    has, and point at the guide to writing your own. Private and dunder names (`__wrapped__`,
+    which tools probe for) get the plain AttributeError."""
+    if name.startswith("_"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import difflib
+
+    have = [n for n in __all__ if n not in ("Layer", "Parameter", "clear_session")]
+    # A typo (Maxpooling2D), not another layer with a similar name (Conv1D for Conv2D).
+    close = difflib.get_close_matches(name, have, n=1, cutoff=0.85)
+    raise AttributeError(
+        f"minicnn has no layer `{name}` (module {__name__!r} has no attribute {name!r})."
+        + (f" Did you mean `{close[0]}`?" if close else "")
+        + f" Its layers are: {', '.join(have)}. To write the one you need, subclass "
+        "`minicnn.layers.Layer` (forward and backward) and check it with "
+        f"`minicnn.gradcheck.check_layer`: see {_CUSTOM_LAYER_GUIDE}.")

@@ -45,7 +45,9 @@ def load_model(filepath, custom_objects: dict | None = None) -> Sequential:
             if cls is None:
                 raise ValueError(f"unknown layer class {spec['class_name']!r}; pass it in "
                                  f"custom_objects={{'{spec['class_name']}': TheClass}} (on the "
-                                 f"command line: --custom-objects FILE.py)")
+                                 f"command line: --custom-objects FILE.py). minicnn's own "
+                                 f"layers are in minicnn.layers; to write one: "
+                                 f"{layers_module._CUSTOM_LAYER_GUIDE}")
             if spec["config"].get("dtype") not in _LAYER_DTYPES:
                 raise ValueError(f"layer {spec['config'].get('name')!r} has dtype "
                                  f"{spec['config']['dtype']!r}; minicnn layers compute in "
