@@ -69,6 +69,9 @@ class LeakyReLUActivation(Activation):
 
     def __init__(self, negative_slope: float = 0.2):
         self.negative_slope = float(negative_slope)
+        if not self.negative_slope >= 0:  # backward reads the branch from y's sign
+            raise ValueError(f"Invalid value for argument `negative_slope`. Expected a value "
+                             f">= 0. Received negative_slope={negative_slope}")
         # Saved by name: only the default may take the plain one, so that another slope saved
         # in a Dense is refused at load rather than silently read back as 0.2.
         self.name = "leaky_relu" if self.negative_slope == 0.2 else (
@@ -85,6 +88,9 @@ class LeakyReLUActivation(Activation):
 class ELUActivation(Activation):
     def __init__(self, alpha: float = 1.0):
         self.alpha = float(alpha)
+        if not self.alpha >= 0:  # backward reads the branch from y's sign
+            raise ValueError(f"Invalid value for argument `alpha`. Expected a value >= 0. "
+                             f"Received alpha={alpha}")
         self.name = "elu" if self.alpha == 1.0 else f"elu(alpha={self.alpha})"  # as leaky_relu
 
     def forward(self, z):

@@ -152,3 +152,14 @@ def test_a_small_error_next_to_a_slight_corner_is_still_caught():
     report = check_layer(SlightlyWrongLeak(), X, dout=DOUT, move_kinks=False)
     assert report["input"].kinks == AT_THE_KINK and not report.passed, str(report)
     assert report["input"].worst_index not in AT_THE_KINK
+
+
+@pytest.mark.parametrize("make, argument", [
+    (lambda: activations.LeakyReLUActivation(-0.1), "negative_slope"),
+    (lambda: activations.ELUActivation(-1.0), "alpha"),
+    (lambda: activations.ELUActivation(float("nan")), "alpha"),
+])
+def test_a_negative_slope_is_refused_since_backward_reads_the_branch_from_the_output(make,
+                                                                                     argument):
+    with pytest.raises(ValueError, match=f"Invalid value for argument `{argument}`"):
+        make()
