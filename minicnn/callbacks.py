@@ -114,13 +114,14 @@ class ProgbarLogger(Callback):
     """What `fit(verbose=...)` prints, in Keras's format.
 
     verbose=1: a live bar, `  50/422 [===>......] - ETA: 6s - loss: 0.5 - accuracy: 0.8`, redrawn
-    in place on a terminal (on a pipe or a file only the finished line is written).
+    in place on a terminal and in Jupyter (on a pipe or a file only the finished line is written).
     verbose=2: one line per epoch, `422/422 - 7s - loss: ... - 7s/epoch - 17ms/step`.
+    verbose="auto" (Keras 3's default in `fit`) is 1.
     """
 
-    def __init__(self, verbose: int = 1, stream=None, width: int = 30):
+    def __init__(self, verbose: int | str = 1, stream=None, width: int = 30):
         super().__init__()
-        self.verbose = verbose
+        self.verbose = 1 if verbose == "auto" else verbose
         self.stream = stream
         self.width = width
 
@@ -156,11 +157,28 @@ class ProgbarLogger(Callback):
         now = time.perf_counter()
         if now - self.last_draw >= 0.05 and batch + 1 < self.steps:
             self.last_draw = now
-            self._write("\r" + self._bar(batch + 1, logs or {}, final=False) + "\033[K")
+            # A terminal needs the rest of a longer previous line cleared (ESC [K); Jupyter's
+            # "\r" already replaces the whole line, and would only store the escape as noise.
+            clear = "\033[K" if self._is_terminal() else ""
+            self._write("\r" + self._bar(batch + 1, logs or {}, final=False) + clear)
 
-    def _dynamic(self) -> bool:
+    def _is_terminal(self) -> bool:
         stream = self.stream or sys.stdout
         return hasattr(stream, "isatty") and stream.isatty()
+
+    def _dynamic(self) -> bool:
+        r"""Whether "\r" redraws the line in place: on a terminal, and in Jupyter.
+
+        A Jupyter kernel's stdout is no tty, yet Jupyter's front ends (the notebook, JupyterLab,
+        VS Code, Colab) treat "\r" as a terminal does. Keras decides by `"ipykernel" in
+        sys.modules`; that holds in any process that merely imported ipykernel (jupyter_client
+        does when it looks up the "python3" kernel), so here the stream itself must be the
+        kernel's, an ipykernel OutStream. A pipe or a file gets only the finished line.
+        """
+        if self._is_terminal():
+            return True
+        iostream = sys.modules.get("ipykernel.iostream")
+        return iostream is not None and isinstance(self.stream or sys.stdout, iostream.OutStream)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
