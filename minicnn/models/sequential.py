@@ -124,6 +124,22 @@ class Sequential(Trainer):
             layer.set_weights(weights[k:k + len(layer.weights)])
             k += len(layer.weights)
 
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """A layer by its name or by its index in `layers`, as Keras's `get_layer`."""
+        if (name is None) == (index is None):
+            raise ValueError("Provide only a layer name or a layer index. Received: "
+                             f"index={index}, name={name}.")
+        if index is not None:
+            if not -len(self._layers) <= index < len(self._layers):
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model only "
+                                 f"has {len(self._layers)} layers.")
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name}. Existing layers are: "
+                         f"{[layer.name for layer in self._layers]}.")
+
     def summary(self, print_fn=None) -> None:
         """Print Keras 3's table of the layers, their output shapes and parameter counts."""
         (print_fn or print)(summary_text(self))
@@ -155,8 +171,23 @@ class Sequential(Trainer):
         slots = self.optimizer.slots(weights) if self.compiled else []
         write_model_file(filepath, self.get_config(), self.get_weights(), slots)
 
+    def save_weights(self, filepath: str | os.PathLike) -> None:
+        """Write the architecture and weights, without optimizer state, to one .npz file,
+        atomically; `load_weights` reads it (or a file from `save()`) back."""
+        if not os.fspath(filepath).endswith(".npz"):
+            raise ValueError("The filename must end in `.npz` (minicnn keeps weights in a NumPy "
+                             "archive; Keras's `.weights.h5` becomes `.weights.npz`). "
+                             f"Received: filepath={os.fspath(filepath)}")
+        if not self.built:
+            raise ValueError(f"Model '{self.name}' is not built yet, so it has no weights to "
+                             "save: fit it, call it on data, or give the first layer an "
+                             "input_shape.")
+        config = {key: value for key, value in self.get_config().items() if key != "compile"}
+        write_model_file(filepath, config, self.get_weights(), [])
+
     def load_weights(self, filepath: str | os.PathLike) -> None:
-        """Load the weights of a model saved with `save()` into this model of the same shape."""
+        """Load the weights of a model saved with `save()` or `save_weights()` into this model
+        of the same shape."""
         file = read_model_file(filepath)
         mine, theirs = self.get_weights(), [tuple(w.shape) for w in file.weights]
         if [w.shape for w in mine] != theirs:
