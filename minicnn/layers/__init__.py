@@ -17,6 +17,7 @@ from minicnn.layers.global_pool import (
 from minicnn.layers.input import Input
 from minicnn.layers.pool import MaxPool2D, MaxPooling2D
 from minicnn.layers.random_flip import RandomFlip
+from minicnn.layers.random_translation import RandomTranslation
 from minicnn.layers.rescaling import Rescaling
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "MaxPooling2D",
     "Parameter",
     "RandomFlip",
+    "RandomTranslation",
     "ReLU",
     "Rescaling",
     "Softmax",
