@@ -74,8 +74,8 @@ def cifar10_cnn(seed: int | None = None, compile: bool = True, augment: bool = T
     the nearest pixel) of its ImageDataGenerator are layers at the front, active in training
     only, when `augment` is true. 1,250,858 parameters.
     """
-    augmentation = ([layers.RandomFlip("horizontal"), layers.RandomTranslation(0.1, 0.1, fill_mode="nearest")]
-                    if augment else [])
+    augmentation = [layers.RandomFlip("horizontal"),
+                    layers.RandomTranslation(0.1, 0.1, fill_mode="nearest")] if augment else []
     model = Sequential([
         layers.Input((32, 32, 3)),
         *augmentation,
