@@ -1,11 +1,21 @@
-"""The `minicnn` command line: train the notebook's CNN on MNIST, then use the saved model.
+"""The `minicnn` command line: train a built-in CNN on MNIST, Fashion-MNIST or CIFAR-10, then use
+the saved model.
 
-    minicnn train --epochs 20 --out runs/mnist       # model.npz, history.csv and pictures
+    minicnn train --epochs 20                        # MNIST: model.npz, history.csv and pictures
+    minicnn train --dataset fashion_mnist            # fashion_mnist_cnn, into runs/fashion_mnist
+    minicnn train --dataset cifar10 --epochs 50      # cifar10_cnn, into runs/cifar10
+    minicnn train --dataset fashion_mnist --model mnist_cnn   # the notebook's CNN on clothes
     minicnn evaluate runs/mnist/model.npz            # test loss and accuracy
     minicnn predict runs/mnist/model.npz --index 0   # the digit in test image 0
     minicnn predict runs/mnist/model.npz digit.png   # ... or in a picture of your own
+    minicnn predict runs/cifar10/model.npz cat.jpg   # the class of a photo, for a CIFAR-10 model
     minicnn summary [runs/mnist/model.npz]           # the layer table
     minicnn evaluate model.npz --custom-objects my_layers.py   # a model with layers of your own
+
+`evaluate` and `predict` need the set a model was trained on, for its test images, its class
+names and how to read a picture: `--dataset NAME`, or else the name `train` wrote into
+`dataset.txt` beside `model.npz`, or else MNIST. (The input shape cannot tell: MNIST and
+Fashion-MNIST are both 28x28x1.)
 
 A model with layers (or an optimizer) of your own loads when `--custom-objects` names the Python
 file or module that defines them: every Layer and Optimizer subclass in it is passed to
@@ -24,6 +34,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,9 +45,44 @@ if TYPE_CHECKING:
     from minicnn.models import Sequential
 
 # The engine (numba) and matplotlib are imported inside the commands that need them, so
-# `minicnn --help` answers at once.
+# `minicnn --help` answers at once; hence the recipes' names are spelled out here (a test checks
+# them against minicnn.models.RECIPES).
 
-MNIST_INPUT, MNIST_CLASSES = (28, 28, 1), 10
+
+@dataclass(frozen=True)
+class Dataset:
+    """What the commands need to know of a set in `minicnn.datasets`.
+
+    name: the `--dataset` value, also its module's name; title: its name in messages;
+    input_shape: one image as the models take it, (H, W, C); recipe: the `--model` trained on
+    it by default; noun: what `predict` calls a class ("digit" for MNIST).
+    """
+
+    name: str
+    title: str
+    input_shape: tuple[int, int, int]
+    recipe: str
+    noun: str
+
+    @property
+    def module(self):
+        """`minicnn.datasets.<name>`: its `load_data` and `CLASS_NAMES`."""
+        from minicnn import datasets
+
+        return getattr(datasets, self.name)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.module.CLASS_NAMES
+
+
+DATASETS = {d.name: d for d in (
+    Dataset("mnist", "MNIST", (28, 28, 1), "mnist_cnn", "digit"),
+    Dataset("fashion_mnist", "Fashion-MNIST", (28, 28, 1), "fashion_mnist_cnn", "class"),
+    Dataset("cifar10", "CIFAR-10", (32, 32, 3), "cifar10_cnn", "class"),
+)}
+MODELS = ("mnist_cnn", "fashion_mnist_cnn", "cifar10_cnn")  # minicnn.models.RECIPES' names
+DATASET_FILE = "dataset.txt"  # `train` writes the set's name here, beside model.npz
 
 
 class CLIError(Exception):
@@ -79,34 +125,35 @@ def _fraction(text: str) -> float:
 
 
 # -- shared steps --------------------------------------------------------------------------------
-def load_mnist(data: str | None) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """MNIST as the notebook feeds it to the model.
+def load_dataset(dataset: Dataset, data: str | None) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """A dataset as the models take it.
 
     Args:
-        data: directory with the four MNIST files; None for $MINICNN_DATA, else the download
-            cache (see `minicnn.datasets.mnist.load_data`).
+        dataset: which set (one of DATASETS).
+        data: the directory (or, for CIFAR-10, the archive) holding its files; None for the
+            loader's own environment variable, else its download cache (see each
+            `minicnn.datasets.<name>.load_data`).
 
     Returns:
-        `(x_train, y_train), (x_test, y_test)`: images (N, 28, 28, 1) float32 in [0, 1] and
-        labels (N,) uint8 (class indices, not one-hot).
+        `(x_train, y_train), (x_test, y_test)`: images (N, *dataset.input_shape) float32 in
+        [0, 1] and labels (N,) uint8 (class indices, not one-hot).
     """
-    from minicnn.datasets import mnist
-
     try:
-        (x_train, y_train), (x_test, y_test) = mnist.load_data(path=data)
+        (x_train, y_train), (x_test, y_test) = dataset.module.load_data(path=data)
     except (OSError, ValueError) as e:  # missing files, a failed download, a malformed file
         raise CLIError(str(e)) from e
-    return (_scale(x_train), y_train), (_scale(x_test), y_test)
+    return tuple((_scale(x, dataset.input_shape), y.reshape(-1))
+                 for x, y in ((x_train, y_train), (x_test, y_test)))
 
 
-def _scale(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1]: channels-last, one channel."""
-    return images.reshape(-1, *MNIST_INPUT) / np.float32(255)  # uint8 / float32 -> float32
+def _scale(images: np.ndarray, input_shape: tuple[int, int, int]) -> np.ndarray:
+    """uint8 (N, H, W) or (N, H, W, C) -> float32 (N, *input_shape) in [0, 1], channels-last."""
+    return images.reshape(-1, *input_shape) / np.float32(255)  # uint8 / float32 -> float32
 
 
-def load_model(path: str | os.PathLike, mnist_shaped: bool = True,
+def load_model(path: str | os.PathLike, dataset: Dataset | None,
                custom_modules: Sequence[str] = ()) -> Sequential:
-    """The model saved at `path`; with `mnist_shaped`, checked to map 28x28x1 images to 10 classes.
+    """The model saved at `path`; with a `dataset`, checked to map its images to its classes.
 
     `custom_modules` are the files or modules defining the model's own classes (see
     `custom_objects`). A model saved without compile settings gets the notebook's loss and
@@ -123,14 +170,36 @@ def load_model(path: str | os.PathLike, mnist_shaped: bool = True,
         model = models.load_model(path, custom_objects=objects)
     except (OSError, ValueError) as e:  # the loader's message names the file and the problem
         raise CLIError(str(e)) from e
-    if mnist_shaped and (tuple(model.input_shape[1:]) != MNIST_INPUT
-                         or tuple(model.output_shape[1:]) != (MNIST_CLASSES,)):
-        raise CLIError(
-            f"model '{path}' maps inputs {shape_str(model.input_shape)} to "
-            f"{shape_str(model.output_shape)}; MNIST needs (None, 28, 28, 1) -> (None, 10)")
+    if dataset is not None:
+        expected = ((None, *dataset.input_shape), (None, len(dataset.class_names)))
+        if (tuple(model.input_shape), tuple(model.output_shape)) != expected:
+            raise CLIError(
+                f"model '{path}' maps inputs {shape_str(model.input_shape)} to "
+                f"{shape_str(model.output_shape)}; {dataset.title} needs "
+                f"{shape_str(expected[0])} -> {shape_str(expected[1])} (name the set the model "
+                f"was trained on with --dataset)")
     if not model.compiled:
         model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+def dataset_of(model_path: str, dataset: str | None) -> Dataset:
+    """The set a saved model is used with: `dataset` (from --dataset) if given, else the one
+    `train` recorded in DATASET_FILE beside the model, else MNIST."""
+    if dataset is not None:
+        return DATASETS[dataset]
+    recorded = os.path.join(os.path.dirname(os.path.abspath(model_path)), DATASET_FILE)
+    try:
+        with open(recorded, encoding="utf-8") as f:
+            name = f.read(100).strip()  # a name is short; read no more of a stray big file
+    except FileNotFoundError:
+        return DATASETS["mnist"]
+    except (OSError, ValueError) as e:  # unreadable, or not text
+        raise CLIError(f"cannot read the dataset name in '{recorded}': {e}") from e
+    if name not in DATASETS:
+        raise CLIError(f"'{recorded}' names the dataset {name!r}; expected one of "
+                       f"{', '.join(DATASETS)} (or pass --dataset)")
+    return DATASETS[name]
 
 
 def custom_objects(sources: Sequence[str]) -> dict[str, type]:
@@ -183,19 +252,33 @@ def _import(source: str):
         sys.path.remove(directory)
 
 
-def _probability_table(probs: np.ndarray) -> str:
-    """One line per class: the digit, its probability and a bar 20 characters at most."""
-    return "\n".join(f"  {digit}: {p:.4f} {'#' * round(20 * float(p))}".rstrip()
-                     for digit, p in enumerate(probs))
+def _probability_table(probs: np.ndarray, class_names: Sequence[str]) -> str:
+    """One line per class: its name, its probability and a bar 20 characters at most."""
+    width = max(len(name) for name in class_names) + 1  # the probabilities in one column
+    return "\n".join(f"  {name + ':':<{width}} {p:.4f} {'#' * round(20 * float(p))}".rstrip()
+                     for name, p in zip(class_names, probs, strict=True))
 
 
 # -- the commands --------------------------------------------------------------------------------
 def train(args: argparse.Namespace) -> int:
-    from minicnn import models, plots
+    from minicnn import plots
     from minicnn.callbacks import CSVLogger
+    from minicnn.layers.base import shape_str
+    from minicnn.models import RECIPES
     from minicnn.utils import to_categorical
 
-    (x_train, y_train), (x_test, y_test) = load_mnist(args.data)
+    dataset = DATASETS[args.dataset]
+    recipe = args.model or dataset.recipe
+    model = RECIPES[recipe](seed=args.seed)
+    if tuple(model.input_shape[1:]) != dataset.input_shape:
+        raise CLIError(f"argument --model: {recipe} takes inputs {shape_str(model.input_shape)}, "
+                       f"but --dataset {dataset.name} has images "
+                       f"{shape_str((None, *dataset.input_shape))}; choose a model for "
+                       f"{dataset.title}, such as {dataset.recipe}", exit_code=2)
+    out = args.out or os.path.join("runs", dataset.name)
+    class_names = dataset.class_names
+
+    (x_train, y_train), (x_test, y_test) = load_dataset(dataset, args.data)
     if args.limit is not None:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
     n_fit = math.floor(len(x_train) * (1.0 - args.validation_split))
@@ -203,93 +286,104 @@ def train(args: argparse.Namespace) -> int:
         raise CLIError(f"--validation-split {args.validation_split} leaves no training or no "
                        f"validation images out of {len(x_train)}; raise --limit", exit_code=2)
     try:
-        os.makedirs(args.out, exist_ok=True)
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, DATASET_FILE), "w", encoding="utf-8") as f:
+            f.write(dataset.name + "\n")  # for evaluate and predict, which read it back
     except OSError as e:
-        raise CLIError(f"cannot create the output directory '{args.out}': {e}") from e
+        raise CLIError(f"cannot write into the output directory '{out}': {e}") from e
 
-    model = models.mnist_cnn(seed=args.seed)
     model.summary()
     # visualkeras imports TensorFlow, whose C++ start-up logs fill stderr; this process only
     # uses TensorFlow to let visualkeras recognise layer classes, so quiet it (a user's own
     # settings win).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    model_png = plots.plot_model(model, os.path.join(args.out, "model.png"))
+    model_png = plots.plot_model(model, os.path.join(out, "model.png"))
     if model_png is None:
         print("model.png skipped: visualkeras is not installed (pip install 'minicnn[dev]')")
     val = f", validating on {len(x_train) - n_fit}" if args.validation_split else ""
-    print(f"Training on {n_fit} MNIST images{val}; seed {model.seed}")
+    print(f"Training {recipe} on {n_fit} {dataset.title} images{val}; seed {model.seed}")
 
-    history = model.fit(x_train, to_categorical(y_train, MNIST_CLASSES),
+    num_classes = len(class_names)
+    history = model.fit(x_train, to_categorical(y_train, num_classes),
                         batch_size=args.batch_size, epochs=args.epochs, verbose=args.verbose,
                         validation_split=args.validation_split,
-                        callbacks=[CSVLogger(os.path.join(args.out, "history.csv"))])
-    model.save(os.path.join(args.out, "model.npz"))
+                        callbacks=[CSVLogger(os.path.join(out, "history.csv"))])
+    model.save(os.path.join(out, "model.npz"))
 
-    test_loss, test_accuracy = model.evaluate(x_test, to_categorical(y_test, MNIST_CLASSES),
+    test_loss, test_accuracy = model.evaluate(x_test, to_categorical(y_test, num_classes),
                                               batch_size=args.batch_size, verbose=0)
     print(f"Test loss: {test_loss:.4f}")
     print(f"Test accuracy: {test_accuracy:.4f}")
     probabilities = model.predict(x_test[:3], batch_size=args.batch_size)
     print("Predictions for the first 3 test images:")
     for k, (probs, label) in enumerate(zip(probabilities, y_test[:3], strict=True)):
-        digit = int(probs.argmax())
-        print(f"  test image {k}: predicted {digit} (probability {probs[digit]:.4f}), "
-              f"label {int(label)}")
+        predicted = int(probs.argmax())
+        print(f"  test image {k}: predicted {class_names[predicted]} (probability "
+              f"{probs[predicted]:.4f}), label {class_names[label]}")
 
-    plots.plot_history(history, os.path.join(args.out, "history.png"))
-    plots.plot_predictions(x_test[:3], y_test[:3], probabilities,
-                           os.path.join(args.out, "predictions.png"))
     # What the model learned and where it errs, for a reader studying it.
     test_probabilities = model.predict(x_test, batch_size=args.batch_size)
     predicted = test_probabilities.argmax(axis=1)
-    plots.plot_filters(model, os.path.join(args.out, "filters.png"))
-    plots.plot_confusion_matrix(y_test, predicted, os.path.join(args.out, "confusion.png"))
-    plots.plot_misclassified(x_test, y_test, predicted,
-                             os.path.join(args.out, "misclassified.png"),
-                             probabilities=test_probabilities)
-    saved = ["model.npz", "history.csv", "history.png", "predictions.png", "filters.png",
-             "confusion.png", "misclassified.png"]
+    plots.plot_history(history, os.path.join(out, "history.png"))
+    plots.plot_filters(model, os.path.join(out, "filters.png"))
+    plots.plot_confusion_matrix(y_test, predicted, os.path.join(out, "confusion.png"),
+                                class_names=class_names)
+    plots.plot_predictions(x_test[:3], y_test[:3], probabilities,
+                           os.path.join(out, "predictions.png"), class_names=class_names)
+    plots.plot_misclassified(x_test, y_test, predicted, os.path.join(out, "misclassified.png"),
+                             probabilities=test_probabilities, class_names=class_names)
+    saved = ["model.npz", DATASET_FILE, "history.csv", "history.png", "filters.png",
+             "confusion.png", "predictions.png", "misclassified.png"]
     saved += ["model.png"] if model_png else []
-    print(f"Saved to {args.out}: {', '.join(saved)}")
+    print(f"Saved to {out}: {', '.join(saved)}")
     return 0
 
 
 def evaluate(args: argparse.Namespace) -> int:
     from minicnn.utils import to_categorical
 
-    model = load_model(args.model, custom_modules=args.custom_objects)
-    _, (x_test, y_test) = load_mnist(args.data)
-    test_loss, test_accuracy = model.evaluate(x_test, to_categorical(y_test, MNIST_CLASSES),
-                                              batch_size=args.batch_size, verbose=0)
-    print(f"Model {args.model} on the {len(x_test)} MNIST test images")
+    dataset = dataset_of(args.model, args.dataset)
+    model = load_model(args.model, dataset, custom_modules=args.custom_objects)
+    _, (x_test, y_test) = load_dataset(dataset, args.data)
+    test_loss, test_accuracy = model.evaluate(
+        x_test, to_categorical(y_test, len(dataset.class_names)), batch_size=args.batch_size,
+        verbose=0)
+    print(f"Model {args.model} on the {len(x_test)} {dataset.title} test images")
     print(f"Test loss: {test_loss:.4f}")
     print(f"Test accuracy: {test_accuracy:.4f}")
     return 0
 
 
 def predict(args: argparse.Namespace) -> int:
-    model = load_model(args.model, custom_modules=args.custom_objects)
+    dataset = dataset_of(args.model, args.dataset)
+    class_names = dataset.class_names
+    model = load_model(args.model, dataset, custom_modules=args.custom_objects)
     if args.index is not None:
-        _, (x_test, y_test) = load_mnist(args.data)
+        _, (x_test, y_test) = load_dataset(dataset, args.data)
         if args.index >= len(x_test):
             raise CLIError(f"--index {args.index} is out of range: the test set has "
                            f"{len(x_test)} images (0 to {len(x_test) - 1})", exit_code=2)
-        image, source = x_test[args.index], f"Test image {args.index}, label {y_test[args.index]}"
+        image = x_test[args.index]
+        source = f"Test image {args.index}, label {class_names[y_test[args.index]]}"
     else:
-        from minicnn.datasets.images import read_digit_image
+        from minicnn.datasets.images import read_color_image, read_gray_image
 
         try:
-            pixels = read_digit_image(args.image)
-        except (OSError, ValueError) as e:  # missing, unreadable, or not a 2-D picture
+            if dataset.input_shape[-1] == 3:
+                image = read_color_image(args.image)
+            else:
+                image = read_gray_image(args.image)[..., None]
+        except (OSError, ValueError) as e:  # missing, unreadable, empty or too large
             raise CLIError(str(e)) from e
-        image, source = pixels[..., None], f"Image {args.image}"
+        source = f"Image {args.image}"
     probs = model.predict(image[None])[0]
-    digit = int(probs.argmax())
+    predicted = int(probs.argmax())
     print(source)
-    print(f"Predicted digit: {digit} (probability {probs[digit]:.4f})")
+    print(f"Predicted {dataset.noun}: {class_names[predicted]} "
+          f"(probability {probs[predicted]:.4f})")
     print("Probabilities:")
-    print(_probability_table(probs))
+    print(_probability_table(probs, class_names))
     return 0
 
 
@@ -297,7 +391,7 @@ def summary(args: argparse.Namespace) -> int:
     from minicnn import models
 
     model = models.mnist_cnn() if args.model is None else load_model(
-        args.model, mnist_shaped=False, custom_modules=args.custom_objects)
+        args.model, None, custom_modules=args.custom_objects)
     model.summary()
     return 0
 
@@ -306,8 +400,8 @@ def summary(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minicnn",
-        description="minicnn: a from-scratch CNN engine in NumPy and numba. Train the Keras "
-                    "notebook's MNIST network and use the saved model.",
+        description="minicnn: a from-scratch CNN engine in NumPy and numba. Train a built-in "
+                    "CNN on MNIST, Fashion-MNIST or CIFAR-10 and use the saved model.",
         epilog="Run 'minicnn COMMAND --help' for a command's options.")
     parser.add_argument("--version", action="version", version=f"minicnn {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -320,26 +414,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     def data_option(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--data", metavar="DIR",
-                         help="directory with the four MNIST files (raw or .gz); default "
-                              "$MINICNN_DATA, else ~/.cache/minicnn/mnist (downloaded if need be)")
+                         help="where the dataset's files are: for mnist and fashion_mnist a "
+                              "directory with the four IDX files (raw or .gz), for cifar10 one "
+                              "with the binary batches or cifar-10-binary.tar.gz; default "
+                              "$MINICNN_DATA, $MINICNN_FASHION_MNIST_DATA or "
+                              "$MINICNN_CIFAR10_DATA respectively, else ~/.cache/minicnn/ "
+                              "(downloaded if need be)")
+
+    def dataset_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--dataset", choices=tuple(DATASETS), metavar="NAME",
+                         help="the set the model was trained on, whose test images, class names "
+                              f"and picture format are used: {', '.join(DATASETS)} (default: "
+                              f"the one train wrote into {DATASET_FILE} beside MODEL, else "
+                              "mnist)")
 
     def custom_objects_option(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--custom-objects", action="append", default=[], metavar="MODULE",
                          help="a Python file (my_layers.py) or module that defines the model's "
                               "own Layer or Optimizer classes; repeat for several")
 
-    sub = command("train", train, "train the notebook's CNN on MNIST and save it",
-                  "Train the Keras notebook's CNN (93,322 parameters, Adam) on MNIST, evaluate "
-                  "it on the test set, and save into --out: model.npz, history.csv, "
-                  "history.png, predictions.png, filters.png, confusion.png, "
-                  "misclassified.png and, with visualkeras installed, model.png.")
+    sub = command("train", train, "train a built-in CNN on a dataset and save it",
+                  "Train a built-in model on --dataset, evaluate it on the test set, and save "
+                  "into --out: model.npz, dataset.txt (the dataset's name, which evaluate and "
+                  "predict read), history.csv, history.png, filters.png, confusion.png, "
+                  "predictions.png, misclassified.png and, with visualkeras installed, "
+                  "model.png. The models: mnist_cnn (the Keras "
+                  "notebook's CNN) and fashion_mnist_cnn (with BatchNormalization and Dropout) "
+                  "take 28x28x1 images, for mnist and fashion_mnist; cifar10_cnn (Keras's "
+                  "classic cifar10_cnn example) takes 32x32x3 ones, for cifar10.")
+    sub.add_argument("--dataset", choices=tuple(DATASETS), default="mnist", metavar="NAME",
+                     help=f"the dataset: {', '.join(DATASETS)} (default mnist)")
+    sub.add_argument("--model", choices=MODELS, metavar="NAME",
+                     help=f"the built-in model: {', '.join(MODELS)} (default: the dataset's "
+                          "own, e.g. fashion_mnist_cnn for fashion_mnist)")
     sub.add_argument("--epochs", type=_positive_int, default=20, metavar="N",
                      help="epochs to train (default 20)")
     sub.add_argument("--batch-size", type=_positive_int, default=128, metavar="N",
                      help="images per optimizer step (default 128)")
     data_option(sub)
-    sub.add_argument("--out", default=os.path.join("runs", "mnist"), metavar="DIR",
-                     help="directory for the model, history and pictures (default runs/mnist)")
+    sub.add_argument("--out", metavar="DIR",
+                     help="directory for the model, history and pictures (default "
+                          "runs/DATASET, e.g. runs/mnist)")
     sub.add_argument("--seed", type=_non_negative_int, metavar="N",
                      help="seed for the weights and the shuffles, for a reproducible run "
                           "(default: drawn at random and printed)")
@@ -352,27 +467,32 @@ def build_parser() -> argparse.ArgumentParser:
                      help="0 silent, 1 a progress bar, 2 one line per epoch (default 2)")
 
     sub = command("evaluate", evaluate, "print a saved model's test loss and accuracy",
-                  "Print the loss and accuracy of a saved model on the 10,000 MNIST test "
-                  "images.")
+                  "Print the loss and accuracy of a saved model on the test images of the set "
+                  "it was trained on (--dataset).")
     sub.add_argument("model", metavar="MODEL", help="a .npz file saved by train or model.save()")
+    dataset_option(sub)
     data_option(sub)
     sub.add_argument("--batch-size", type=_positive_int, default=128, metavar="N",
                      help="images per forward pass (default 128)")
     custom_objects_option(sub)
 
-    sub = command("predict", predict, "predict the digit in a test image or a picture",
-                  "Print the predicted digit and the 10 class probabilities, for MNIST test "
-                  "image --index N or for a picture file. A picture is made to look like MNIST: "
-                  "gray, inverted if its border is light (a dark digit on a light page), padded "
-                  "to a square and resized to 28x28.",
-                  usage="minicnn predict [-h] [--data DIR] [--custom-objects MODULE] MODEL "
-                        "(IMAGE | --index N)")
+    sub = command("predict", predict, "predict the class of a test image or a picture",
+                  "Print the predicted class and the probability of each class, for test image "
+                  "--index N of the set the model was trained on (--dataset) or for a picture "
+                  "file. For an MNIST or Fashion-MNIST model a picture is made to look like "
+                  "theirs: gray, inverted if its border is light (a dark digit or garment on a "
+                  "light page), padded to a square and resized to 28x28. For a CIFAR-10 model "
+                  "it stays in colour: its centre square, resized to 32x32.",
+                  usage="minicnn predict [-h] [--dataset NAME] [--data DIR] "
+                        "[--custom-objects MODULE] MODEL (IMAGE | --index N)")
     sub.add_argument("model", metavar="MODEL", help="a .npz file saved by train or model.save()")
     source = sub.add_mutually_exclusive_group(required=True)
     source.add_argument("image", nargs="?", metavar="IMAGE",
-                        help="a picture of one digit (PNG, or JPEG etc. through Pillow)")
+                        help="a picture of one digit, garment or object, as the set has them "
+                             "(PNG, or JPEG etc. through Pillow)")
     source.add_argument("--index", type=_non_negative_int, metavar="N",
-                        help="use MNIST test image N (and print its label)")
+                        help="use test image N of the dataset (and print its label)")
+    dataset_option(sub)
     data_option(sub)
     custom_objects_option(sub)
 

@@ -90,43 +90,44 @@ def plot_history(history, path: str | os.PathLike) -> str:
     return _save(fig, path)
 
 
-def plot_predictions(images, labels, probabilities, path: str | os.PathLike) -> str:
-    """Each image with its true label and the predicted digit (and its probability) as title.
+def plot_predictions(images, labels, probabilities, path: str | os.PathLike,
+                     class_names: Sequence[str] | None = None) -> str:
+    """Each image with its true label and the predicted class (and its probability) as title.
 
     Args:
-        images: (N, H, W) or (N, H, W, 1) grayscale images, any scale.
+        images: (N, H, W) or (N, H, W, 1) grayscale images, or (N, H, W, 3) RGB ones, any scale.
         labels: (N,) class indices, or (N, C) one-hot rows.
         probabilities: (N, C) predicted class probabilities (what `model.predict` returns).
         path: where to write the PNG.
+        class_names: C names for the titles; default the class indices 0 .. C-1.
 
     Returns:
         `path`, as a string. A wrong prediction has its title in red.
     """
-    images, labels = np.asarray(images), np.asarray(labels)
+    images, labels = _as_images(images), np.asarray(labels)
     probabilities = np.asarray(probabilities)
-    if images.ndim == 4 and images.shape[-1] == 1:
-        images = images[..., 0]
     if labels.ndim == 2:
         labels = labels.argmax(axis=-1)
     n = len(images)
-    if images.ndim != 3 or n == 0:
+    if n == 0:
         raise ValueError(f"Invalid value for argument `images`. Expected a non-empty array of "
-                         f"grayscale images (N, H, W) or (N, H, W, 1). Received shape "
-                         f"{np.shape(images)}")
+                         f"images. Received shape {np.shape(images)}")
     if labels.shape != (n,) or probabilities.ndim != 2 or len(probabilities) != n:
         raise ValueError(f"Invalid arguments `labels` and `probabilities`. Expected one label "
                          f"and one row of probabilities per image ({n} images). Received labels "
                          f"of shape {labels.shape} and probabilities of shape "
                          f"{probabilities.shape}")
+    names = _class_names(class_names, probabilities.shape[1])
     cols = min(n, 8)
     rows = math.ceil(n / cols)
     fig = Figure(figsize=(2.2 * cols, 2.5 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, image, label, probs in zip(axes, images, labels, probabilities, strict=False):
-        digit = int(probs.argmax())
-        ax.imshow(image, cmap="gray")
-        ax.set_title(f"label {int(label)}\npredicted {digit} ({probs[digit]:.1%})",
-                     fontsize=10, color="black" if digit == label else "red")
+        predicted = int(probs.argmax())
+        _show(ax, image, *_display_range(image))
+        ax.set_title(f"label {names[label]}\npredicted {names[predicted]} "
+                     f"({probs[predicted]:.1%})",
+                     fontsize=10, color="black" if predicted == label else "red")
     for ax in axes:
         ax.axis("off")
     return _save(fig, path)
@@ -426,14 +427,33 @@ def plot_confusion_matrix(y_true, y_pred, path: str | os.PathLike,
     return _save(fig, path)
 
 
-def _as_grayscale(images, argument: str = "images") -> np.ndarray:
+def _as_images(images, argument: str = "images") -> np.ndarray:
+    """(N, H, W) gray or (N, H, W, 3) RGB: what imshow draws; (N, H, W, 1) loses its axis."""
     images = np.asarray(images)
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
-    if images.ndim != 3:
+    if images.ndim != 3 and not (images.ndim == 4 and images.shape[-1] == 3):
         raise ValueError(f"Invalid value for argument `{argument}`. Expected grayscale images "
-                         f"(N, H, W) or (N, H, W, 1). Received shape {images.shape}")
+                         f"(N, H, W) or (N, H, W, 1), or RGB ones (N, H, W, 3). Received shape "
+                         f"{images.shape}")
     return images
+
+
+def _show(ax, image: np.ndarray, vmin: float, vmax: float) -> None:
+    """Draw one (H, W) gray or (H, W, 3) RGB image, its values from vmin (black) to vmax."""
+    if image.ndim == 2:
+        ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax)
+    else:  # imshow takes RGB in [0, 1] as it is: scale it there
+        ax.imshow(np.clip((image - vmin) / ((vmax - vmin) or 1.0), 0.0, 1.0))
+
+
+def _class_names(class_names: Sequence[str] | None, num_classes: int) -> list[str]:
+    if class_names is None:
+        return [str(k) for k in range(num_classes)]
+    if len(class_names) != num_classes:
+        raise ValueError(f"Invalid value for argument `class_names`. Expected {num_classes} "
+                         f"names. Received {len(class_names)}")
+    return [str(name) for name in class_names]
 
 
 def _display_range(images: np.ndarray) -> tuple[float, float]:
@@ -445,23 +465,25 @@ def _display_range(images: np.ndarray) -> tuple[float, float]:
 
 
 def plot_misclassified(images, y_true, y_pred, path: str | os.PathLike, max_images: int = 25,
-                       probabilities=None) -> str:
+                       probabilities=None, class_names: Sequence[str] | None = None) -> str:
     """A grid of the images the model got wrong, each titled with predicted and true label.
 
     Args:
-        images: (N, H, W) or (N, H, W, 1) grayscale images, uint8 or floats (in [0, 1] or not).
+        images: (N, H, W) or (N, H, W, 1) grayscale images, or (N, H, W, 3) RGB ones, uint8 or
+            floats (in [0, 1] or not).
         y_true: (N,) class indices, or (N, K) one-hot rows.
         y_pred: (N,) class indices, or (N, K) rows (their argmax is the prediction).
         path: where to write the PNG.
         max_images: at most this many mistakes are drawn, the first ones in the order given.
         probabilities: optional (N, K) predicted probabilities; each title then gives the
             probability of the (wrong) predicted class, i.e. how sure the mistake was.
+        class_names: K names for the titles; default the class indices 0 .. K-1.
 
     Returns:
         `path`, as a string. Each title starts with the image's index in `images`. With no
         mistakes at all, the picture is one panel saying so.
     """
-    images = _as_grayscale(images)
+    images = _as_images(images)
     true, pred, _ = class_labels(y_true, y_pred)
     if len(images) != len(true):
         raise ValueError(f"Invalid arguments `images` and `y_true`. Expected one label per "
@@ -485,6 +507,12 @@ def plot_misclassified(images, y_true, y_pred, path: str | os.PathLike, max_imag
                 ha="center", va="center", fontsize=13, transform=ax.transAxes)
         return _save(fig, path)
     shown = wrong[:max_images]
+    num_classes = int(max(true.max(), pred.max())) + 1
+    names = _class_names(class_names, len(class_names) if class_names is not None else num_classes)
+    if len(names) < num_classes:
+        raise ValueError(f"Invalid value for argument `class_names`. Expected a name for each "
+                         f"of the {num_classes} classes. Received {len(names)}")
+
     cols = min(len(shown), max(5, math.ceil(math.sqrt(len(shown)))))
     rows = math.ceil(len(shown) / cols)
     vmin, vmax = _display_range(images[shown])
@@ -493,9 +521,9 @@ def plot_misclassified(images, y_true, y_pred, path: str | os.PathLike, max_imag
     for ax in axes:
         ax.set_axis_off()
     for ax, k in zip(axes, shown, strict=False):
-        ax.imshow(images[k], cmap="gray", vmin=vmin, vmax=vmax)
+        _show(ax, images[k], vmin, vmax)
         sure = "" if probabilities is None else f" ({probabilities[k, pred[k]]:.0%})"
-        ax.set_title(f"#{k}: predicted {pred[k]}{sure}\ntrue {true[k]}", fontsize=9)
+        ax.set_title(f"#{k}: predicted {names[pred[k]]}{sure}\ntrue {names[true[k]]}", fontsize=9)
     fig.suptitle(f"Misclassified: {len(wrong)} of {len(true)} ({len(wrong) / len(true):.2%})"
                  + (f", the first {len(shown)} shown" if len(shown) < len(wrong) else ""))
     return _save(fig, path)

@@ -1,15 +1,21 @@
 """The `minicnn` command line, end to end, and the PNG pictures of `minicnn.plots`.
 
-Most commands run in-process through `main(argv)`; `train` runs once per module in a subprocess,
-as a user runs it, which also keeps visualkeras's TensorFlow out of the test process. The tests
-that start a subprocess, or use what `train` saved, are marked `slow`. Tests that need the real
-MNIST files skip when $MINICNN_DATA does not point at them.
+Most commands run in-process through `main(argv)`. `train` on MNIST runs once per module in a
+subprocess, as a user runs it, which also keeps visualkeras's TensorFlow out of the test process;
+on Fashion-MNIST and on CIFAR-10 (small files in the binary format, written by the test) it runs
+in-process with visualkeras hidden, on a few hundred images at most. The tests that start a
+subprocess, or train, or use what `train` saved, are marked `slow`. Tests that need the real
+MNIST or Fashion-MNIST files skip when $MINICNN_DATA, or $MINICNN_FASHION_MNIST_DATA (default
+../shared/fashion-mnist), does not point at them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
+import math
 import os
 import re
 import shutil
@@ -22,11 +28,16 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
+from PIL import Image
 
-from minicnn import __version__, layers, models, plots
+from minicnn import __version__, cli, layers, models, plots
 from minicnn.callbacks import History
-from minicnn.cli import main
-from minicnn.datasets.images import read_digit_image
+from minicnn.cli import DATASETS, MODELS, main
+from minicnn.datasets import cifar10, fashion_mnist, mnist
+from minicnn.datasets.idx import write_idx
+from minicnn.datasets.images import read_color_image, read_gray_image
+from tests.test_cifar10 import N as CIFAR10_RECORDS
+from tests.test_cifar10 import make_batches, write_folder
 from tests.tolerances import (
     EXACT_PIXEL_ATOL,
     PNG_PIXEL_ATOL,
@@ -39,6 +50,11 @@ DATA = os.environ.get("MINICNN_DATA")
 needs_mnist = pytest.mark.skipif(
     not DATA or not os.path.isdir(DATA),
     reason="MINICNN_DATA is not set to a directory with the MNIST files")
+FASHION_DATA = os.environ.get("MINICNN_FASHION_MNIST_DATA") or str(
+    ROOT.parent / "shared" / "fashion-mnist")
+needs_fashion_mnist = pytest.mark.skipif(
+    not os.path.isdir(FASHION_DATA),
+    reason=f"no Fashion-MNIST files: set MINICNN_FASHION_MNIST_DATA (tried {FASHION_DATA})")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # What `fit(verbose=2)` prints after each epoch, as Keras does.
 EPOCH_LINE = re.compile(r"^\d+/\d+ - \d+s - loss: \d\.\d{4} - accuracy: \d\.\d{4} - val_loss: .*"
@@ -68,6 +84,13 @@ def predicted_digit(out: str) -> int:
     return int(match.group(1))
 
 
+def class_probabilities(out: str, class_names: tuple[str, ...]) -> np.ndarray:
+    """The probability table `predict` prints, one row per class name, in order."""
+    rows = re.findall(r"^  (.+?): +(\d\.\d{4})", out, re.M)
+    assert [name for name, _ in rows] == list(class_names), out
+    return np.array([float(p) for _, p in rows])
+
+
 def probabilities(out: str) -> np.ndarray:
     rows = re.findall(r"^  (\d): (\d\.\d{4})", out, re.M)
     assert [int(d) for d, _ in rows] == list(range(10)), out
@@ -85,10 +108,10 @@ def untrained_model(tmp_path_factory) -> str:
 # -- help, version, usage errors -----------------------------------------------------------------
 @pytest.mark.parametrize("command, expected", [
     ([], ["train", "evaluate", "predict", "summary", "--version"]),
-    (["train"], ["--epochs", "--batch-size", "--data", "--out", "--seed", "--validation-split",
-                 "--limit", "--verbose"]),
-    (["evaluate"], ["MODEL", "--data", "--batch-size", "--custom-objects"]),
-    (["predict"], ["MODEL", "IMAGE", "--index", "--data", "--custom-objects"]),
+    (["train"], ["--dataset", "--model", "--epochs", "--batch-size", "--data", "--out", "--seed",
+                 "--validation-split", "--limit", "--verbose"]),
+    (["evaluate"], ["MODEL", "--dataset", "--data", "--batch-size", "--custom-objects"]),
+    (["predict"], ["MODEL", "IMAGE", "--index", "--dataset", "--data", "--custom-objects"]),
     (["summary"], ["MODEL", "--custom-objects"]),
 ])
 def test_help_of_each_command(capsys, command, expected):
@@ -135,6 +158,93 @@ def test_usage_errors_exit_2(capsys, argv, message):
     code, _, err = run(capsys, *argv)
     assert code == 2
     assert message in err
+
+
+# -- datasets and models ------------------------------------------------------------------------
+CLASS_NAMES = {
+    "mnist": ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9"),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                "truck"),
+}
+
+
+def test_each_dataset_has_its_class_names_and_its_own_recipe():
+    assert {name: d.class_names for name, d in DATASETS.items()} == CLASS_NAMES
+    assert (mnist.CLASS_NAMES, fashion_mnist.CLASS_NAMES, cifar10.CLASS_NAMES) == tuple(
+        CLASS_NAMES.values())
+    assert MODELS == tuple(models.RECIPES)  # spelled out in the CLI, so --help imports no engine
+    for dataset in DATASETS.values():
+        model = models.RECIPES[dataset.recipe](seed=0, compile=False)
+        assert model.input_shape == (None, *dataset.input_shape), dataset.name
+
+
+@pytest.mark.parametrize("dataset, model", [("mnist", "cifar10_cnn"),
+                                            ("fashion_mnist", "cifar10_cnn"),
+                                            ("cifar10", "mnist_cnn"),
+                                            ("cifar10", "fashion_mnist_cnn")])
+def test_a_model_that_does_not_fit_the_dataset_is_a_usage_error(capsys, tmp_path, dataset, model):
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "train", "--dataset", dataset, "--model", model,
+                            "--out", str(out), "--data", "/nonexistent")
+    assert code == 2 and stdout == "" and err.count("\n") == 1
+    assert err.startswith(f"minicnn train: error: argument --model: {model} takes inputs "), err
+    assert f"but --dataset {dataset} has images" in err
+    assert f"such as {DATASETS[dataset].recipe}" in err
+    assert not out.exists()  # refused before the data is read or anything written
+
+
+@pytest.mark.parametrize("argv", [["train", "--dataset", "svhn"], ["train", "--model", "resnet"],
+                                  ["evaluate", "m.npz", "--dataset", "mnist2"],
+                                  ["predict", "m.npz", "--index", "0", "--dataset", "cifar100"]])
+def test_unknown_dataset_or_model_names_the_choices(capsys, argv):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "invalid choice" in err
+    assert ("cifar10_cnn" if "--model" in argv else "fashion_mnist") in err
+
+
+def test_help_says_digit_only_of_mnist(capsys):
+    texts = [run(capsys, *command, "--help")[1] for command in
+             ([], ["train"], ["evaluate"], ["predict"], ["summary"])]
+    for text in texts[:3] + texts[4:]:
+        assert "digit" not in text.lower(), text
+    assert "digit or garment" in texts[3]  # MNIST's, then Fashion-MNIST's
+    assert "Fashion-MNIST or CIFAR-10" in texts[0] and "--dataset" in texts[1]
+    assert all("digit" not in line or "mnist" in line for line in cli.__doc__.splitlines())
+
+
+@pytest.fixture(scope="module")
+def untrained_cifar10(tmp_path_factory) -> str:
+    """Keras's cifar10_cnn, untrained, saved with the dataset.txt that `train` writes."""
+    folder = tmp_path_factory.mktemp("untrained_cifar10")
+    models.cifar10_cnn(seed=0).save(folder / "model.npz")
+    (folder / "dataset.txt").write_text("cifar10\n")
+    return str(folder / "model.npz")
+
+
+@pytest.mark.slow
+def test_the_dataset_comes_from_the_option_then_dataset_txt_then_mnist(capsys, tmp_path,
+                                                                       untrained_cifar10):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((40, 60, 3), 200, np.uint8)).save(photo)
+    code, out, _ = run(capsys, "predict", untrained_cifar10, str(photo))  # from dataset.txt
+    assert code == 0 and "Predicted class: " in out and "digit" not in out
+    assert class_probabilities(out, CLASS_NAMES["cifar10"]).sum() == pytest.approx(
+        1.0, abs=PRINTED_SUM_ATOL)
+    moved = tmp_path / "model.npz"  # the same model without its dataset.txt: MNIST, refused
+    shutil.copy(untrained_cifar10, moved)
+    for argv in (["predict", str(moved), str(photo)], ["evaluate", str(moved)]):
+        code, _, err = run(capsys, *argv)
+        assert code == 1 and err.count("\n") == 1
+        assert "maps inputs (None, 32, 32, 3) to (None, 10); MNIST needs (None, 28, 28, 1)" in err
+        assert "with --dataset" in err
+    code, out, _ = run(capsys, "predict", str(moved), str(photo), "--dataset", "cifar10")
+    assert code == 0 and "Predicted class: " in out
+    (tmp_path / "dataset.txt").write_text("imagenet\n")
+    code, _, err = run(capsys, "predict", str(moved), str(photo))
+    assert code == 1 and "dataset.txt' names the dataset 'imagenet'; expected one of mnist, " \
+                         "fashion_mnist, cifar10 (or pass --dataset)" in err
 
 
 # -- summary -------------------------------------------------------------------------------------
@@ -247,7 +357,7 @@ def test_custom_objects_from_a_file_or_a_module(capsys, custom_model, tmp_path, 
     canvas = np.zeros((28, 28))
     canvas[6:22, 13:15] = 1.0
     matplotlib.image.imsave(image, canvas, cmap="gray")
-    expected = model.predict(read_digit_image(image)[None, ..., None])[0]  # Scale(3.0) inside
+    expected = model.predict(read_gray_image(image)[None, ..., None])[0]  # Scale(3.0) inside
     monkeypatch.chdir(tmp_path)
     code, out, _ = run(capsys, "predict", "custom.npz", "digit.png",
                        "--custom-objects", "minicnn_test_layers")
@@ -280,11 +390,17 @@ def test_custom_objects_errors_are_one_line(capsys, custom_model, tmp_path):
 
 
 def test_missing_data_directory(capsys, tmp_path, untrained_model):
-    for argv in (["train", "--out", str(tmp_path / "out")], ["evaluate", untrained_model],
-                 ["predict", untrained_model, "--index", "0"]):
+    out = str(tmp_path / "out")
+    for argv, title in [(["train", "--out", out], "MNIST"),
+                        (["train", "--out", out, "--dataset", "fashion_mnist"], "Fashion-MNIST"),
+                        (["train", "--out", out, "--dataset", "cifar10"], "CIFAR-10"),
+                        (["evaluate", untrained_model], "MNIST"),
+                        (["evaluate", untrained_model, "--dataset", "fashion_mnist"],
+                         "Fashion-MNIST"),
+                        (["predict", untrained_model, "--index", "0"], "MNIST")]:
         code, _, err = run(capsys, *argv, "--data", "/nonexistent")
         assert code == 1, argv
-        assert "'/nonexistent'" in err and "Traceback" not in err
+        assert f"{title} directory '/nonexistent'" in err and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()  # nothing written before the data is there
 
 
@@ -311,19 +427,19 @@ def test_predict_on_a_picture(capsys, tmp_path, untrained_model):
 
 
 # -- pictures to model inputs: minicnn.datasets.images -------------------------------------------
-def test_read_digit_image_inverts_a_light_background(tmp_path):
+def test_read_gray_image_inverts_a_light_background(tmp_path):
     rng = np.random.default_rng(0)
     digit = np.zeros((28, 28))
     digit[5:23, 8:20] = rng.random((18, 12))
     matplotlib.image.imsave(tmp_path / "dark.png", digit, cmap="gray", vmin=0, vmax=1)
     matplotlib.image.imsave(tmp_path / "light.png", 1 - digit, cmap="gray", vmin=0, vmax=1)
-    dark, light = read_digit_image(tmp_path / "dark.png"), read_digit_image(tmp_path / "light.png")
+    dark, light = read_gray_image(tmp_path / "dark.png"), read_gray_image(tmp_path / "light.png")
     assert dark.shape == (28, 28) and dark.dtype == np.float32
     assert np.allclose(dark, digit, atol=PNG_PIXEL_ATOL)
     assert np.allclose(light, digit, atol=PNG_PIXEL_ATOL)
 
 
-def test_read_digit_image_transparent_page_and_resizing(tmp_path):
+def test_read_gray_image_transparent_page_and_resizing(tmp_path):
     digit = np.zeros((28, 28))
     digit[4:24, 12:16] = 1.0
     # 4x larger, black ink on a transparent page (alpha is the ink): block means shrink it back.
@@ -331,20 +447,20 @@ def test_read_digit_image_transparent_page_and_resizing(tmp_path):
     rgba = np.zeros((112, 112, 4))
     rgba[..., 3] = big
     matplotlib.image.imsave(tmp_path / "big.png", rgba)
-    assert np.allclose(read_digit_image(tmp_path / "big.png"), digit, atol=EXACT_PIXEL_ATOL)
+    assert np.allclose(read_gray_image(tmp_path / "big.png"), digit, atol=EXACT_PIXEL_ATOL)
     # Half size and not square: padded to a square with black, then each pixel repeated.
     small = digit[::2, 4:24:2]  # (14, 10)
     matplotlib.image.imsave(tmp_path / "small.png", small, cmap="gray", vmin=0, vmax=1)
     expected = np.kron(np.pad(small, ((0, 0), (2, 2))), np.ones((2, 2)))
-    assert np.allclose(read_digit_image(tmp_path / "small.png"), expected, atol=EXACT_PIXEL_ATOL)
+    assert np.allclose(read_gray_image(tmp_path / "small.png"), expected, atol=EXACT_PIXEL_ATOL)
 
 
-def test_read_digit_image_errors_are_the_ones_predict_reports(tmp_path):
+def test_read_gray_image_errors_are_the_ones_predict_reports(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"^image file '.*none\.png' does not exist$"):
-        read_digit_image(tmp_path / "none.png")
+        read_gray_image(tmp_path / "none.png")
     (tmp_path / "bad.png").write_bytes(b"not a picture")
     with pytest.raises(ValueError, match=r"^cannot read image '.*bad\.png': "):
-        read_digit_image(tmp_path / "bad.png")
+        read_gray_image(tmp_path / "bad.png")
 
 
 def png(path: Path, width: int, height: int, bits: int, pixel_rows: bytes) -> Path:
@@ -382,7 +498,7 @@ def no_decoding(monkeypatch):
 
 
 def test_black_png_is_a_valid_png(tmp_path):
-    image = read_digit_image(black_png(tmp_path / "black.png", 300, 200))
+    image = read_gray_image(black_png(tmp_path / "black.png", 300, 200))
     assert image.shape == (28, 28) and not image.any()
 
 
@@ -392,14 +508,14 @@ def test_a_decompression_bomb_is_refused_from_its_header(tmp_path, no_decoding):
     assert bomb.stat().st_size < 10**6
     with pytest.raises(ValueError, match=r"^image '.*bomb\.png' is too large to read: Image "
                                          r"size \(400000000 pixels\) exceeds limit"):
-        read_digit_image(bomb)
+        read_gray_image(bomb)
 
 
 def test_a_picture_over_max_pixels_is_refused_from_its_header(tmp_path, no_decoding):
     big = black_png(tmp_path / "big.png", 4097, 4096)
     with pytest.raises(ValueError, match=r"^image '.*big\.png' is 4097x4096 pixels, more than "
                                          r"the 16,777,216 minicnn reads \(MAX_PIXELS\)"):
-        read_digit_image(big)
+        read_gray_image(big)
 
 
 def test_predict_reports_an_image_bomb_in_one_line(capsys, tmp_path, untrained_model):
@@ -424,8 +540,50 @@ def test_low_and_high_bit_depth_gray_pngs_read_in_0_1(tmp_path, bits):
                    zlib.compress((b"\x00" + row) * 8))
         value = level / (2**bits - 1)
         expected = value if value <= 0.5 else 1.0 - value
-        np.testing.assert_allclose(read_digit_image(path), np.full((28, 28), expected),
+        np.testing.assert_allclose(read_gray_image(path), np.full((28, 28), expected),
                                    atol=EXACT_PIXEL_ATOL)
+
+
+def test_read_color_image_keeps_colours_and_crops_the_centre_square(tmp_path):
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (64, 96, 3), np.uint8)
+    photo[0] = 255  # a light border inverts a gray picture, never a colour one
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    image = read_color_image(tmp_path / "photo.png")
+    assert image.shape == (32, 32, 3) and image.dtype == np.float32
+    centre = photo[:, 16:80] / 255  # (64, 64): the 96 columns cropped by 16 on each side
+    expected = centre.reshape(32, 2, 32, 2, 3).mean(axis=(1, 3))  # 2x2 block means
+    np.testing.assert_allclose(image, expected, atol=EXACT_PIXEL_ATOL)
+    # A CIFAR-10-sized picture is read back exactly as the loader's pixels divided by 255.
+    Image.fromarray(photo[:32, :32]).save(tmp_path / "small.png")
+    np.testing.assert_allclose(read_color_image(tmp_path / "small.png"), photo[:32, :32] / 255,
+                               atol=EXACT_PIXEL_ATOL)
+
+
+def test_read_color_image_gray_and_transparent_pictures(tmp_path):
+    gray = np.arange(16 * 16, dtype=np.uint8).reshape(16, 16)
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    image = read_color_image(tmp_path / "gray.png")  # 16 -> 32: each pixel repeated 2x2
+    expected = np.kron(gray / 255, np.ones((2, 2)))
+    for c in range(3):
+        np.testing.assert_allclose(image[..., c], expected, atol=EXACT_PIXEL_ATOL)
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[:16, :, 0] = rgba[:16, :, 3] = 255  # red on top, transparent below
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    image = read_color_image(tmp_path / "rgba.png")
+    np.testing.assert_allclose(image[:16], np.broadcast_to([1.0, 0.0, 0.0], (16, 32, 3)),
+                               atol=EXACT_PIXEL_ATOL)
+    np.testing.assert_allclose(image[16:], 1.0, atol=EXACT_PIXEL_ATOL)  # white page
+
+
+@pytest.mark.parametrize("read", [read_gray_image, read_color_image])
+def test_both_readers_refuse_large_pictures_from_the_header(tmp_path, no_decoding, read):
+    with pytest.raises(ValueError, match=r"^image '.*big\.png' is 4097x4096 pixels"):
+        read(black_png(tmp_path / "big.png", 4097, 4096))
+    with pytest.raises(ValueError, match=r"^image '.*bomb\.png' is too large to read"):
+        read(black_png(tmp_path / "bomb.png", 20000, 20000))
+    with pytest.raises(FileNotFoundError, match=r"^image file '.*none\.png' does not exist$"):
+        read(tmp_path / "none.png")
 
 
 # -- minicnn.plots, headless ---------------------------------------------------------------------
@@ -480,7 +638,7 @@ def trained(tmp_path_factory) -> tuple[Path, str]:
 def test_train_output_and_files(trained):
     out, stdout = trained
     assert SUMMARY_FOOTER in stdout
-    assert "Training on 1800 MNIST images, validating on 200; seed 0" in stdout
+    assert "Training mnist_cnn on 1800 MNIST images, validating on 200; seed 0" in stdout
     epoch_lines = [line for line in stdout.splitlines() if EPOCH_LINE.match(line)]
     assert len(epoch_lines) == 1 and epoch_lines[0].startswith("15/15 - "), stdout
     assert re.search(r"^Test accuracy: 0\.\d{4}$", stdout, re.M)
@@ -488,6 +646,7 @@ def test_train_output_and_files(trained):
                           stdout, re.M)) == 3
     header, *rows = (out / "history.csv").read_text().splitlines()
     assert header == "epoch,loss,accuracy,val_loss,val_accuracy" and len(rows) == 1
+    assert (out / "dataset.txt").read_text() == "mnist\n"
     for name in ("history.png", "predictions.png", "filters.png", "confusion.png",
                  "misclassified.png"):
         assert_png(out / name)
@@ -535,3 +694,157 @@ def test_predict_index_out_of_range(capsys, trained):
     code, _, err = run(capsys, "predict", str(trained[0] / "model.npz"), "--index", "10000",
                        "--data", DATA)
     assert code == 2 and "--index 10000 is out of range" in err
+
+
+# -- on Fashion-MNIST and CIFAR-10: train in-process, then use the saved model -------------------
+PREDICTION_LINE = re.compile(r"^  test image (\d): predicted (.+) \(probability \d\.\d{4}\), "
+                             r"label (.+)$", re.M)
+
+
+def train_in_process(*argv: str) -> str:
+    """`minicnn train ARGV` in this process, with visualkeras hidden (no TensorFlow here): its
+    stdout."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout), \
+            contextlib.redirect_stderr(stderr):
+        mp.setitem(sys.modules, "visualkeras", None)
+        code = main(["train", "--epochs", "1", "--seed", "0", *argv])
+    assert code == 0, stdout.getvalue() + stderr.getvalue()
+    return stdout.getvalue()
+
+
+@pytest.fixture(scope="module")
+def fashion_mnist_subset(tmp_path_factory) -> Path:
+    """The first 200 training and 100 test images of the real Fashion-MNIST, as the four IDX
+    files in a folder of their own: the real set's layout, a test set small enough to evaluate
+    at once."""
+    if not os.path.isdir(FASHION_DATA):
+        pytest.skip(f"no Fashion-MNIST files in {FASHION_DATA}")
+    folder = tmp_path_factory.mktemp("fashion_mnist")
+    train, test = fashion_mnist.load_data(FASHION_DATA)
+    for prefix, (images, labels), n in (("train", train, 200), ("t10k", test, 100)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", images[:n])
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels[:n])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained_fashion_mnist(tmp_path_factory, fashion_mnist_subset) -> tuple[Path, str]:
+    """One short `minicnn train --dataset fashion_mnist`: (its output directory, its stdout)."""
+    out = tmp_path_factory.mktemp("train_fashion_mnist")
+    return out, train_in_process("--dataset", "fashion_mnist", "--data", str(fashion_mnist_subset),
+                                 "--batch-size", "50", "--out", str(out))
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_train_on_fashion_mnist_speaks_of_garments(trained_fashion_mnist):
+    out, stdout = trained_fashion_mnist
+    assert " Total params: 225,418 (880.54 KB)" in stdout  # fashion_mnist_cnn, the set's own
+    assert "Training fashion_mnist_cnn on 180 Fashion-MNIST images, validating on 20; seed 0" \
+        in stdout
+    rows = PREDICTION_LINE.findall(stdout)
+    assert [k for k, _, _ in rows] == ["0", "1", "2"], stdout
+    assert all(predicted in CLASS_NAMES["fashion_mnist"] for _, predicted, _ in rows)
+    assert [label for _, _, label in rows] == ["Ankle boot", "Pullover", "Trouser"]
+    assert "digit" not in stdout.lower()
+    assert (out / "dataset.txt").read_text() == "fashion_mnist\n"
+    for name in ("history.png", "predictions.png", "filters.png", "confusion.png",
+                 "misclassified.png"):
+        assert_png(out / name)
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_predict_with_a_fashion_mnist_model(capsys, trained_fashion_mnist, fashion_mnist_subset,
+                                            tmp_path):
+    model = str(trained_fashion_mnist[0] / "model.npz")
+    code, out, _ = run(capsys, "predict", model, "--index", "0", "--data",
+                       str(fashion_mnist_subset))
+    assert code == 0  # the set named in dataset.txt, whose test image 0 is an ankle boot
+    assert out.startswith("Test image 0, label Ankle boot\nPredicted class: ")
+    probs = class_probabilities(out, CLASS_NAMES["fashion_mnist"])
+    # Fashion-MNIST's garments are light on black as MNIST's digits are: a photo of a dark
+    # garment on a light page is inverted, one as the set has it is not.
+    _, (x_test, _) = fashion_mnist.load_data(fashion_mnist_subset)
+    matplotlib.image.imsave(tmp_path / "test0.png", x_test[0], cmap="gray", vmin=0, vmax=255)
+    matplotlib.image.imsave(tmp_path / "test0_paper.png", 255 - x_test[0], cmap="gray",
+                            vmin=0, vmax=255)
+    for name in ("test0.png", "test0_paper.png"):
+        code, out, _ = run(capsys, "predict", model, str(tmp_path / name))
+        assert code == 0 and "digit" not in out
+        np.testing.assert_allclose(class_probabilities(out, CLASS_NAMES["fashion_mnist"]), probs,
+                                   atol=PNG_PROBABILITY_ATOL)
+
+
+@pytest.fixture(scope="module")
+def cifar10_files(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
+    """Small CIFAR-10 batches in the binary format (CIFAR10_RECORDS records each, random
+    pixels): (their folder, x_test, y_test as (N,))."""
+    folder = tmp_path_factory.mktemp("cifar10")
+    batches, (_, (x_test, y_test)) = make_batches(seed=0)
+    write_folder(folder, batches)
+    return folder, x_test, y_test.reshape(-1)
+
+
+@pytest.fixture
+def small_cifar10(monkeypatch):
+    """cifar10.load_data reads batches of CIFAR10_RECORDS records, as cifar10_files writes."""
+    monkeypatch.setattr(cifar10, "RECORDS_PER_BATCH", CIFAR10_RECORDS)
+
+
+@pytest.fixture(scope="module")
+def trained_cifar10(tmp_path_factory, cifar10_files) -> tuple[Path, str]:
+    """One `minicnn train --dataset cifar10` on the small batches: (its folder, its stdout)."""
+    out = tmp_path_factory.mktemp("train_cifar10")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cifar10, "RECORDS_PER_BATCH", CIFAR10_RECORDS)
+        stdout = train_in_process("--dataset", "cifar10", "--data", str(cifar10_files[0]),
+                                  "--validation-split", "0.2", "--batch-size", "4",
+                                  "--out", str(out))
+    return out, stdout
+
+
+@pytest.mark.slow
+def test_train_on_cifar10_speaks_of_its_classes(trained_cifar10, cifar10_files):
+    out, stdout = trained_cifar10
+    y_test = cifar10_files[2]
+    train_images = 5 * CIFAR10_RECORDS
+    n_fit = math.floor(train_images * 0.8)
+    assert " Total params: 1,250,858 " in stdout  # cifar10_cnn, the set's own
+    assert (f"Training cifar10_cnn on {n_fit} CIFAR-10 images, validating on "
+            f"{train_images - n_fit}; seed 0") in stdout
+    rows = PREDICTION_LINE.findall(stdout)
+    assert [k for k, _, _ in rows] == ["0", "1", "2"], stdout
+    assert all(predicted in CLASS_NAMES["cifar10"] for _, predicted, _ in rows)
+    assert [label for _, _, label in rows] == [CLASS_NAMES["cifar10"][y] for y in y_test[:3]]
+    assert "digit" not in stdout.lower()
+    assert (out / "dataset.txt").read_text() == "cifar10\n"
+    for name in ("history.png", "predictions.png", "filters.png", "confusion.png",
+                 "misclassified.png"):
+        assert_png(out / name)
+
+
+@pytest.mark.slow
+def test_evaluate_and_predict_with_a_cifar10_model(capsys, trained_cifar10, cifar10_files,
+                                                   small_cifar10, tmp_path):
+    out, stdout = trained_cifar10
+    folder, x_test, y_test = cifar10_files
+    model = str(out / "model.npz")
+    code, evaluated, _ = run(capsys, "evaluate", model, "--data", str(folder))
+    assert code == 0
+    assert evaluated.startswith(f"Model {model} on the {len(x_test)} CIFAR-10 test images\n")
+    accuracy = re.compile(r"^Test accuracy: (\d\.\d{4})$", re.M)
+    assert accuracy.search(evaluated).group(1) == accuracy.search(stdout).group(1)
+
+    code, out, _ = run(capsys, "predict", model, "--index", "0", "--data", str(folder))
+    assert code == 0
+    assert out.startswith(f"Test image 0, label {CLASS_NAMES['cifar10'][y_test[0]]}\n"
+                          f"Predicted class: ")
+    probs = class_probabilities(out, CLASS_NAMES["cifar10"])
+    # The same image as a PNG photo: read in colour, uninverted, exactly the loader's pixels.
+    Image.fromarray(x_test[0]).save(tmp_path / "test0.png")
+    code, out, _ = run(capsys, "predict", model, str(tmp_path / "test0.png"))
+    assert code == 0
+    np.testing.assert_allclose(class_probabilities(out, CLASS_NAMES["cifar10"]), probs,
+                               atol=PNG_PROBABILITY_ATOL)

@@ -202,8 +202,8 @@ def test_plot_misclassified_rejects_bad_inputs(tmp_path):
         plots.plot_misclassified(images, labels[:4], labels[:4], tmp_path / "x.png")
     with pytest.raises(ValueError, match="`y_true` and `y_pred`"):
         plots.plot_misclassified(images, labels, labels[:4], tmp_path / "x.png")
-    with pytest.raises(ValueError, match=r"`images`.*\(5, 28, 28, 3\)"):
-        plots.plot_misclassified(np.stack([images] * 3, -1), labels, labels, tmp_path / "x.png")
+    with pytest.raises(ValueError, match=r"`images`.*\(5, 28, 28, 2\)"):  # neither gray nor RGB
+        plots.plot_misclassified(np.stack([images] * 2, -1), labels, labels, tmp_path / "x.png")
     with pytest.raises(ValueError, match=r"`probabilities`.*\(5, 3\)"):
         plots.plot_misclassified(images, labels, labels, tmp_path / "x.png",
                                  probabilities=np.ones((5, 3)))
@@ -249,3 +249,18 @@ assert "matplotlib.pyplot" not in sys.modules, "plots imported pyplot"
     assert done.returncode == 0, done.stderr
     for name in ("cm.png", "norms.png", "filters.png"):
         assert_picture(tmp_path / name)
+
+
+def test_colour_images_and_class_names(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 32, 32, 3)).astype(np.float32)  # CIFAR-10-like, RGB in [0, 1]
+    labels = np.array([0, 1, 2, 3])
+    probabilities = np.eye(10)[[0, 2, 2, 5]]  # two mistakes
+    names = [f"class {k}" for k in range(10)]
+    assert_picture(plots.plot_predictions(images, labels, probabilities, tmp_path / "p.png",
+                                          class_names=names))
+    assert_picture(plots.plot_misclassified((images * 255).astype(np.uint8), labels,
+                                            probabilities, tmp_path / "m.png", class_names=names))
+    with pytest.raises(ValueError, match=r"`class_names`\. Expected 10 names\. Received 3"):
+        plots.plot_predictions(images, labels, probabilities, tmp_path / "q.png",
+                               class_names=names[:3])

@@ -24,8 +24,9 @@ import numpy as np
 
 from minicnn.datasets import _download, _idx_dataset
 
-__all__ = ["CHECKSUMS", "MIRRORS", "MNISTDownloadError", "cache_dir", "load_data"]
+__all__ = ["CHECKSUMS", "CLASS_NAMES", "MIRRORS", "MNISTDownloadError", "cache_dir", "load_data"]
 
+CLASS_NAMES = tuple(str(digit) for digit in range(10))  # label k is the digit k
 FILES = _idx_dataset.FILES
 MIRRORS = [
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
