@@ -1,0 +1,342 @@
+"""Winograd F(2x2, 3x3) transforms (Lavin & Gray 2015), forward and adjoint, for NHWC data.
+
+A 3x3 stride-1 convolution computes each 2x2 block of outputs from a 4x4 tile d of the padded
+input; tiles start every 2 rows and columns, so neighbours overlap by 2. With
+
+    B^T = [[1,  0, -1,  0],     G = [[  1,    0,   0],     A^T = [[1, 1,  1,  0],
+           [0,  1,  1,  0],          [1/2,  1/2, 1/2],            [0, 1, -1, -1]]
+           [0, -1,  1,  0],          [1/2, -1/2, 1/2],
+           [0,  1,  0, -1]]          [  0,    0,   1]]
+
+a tile's outputs are Y = A^T [(G g G^T) * (B^T d B)] A, summed over input channels, where * is
+elementwise over the 4x4 positions. The transforms here are the three matrix products, each
+applied to every channel (or filter) at once, and their adjoints for the backward pass:
+
+    winograd_input_transform            V  = B^T d B   per tile and channel
+    winograd_filter_transform           U  = G g G^T   per channel and filter
+    winograd_output_transform           Y  = A^T M A   per tile and filter (+ bias), cropped
+    winograd_output_transform_backward  dM = A dY A^T  (dY zero beyond the output's edge)
+    winograd_filter_transform_backward  dg = G^T dU G
+    winograd_input_transform_backward   dd = B dV B^T, scatter-added onto the overlapping tiles
+
+Shapes, with T = N * TH * TW tiles ordered (n, ti, tj) and the 16 positions ordered (row, col):
+x, dx (N, H, W, C); V, dV (16, T, C); kernel, dkernel (3, 3, C, F); U, dU (16, C, F);
+M, dM (16, T, F); y, dout (N, H_out, W_out, F). Position-major, so each of the 16 GEMMs reads
+and writes contiguous matrices (tiles-major, (T, 16, C), made BLAS stride over rows 16 * C apart
+and ran the GEMMs 2.4x slower). Tile (ti, tj) reads input rows 2 * ti - PT + r and columns
+2 * tj - PL + s for r, s in 0..3; positions outside x read as zero (the padding, never
+materialised) and receive nothing going back. Output rows and columns beyond H_out, W_out
+(a tile grid rounded up to even sizes) are dropped forward and read as zero backward.
+
+Only the nonzero entries of the matrices appear in the kernels, so a NaN reaches exactly the
+values that depend on it (a product 0 * NaN is never formed), as in a direct convolution; the
+one place a NaN reaches more is the kernel gradient (tests/test_winograd.py says why). Each
+kernel has a plain NumPy twin `foo_reference` at the end of the module that multiplies by the
+matrices above; tests/test_winograd.py compares them.
+"""
+
+import numpy as np
+from numba import njit
+
+
+def _winograd_input_transform(x, PT, PL, TH, TW, V):
+    """Fill V (16, N * TH * TW, C) with B^T d B for every 4x4 tile d of x (N, H, W, C).
+
+    The tiles of a tile row overlap by 2 columns, and B^T d mixes rows only: it is taken once
+    per column of the padded tile row (into t), and each tile applies B to its 4 columns of t.
+    Each innermost loop writes one row of C values from rows of C values (1.7x faster than
+    writing 4 at once, which numba's vectoriser does not take on).
+    """
+    N, H, W, C = x.shape
+    zero = np.zeros(C, dtype=V.dtype)  # a row of the padding
+    t = np.empty((4, 2 * TW + 2, C), dtype=V.dtype)
+    for n in range(N):
+        for ti in range(TH):
+            h = 2 * ti - PT
+            for wp in range(2 * TW + 2):  # t = B^T d, down each padded column
+                w = wp - PL
+                inside = 0 <= w < W
+                d0 = x[n, h, w] if inside and 0 <= h < H else zero
+                d1 = x[n, h + 1, w] if inside and 0 <= h + 1 < H else zero
+                d2 = x[n, h + 2, w] if inside and 0 <= h + 2 < H else zero
+                d3 = x[n, h + 3, w] if inside and 0 <= h + 3 < H else zero
+                t0, t1, t2, t3 = t[0, wp], t[1, wp], t[2, wp], t[3, wp]
+                for c in range(C):
+                    t0[c] = d0[c] - d2[c]
+                for c in range(C):
+                    t1[c] = d1[c] + d2[c]
+                for c in range(C):
+                    t2[c] = d2[c] - d1[c]
+                for c in range(C):
+                    t3[c] = d1[c] - d3[c]
+            for tj in range(TW):  # V = t B, along each tile's 4 columns
+                tile = (n * TH + ti) * TW + tj
+                s = 2 * tj
+                for r in range(4):
+                    t0, t1, t2, t3 = t[r, s], t[r, s + 1], t[r, s + 2], t[r, s + 3]
+                    v = V[4 * r, tile]
+                    for c in range(C):
+                        v[c] = t0[c] - t2[c]
+                    v = V[4 * r + 1, tile]
+                    for c in range(C):
+                        v[c] = t1[c] + t2[c]
+                    v = V[4 * r + 2, tile]
+                    for c in range(C):
+                        v[c] = t2[c] - t1[c]
+                    v = V[4 * r + 3, tile]
+                    for c in range(C):
+                        v[c] = t1[c] - t3[c]
+
+
+def _winograd_input_transform_backward(dV, PT, PL, TH, TW, dx):
+    """dx (N, H, W, C) <- the sum over tiles of B dV B^T, each on the input pixels its tile
+    read; dV (16, N * TH * TW, C). dx is overwritten.
+
+    The forward's passes in reverse: each tile adds dV B^T into its 4 columns of a tile row's
+    buffer t, then B t goes down each column onto the 4 input rows it came from.
+    """
+    N, H, W, C = dx.shape
+    t = np.empty((4, 2 * TW + 2, C), dtype=dx.dtype)
+    for n in range(N):
+        dx[n] = 0.0
+        for ti in range(TH):
+            t[:] = 0.0
+            for tj in range(TW):  # t += dV B^T, along each tile's 4 columns
+                tile = (n * TH + ti) * TW + tj
+                s = 2 * tj
+                for r in range(4):
+                    t0, t1, t2, t3 = t[r, s], t[r, s + 1], t[r, s + 2], t[r, s + 3]
+                    v0, v1 = dV[4 * r, tile], dV[4 * r + 1, tile]
+                    v2, v3 = dV[4 * r + 2, tile], dV[4 * r + 3, tile]
+                    for c in range(C):
+                        t0[c] += v0[c]
+                    for c in range(C):
+                        t1[c] += v1[c] - v2[c] + v3[c]
+                    for c in range(C):
+                        t2[c] += v1[c] + v2[c] - v0[c]
+                    for c in range(C):
+                        t3[c] -= v3[c]
+            h = 2 * ti - PT
+            for wp in range(2 * TW + 2):  # dd = B t, down each column, onto the rows of x
+                w = wp - PL
+                if w < 0 or w >= W:
+                    continue
+                t0, t1, t2, t3 = t[0, wp], t[1, wp], t[2, wp], t[3, wp]
+                if 0 <= h < H:
+                    d = dx[n, h, w]
+                    for c in range(C):
+                        d[c] += t0[c]
+                if 0 <= h + 1 < H:
+                    d = dx[n, h + 1, w]
+                    for c in range(C):
+                        d[c] += t1[c] - t2[c] + t3[c]
+                if 0 <= h + 2 < H:
+                    d = dx[n, h + 2, w]
+                    for c in range(C):
+                        d[c] += t1[c] + t2[c] - t0[c]
+                if 0 <= h + 3 < H:
+                    d = dx[n, h + 3, w]
+                    for c in range(C):
+                        d[c] -= t3[c]
+
+
+def _winograd_filter_transform(kernel, U):
+    """Fill U (16, C, F) with G g G^T for every 3x3 filter g of kernel (3, 3, C, F)."""
+    _, _, C, F = kernel.shape
+    t = np.empty((4, 3, F), dtype=U.dtype)
+    for c in range(C):
+        for s in range(3):  # t = G g, down the columns
+            for f in range(F):
+                g0, g1, g2 = kernel[0, s, c, f], kernel[1, s, c, f], kernel[2, s, c, f]
+                t[0, s, f] = g0
+                t[1, s, f] = 0.5 * (g0 + g1 + g2)
+                t[2, s, f] = 0.5 * (g0 - g1 + g2)
+                t[3, s, f] = g2
+        for r in range(4):  # U = t G^T, along the rows
+            for f in range(F):
+                g0, g1, g2 = t[r, 0, f], t[r, 1, f], t[r, 2, f]
+                U[4 * r, c, f] = g0
+                U[4 * r + 1, c, f] = 0.5 * (g0 + g1 + g2)
+                U[4 * r + 2, c, f] = 0.5 * (g0 - g1 + g2)
+                U[4 * r + 3, c, f] = g2
+
+
+def _winograd_filter_transform_backward(dU, dkernel):
+    """dkernel (3, 3, C, F) <- G^T dU G for every channel and filter of dU (16, C, F)."""
+    _, _, C, F = dkernel.shape
+    t = np.empty((3, 4, F), dtype=dkernel.dtype)
+    for c in range(C):
+        for s in range(4):  # t = G^T dU, down the columns
+            for f in range(F):
+                u0, u1, u2, u3 = dU[s, c, f], dU[4 + s, c, f], dU[8 + s, c, f], dU[12 + s, c, f]
+                t[0, s, f] = u0 + 0.5 * (u1 + u2)
+                t[1, s, f] = 0.5 * (u1 - u2)
+                t[2, s, f] = 0.5 * (u1 + u2) + u3
+        for r in range(3):  # dg = t G, along the rows
+            for f in range(F):
+                u0, u1, u2, u3 = t[r, 0, f], t[r, 1, f], t[r, 2, f], t[r, 3, f]
+                dkernel[r, 0, c, f] = u0 + 0.5 * (u1 + u2)
+                dkernel[r, 1, c, f] = 0.5 * (u1 - u2)
+                dkernel[r, 2, c, f] = 0.5 * (u1 + u2) + u3
+
+
+def _winograd_output_transform(M, bias, TH, TW, y):
+    """y (N, H_out, W_out, F) <- A^T m A + bias for every tile m of M (16, N * TH * TW, F),
+    keeping the 2x2 outputs that fall inside y. Innermost loops over F, one row written each."""
+    N, H_out, W_out, F = y.shape
+    t = np.empty((2, 4, F), dtype=y.dtype)
+    for n in range(N):
+        for ti in range(TH):
+            for tj in range(TW):
+                tile = (n * TH + ti) * TW + tj
+                for s in range(4):  # t = A^T m, down the columns
+                    m0, m1, m2, m3 = M[s, tile], M[4 + s, tile], M[8 + s, tile], M[12 + s, tile]
+                    out = t[0, s]
+                    for f in range(F):
+                        out[f] = m0[f] + m1[f] + m2[f]
+                    out = t[1, s]
+                    for f in range(F):
+                        out[f] = m1[f] - m2[f] - m3[f]
+                for r in range(2):  # y = t A + bias, along the rows
+                    if 2 * ti + r >= H_out:
+                        continue
+                    t0, t1, t2, t3 = t[r, 0], t[r, 1], t[r, 2], t[r, 3]
+                    out = y[n, 2 * ti + r, 2 * tj]
+                    for f in range(F):
+                        out[f] = t0[f] + t1[f] + t2[f] + bias[f]
+                    if 2 * tj + 1 < W_out:
+                        out = y[n, 2 * ti + r, 2 * tj + 1]
+                        for f in range(F):
+                            out[f] = t1[f] - t2[f] - t3[f] + bias[f]
+
+
+def _winograd_output_transform_backward(dout, TH, TW, dM):
+    """dM (16, N * TH * TW, F) <- A dy A^T for every 2x2 block dy of dout (N, H_out, W_out, F),
+    zero beyond its edge. dM is overwritten. Innermost loops over F, one row written each."""
+    N, H_out, W_out, F = dout.shape
+    zero = np.zeros(F, dtype=dM.dtype)  # dy beyond the output's edge
+    t = np.empty((4, 2, F), dtype=dM.dtype)
+    for n in range(N):
+        for ti in range(TH):
+            for tj in range(TW):
+                tile = (n * TH + ti) * TW + tj
+                i, j = 2 * ti, 2 * tj
+                for q in range(2):  # t = A dy, down the columns
+                    inside = j + q < W_out
+                    dy0 = dout[n, i, j + q] if inside else zero
+                    dy1 = dout[n, i + 1, j + q] if inside and i + 1 < H_out else zero
+                    t0, t1, t2, t3 = t[0, q], t[1, q], t[2, q], t[3, q]
+                    for f in range(F):
+                        t0[f] = dy0[f]
+                    for f in range(F):
+                        t1[f] = dy0[f] + dy1[f]
+                    for f in range(F):
+                        t2[f] = dy0[f] - dy1[f]
+                    for f in range(F):
+                        t3[f] = -dy1[f]
+                for r in range(4):  # dM = t A^T, along the rows
+                    t0, t1 = t[r, 0], t[r, 1]
+                    out = dM[4 * r, tile]
+                    for f in range(F):
+                        out[f] = t0[f]
+                    out = dM[4 * r + 1, tile]
+                    for f in range(F):
+                        out[f] = t0[f] + t1[f]
+                    out = dM[4 * r + 2, tile]
+                    for f in range(F):
+                        out[f] = t0[f] - t1[f]
+                    out = dM[4 * r + 3, tile]
+                    for f in range(F):
+                        out[f] = -t1[f]
+
+
+winograd_input_transform = njit(cache=True, nogil=True)(_winograd_input_transform)
+winograd_input_transform_backward = njit(cache=True, nogil=True)(
+    _winograd_input_transform_backward)
+winograd_filter_transform = njit(cache=True, nogil=True)(_winograd_filter_transform)
+winograd_filter_transform_backward = njit(cache=True, nogil=True)(
+    _winograd_filter_transform_backward)
+winograd_output_transform = njit(cache=True, nogil=True)(_winograd_output_transform)
+winograd_output_transform_backward = njit(cache=True, nogil=True)(
+    _winograd_output_transform_backward)
+
+WINOGRAD_KERNELS = (winograd_input_transform, winograd_input_transform_backward,
+                    winograd_filter_transform, winograd_filter_transform_backward,
+                    winograd_output_transform, winograd_output_transform_backward)
+
+
+# -- plain NumPy twins: the matrices written out -------------------------------------------------
+B_T = np.array([[1, 0, -1, 0],
+                [0, 1, 1, 0],
+                [0, -1, 1, 0],
+                [0, 1, 0, -1]], dtype=np.float64)
+G = np.array([[1, 0, 0],
+              [0.5, 0.5, 0.5],
+              [0.5, -0.5, 0.5],
+              [0, 0, 1]], dtype=np.float64)
+A_T = np.array([[1, 1, 1, 0],
+                [0, 1, -1, -1]], dtype=np.float64)
+
+
+def _padded_size(TH, TW):
+    """The padded input the tile grid covers: 2 * TH + 2 rows, 2 * TW + 2 columns."""
+    return 2 * TH + 2, 2 * TW + 2
+
+
+def winograd_input_transform_reference(x, PT, PL, TH, TW):
+    """Pad x (N, H, W, C) explicitly, cut its 4x4 tiles, return V (16, N * TH * TW, C)."""
+    N, H, W, C = x.shape
+    HP, WP = _padded_size(TH, TW)
+    xp = np.zeros((N, HP, WP, C), dtype=x.dtype)
+    xp[:, PT:PT + H, PL:PL + W] = x
+    d = np.lib.stride_tricks.sliding_window_view(xp, (4, 4), axis=(1, 2))[:, ::2, ::2]
+    V = B_T.astype(x.dtype) @ d @ B_T.T.astype(x.dtype)  # (N, TH, TW, C, 4, 4)
+    return np.ascontiguousarray(V.transpose(4, 5, 0, 1, 2, 3)).reshape(16, N * TH * TW, C)
+
+
+def winograd_input_transform_backward_reference(dV, x_shape, PT, PL, TH, TW):
+    """B dV B^T per tile, added onto an explicitly padded buffer, cropped; returns dx."""
+    N, H, W, C = x_shape
+    dv = dV.reshape(4, 4, N, TH, TW, C).transpose(2, 3, 4, 5, 0, 1)
+    dd = B_T.T.astype(dV.dtype) @ dv @ B_T.astype(dV.dtype)  # (N, TH, TW, C, 4, 4)
+    dxp = np.zeros((N, *_padded_size(TH, TW), C), dtype=dV.dtype)
+    for ti in range(TH):
+        for tj in range(TW):
+            dxp[:, 2 * ti:2 * ti + 4, 2 * tj:2 * tj + 4] += dd[:, ti, tj].transpose(0, 2, 3, 1)
+    return dxp[:, PT:PT + H, PL:PL + W]
+
+
+def winograd_filter_transform_reference(kernel):
+    """G g G^T for every filter of kernel (3, 3, C, F); returns U (16, C, F)."""
+    _, _, C, F = kernel.shape
+    g = kernel.transpose(2, 3, 0, 1)  # (C, F, 3, 3)
+    U = G.astype(kernel.dtype) @ g @ G.T.astype(kernel.dtype)  # (C, F, 4, 4)
+    return np.ascontiguousarray(U.transpose(2, 3, 0, 1)).reshape(16, C, F)
+
+
+def winograd_filter_transform_backward_reference(dU):
+    """G^T dU G for every channel and filter of dU (16, C, F); returns dkernel (3, 3, C, F)."""
+    _, C, F = dU.shape
+    du = dU.reshape(4, 4, C, F).transpose(2, 3, 0, 1)  # (C, F, 4, 4)
+    dg = G.T.astype(dU.dtype) @ du @ G.astype(dU.dtype)  # (C, F, 3, 3)
+    return np.ascontiguousarray(dg.transpose(2, 3, 0, 1))
+
+
+def winograd_output_transform_reference(M, bias, N, TH, TW, H_out, W_out):
+    """A^T m A + bias per tile of M (16, N * TH * TW, F), laid out and cropped to y."""
+    F = M.shape[-1]
+    m = M.reshape(4, 4, N, TH, TW, F).transpose(2, 3, 4, 5, 0, 1)
+    Y = A_T.astype(M.dtype) @ m @ A_T.T.astype(M.dtype)  # (N, TH, TW, F, 2, 2)
+    y = Y.transpose(0, 1, 4, 2, 5, 3).reshape(N, 2 * TH, 2 * TW, F)
+    return np.ascontiguousarray(y[:, :H_out, :W_out] + bias)
+
+
+def winograd_output_transform_backward_reference(dout, TH, TW):
+    """dout (N, H_out, W_out, F) zero-padded to the tile grid, A dy A^T per 2x2 block; returns
+    dM (16, N * TH * TW, F)."""
+    N, H_out, W_out, F = dout.shape
+    dy = np.zeros((N, 2 * TH, 2 * TW, F), dtype=dout.dtype)
+    dy[:, :H_out, :W_out] = dout
+    dy = dy.reshape(N, TH, 2, TW, 2, F).transpose(0, 1, 3, 5, 2, 4)  # (N, TH, TW, F, 2, 2)
+    dM = A_T.T.astype(dout.dtype) @ dy @ A_T.astype(dout.dtype)  # (N, TH, TW, F, 4, 4)
+    return np.ascontiguousarray(dM.transpose(4, 5, 0, 1, 2, 3)).reshape(16, N * TH * TW, F)
