@@ -10,6 +10,9 @@ the saved model.
     minicnn predict runs/mnist/model.npz digit.png   # ... or in a picture of your own
     minicnn predict runs/cifar10/model.npz cat.jpg   # the class of a photo, for a CIFAR-10 model
     minicnn summary [runs/mnist/model.npz]           # the layer table
+    minicnn train --workers 2                        # each batch split over 2 Ray workers
+    minicnn train --workers 8 --address ray://head:10001   # ... on a Ray cluster
+    minicnn sweep --learning-rate 1e-3 3e-4 --seed 0 1     # 4 trainings on Ray Tune
     minicnn evaluate model.npz --custom-objects my_layers.py   # a model with layers of your own
 
 `evaluate` and `predict` need the set a model was trained on, for its test images, its class
@@ -275,6 +278,7 @@ def train(args: argparse.Namespace) -> int:
                        f"but --dataset {dataset.name} has images "
                        f"{shape_str((None, *dataset.input_shape))}; choose a model for "
                        f"{dataset.title}, such as {dataset.recipe}", exit_code=2)
+    distribute = _data_parallel(args.workers, args.address)  # checked before any loading
     out = args.out or os.path.join("runs", dataset.name)
     class_names = dataset.class_names
 
@@ -302,13 +306,18 @@ def train(args: argparse.Namespace) -> int:
     if model_png is None:
         print("model.png skipped: visualkeras is not installed (pip install 'minicnn[dev]')")
     val = f", validating on {len(x_train) - n_fit}" if args.validation_split else ""
-    print(f"Training {recipe} on {n_fit} {dataset.title} images{val}; seed {model.seed}")
+    on = f"; {args.workers} Ray workers" if distribute is not None else ""
+    print(f"Training {recipe} on {n_fit} {dataset.title} images{val}; seed {model.seed}{on}")
 
     num_classes = len(class_names)
-    history = model.fit(x_train, to_categorical(y_train, num_classes),
-                        batch_size=args.batch_size, epochs=args.epochs, verbose=args.verbose,
-                        validation_split=args.validation_split,
-                        callbacks=[CSVLogger(os.path.join(out, "history.csv"))])
+    try:
+        history = model.fit(x_train, to_categorical(y_train, num_classes),
+                            batch_size=args.batch_size, epochs=args.epochs,
+                            verbose=args.verbose, validation_split=args.validation_split,
+                            callbacks=[CSVLogger(os.path.join(out, "history.csv"))],
+                            distribute=distribute)
+    except ConnectionError as e:  # --address that does not answer
+        raise CLIError(str(e)) from e
     model.save(os.path.join(out, "model.npz"))
 
     test_loss, test_accuracy = model.evaluate(x_test, to_categorical(y_test, num_classes),
@@ -338,6 +347,65 @@ def train(args: argparse.Namespace) -> int:
     saved += ["model.png"] if model_png else []
     print(f"Saved to {out}: {', '.join(saved)}")
     return 0
+
+
+def _data_parallel(workers: int | None, address: str | None):
+    """The `distribute=` of fit for --workers and --address (None without --workers)."""
+    if workers is None:
+        if address is not None:
+            raise CLIError("argument --address: needs --workers N", exit_code=2)
+        return None
+    try:
+        from minicnn.distributed import DataParallel, _ray
+
+        _ray.import_ray()  # say how to install Ray now, not after loading the data
+        return DataParallel(workers=workers, address=address)
+    except ImportError as e:
+        raise CLIError(str(e)) from e
+    except ValueError as e:
+        raise CLIError(f"argument --workers/--address: {e}", exit_code=2) from e
+
+
+def sweep(args: argparse.Namespace) -> int:
+    from minicnn.distributed import _ray
+    from minicnn.distributed import sweep as run_sweep
+    from minicnn.utils import to_categorical
+
+    dataset = DATASETS[args.dataset]
+    space = {key: values for key, values in (
+        ("learning_rate", args.learning_rate), ("batch_size", args.batch_size),
+        ("optimizer", args.optimizer), ("recipe", args.model), ("seed", args.seed)) if values}
+    if not space:
+        raise CLIError("give the values to try of at least one of --learning-rate, "
+                       "--batch-size, --optimizer, --model, --seed", exit_code=2)
+    try:
+        _ray.import_ray()
+    except ImportError as e:
+        raise CLIError(str(e)) from e
+    (x_train, y_train), _ = load_dataset(dataset, args.data)
+    if args.limit is not None:
+        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+    out = args.out or os.path.join("runs", f"sweep-{dataset.name}")
+    try:
+        result = run_sweep(x_train, to_categorical(y_train, len(dataset.class_names)), space,
+                           out, search=args.search, num_samples=args.samples,
+                           epochs=args.epochs, validation_split=args.validation_split,
+                           metric=args.metric, mode="min" if "loss" in args.metric else "max",
+                           threads_per_trial=args.threads, address=args.address,
+                           seed=args.search_seed)
+    except ConnectionError as e:
+        raise CLIError(str(e)) from e
+    except ValueError as e:
+        raise CLIError(str(e), exit_code=2) from e
+    failed = [row for row in result.rows if row["status"] != "ok"]
+    trials = f"{len(result.rows)} trial" + ("" if len(result.rows) == 1 else "s")
+    print(f"{trials} in {result.csv_path} ({len(failed)} failed), plotted in "
+          f"{result.png_path}")
+    if result.best is not None:
+        shown = ", ".join(f"{k}={result.best[k]}" for k in space)
+        print(f"Best: {shown}: {args.metric} {float(result.best[args.metric]):.4f}, saved to "
+              f"{result.best_model_path}")
+    return 1 if failed else 0
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -465,6 +533,59 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train on the first N training images only, for a quick run")
     sub.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2,
                      help="0 silent, 1 a progress bar, 2 one line per epoch (default 2)")
+    sub.add_argument("--workers", type=_positive_int, metavar="N",
+                     help="split each batch over N Ray workers (at most 8), with the same "
+                          "weights as without; needs pip install 'minicnn[distributed]' "
+                          "(docs/distributed.md)")
+    sub.add_argument("--address", metavar="ADDR",
+                     help="with --workers: the Ray cluster to join, auto, HOST:PORT or "
+                          "ray://HOST:PORT (default: a local Ray instance for the run)")
+
+    sub = command("sweep", sweep, "train many models at once on Ray Tune",
+                  "Train one model per combination of the values given (--search grid) or "
+                  "per random draw of them (--search random --samples K), as many at once as "
+                  "the CPUs allow. Each finished trial adds a row to results.csv and redraws "
+                  "results.png in --out; the best model is saved as best_model.npz. Run the "
+                  "same command again to resume an interrupted sweep: finished trials are "
+                  "skipped. Needs pip install 'minicnn[distributed]' (docs/distributed.md).")
+    sub.add_argument("--dataset", choices=tuple(DATASETS), default="mnist", metavar="NAME",
+                     help=f"the dataset: {', '.join(DATASETS)} (default mnist)")
+    data_option(sub)
+    sub.add_argument("--learning-rate", type=float, nargs="+", metavar="LR",
+                     help="learning rates to try (default: each optimizer's own)")
+    sub.add_argument("--batch-size", type=_positive_int, nargs="+", metavar="N",
+                     help="batch sizes to try (default 32)")
+    sub.add_argument("--optimizer", nargs="+", choices=("adam", "adamw", "rmsprop", "sgd"),
+                     metavar="NAME", help="optimizers to try: adam, adamw, rmsprop, sgd "
+                                          "(default: the model's own)")
+    sub.add_argument("--model", nargs="+", choices=MODELS, metavar="NAME",
+                     help=f"built-in models to try: {', '.join(MODELS)} (default mnist_cnn)")
+    sub.add_argument("--seed", type=_non_negative_int, nargs="+", metavar="N",
+                     help="seeds to try (default 0)")
+    sub.add_argument("--search", choices=("grid", "random"), default="grid",
+                     help="grid: every combination (default); random: --samples draws")
+    sub.add_argument("--samples", type=_positive_int, metavar="K",
+                     help="with --search random: how many trials to draw")
+    sub.add_argument("--search-seed", type=_non_negative_int, default=0, metavar="N",
+                     help="with --search random: the seed of the draws (default 0)")
+    sub.add_argument("--epochs", type=_positive_int, default=1, metavar="N",
+                     help="epochs per trial (default 1)")
+    sub.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",
+                     help="fraction held out to score each trial on (default 0.1)")
+    sub.add_argument("--limit", type=_positive_int, metavar="N",
+                     help="train on the first N training images only")
+    sub.add_argument("--metric", default="val_accuracy",
+                     choices=("val_accuracy", "val_loss", "accuracy", "loss"),
+                     help="what ranks the trials (default val_accuracy; a loss is minimised)")
+    sub.add_argument("--threads", type=_positive_int, metavar="N",
+                     help="threads per trial (default: the CPUs shared among the trials "
+                          "running at once)")
+    sub.add_argument("--out", metavar="DIR",
+                     help="directory for results.csv, results.png, models/ and "
+                          "best_model.npz (default runs/sweep-DATASET)")
+    sub.add_argument("--address", metavar="ADDR",
+                     help="the Ray cluster to run on: auto, HOST:PORT or ray://HOST:PORT "
+                          "(default: a local Ray instance for the sweep)")
 
     sub = command("evaluate", evaluate, "print a saved model's test loss and accuracy",
                   "Print the loss and accuracy of a saved model on the test images of the set "

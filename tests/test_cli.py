@@ -848,3 +848,13 @@ def test_evaluate_and_predict_with_a_cifar10_model(capsys, trained_cifar10, cifa
     assert code == 0
     np.testing.assert_allclose(class_probabilities(out, CLASS_NAMES["cifar10"]), probs,
                                atol=PNG_PROBABILITY_ATOL)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--address", "auto"], "argument --address: needs --workers N"),
+    (["train", "--workers", "9"], "Expected at most 8"),
+])
+def test_train_refuses_distributed_options_that_cannot_work_before_loading_data(argv, message,
+                                                                                 capsys):
+    assert cli.main([*argv, "--data", "/nonexistent"]) == 2
+    assert message in capsys.readouterr().err

@@ -26,7 +26,9 @@ RANKS = (
     ("minicnn.callbacks",),
     # 4: models: the container, the training loop, saving
     ("minicnn.models",),
-    # 5: the command line, and the package's own namespace
+    # 5: training on Ray (data-parallel fit, sweeps), which drives models
+    ("minicnn.distributed",),
+    # 6: the command line, and the package's own namespace
     ("minicnn.cli", "minicnn.__main__", "minicnn"),
 )
 

@@ -38,6 +38,16 @@ from minicnn.metrics import ACCURACY_NAMES
 from minicnn.recording import BackwardSummary, Recording
 
 
+def step_generator(model_seed: int, layer, iterations: int, k: int) -> np.random.Generator:
+    """The generator a drawing layer (Dropout, RandomFlip) at place `k` of the model uses in the
+    training step after `iterations` steps: seeded from (its seed or the model's, the step
+    number, its place), so that a run resumed from a model file, which keeps the step count,
+    draws exactly what a run straight through would (and a data-parallel worker draws what the
+    local run draws)."""
+    seed = getattr(layer, "seed", None)
+    return np.random.default_rng((model_seed if seed is None else seed, iterations, k))
+
+
 class Trainer:
     """compile / fit / evaluate / predict over the model's `layers` (a mixin of Sequential)."""
 
@@ -138,7 +148,14 @@ class Trainer:
 
     def _backward(self, y: np.ndarray, out: np.ndarray) -> None:
         """Fill every parameter's .grad with dL/dW of the mean loss over the batch (y, out)."""
-        rec, steps = self._recording, self._steps()
+        self._backward_steps(y, out, self._steps())
+        self._add_penalty_gradients()
+
+    def _backward_steps(self, y: np.ndarray, out: np.ndarray,
+                        steps: tuple[Step, ...]) -> np.ndarray | None:
+        """Backward from the loss through `steps` (the plan, or its tail that ends in the output
+        layer), in reverse; returns dL/dx of the first of them (None if it skips it)."""
+        rec = self._recording
         head = losses.LossHead(self.loss, steps[-1].layers[-1])
         g = head.backward(y, out, steps[-1])
         if rec is not None:
@@ -147,6 +164,9 @@ class Trainer:
             dout, g = g, step.backward(g)
             if rec is not None:
                 rec.backward(step.layers[0], dout, g)
+        return g
+
+    def _add_penalty_gradients(self) -> None:
         for layer in self.layers:  # the penalties' gradients: d(loss + penalty)/dW
             reg = getattr(layer, "kernel_regularizer", None)
             if reg is not None:
@@ -175,14 +195,7 @@ class Trainer:
 
     def _train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
         """Forward, loss, backward, optimizer step; returns the batch's summed loss and hits."""
-        # A layer that draws in training (Dropout) draws this step's numbers from (its seed or
-        # the model's, the step number, its place): a run resumed from a model file, which keeps
-        # the step count, draws exactly what a run straight through would.
-        for k, layer in enumerate(self.layers):
-            if getattr(layer, "draws_in_training", False):
-                seed = getattr(layer, "seed", None)
-                layer.rng = np.random.default_rng(
-                    (self.seed if seed is None else seed, self.optimizer.iterations, k))
+        self._seed_draws()
         steps = self._steps()
         out = self._forward(x, training=True, steps=steps)
         batch = self._loss_and_correct(y, out, steps)
@@ -191,6 +204,12 @@ class Trainer:
         self._backward(y, out)
         self.optimizer.step(self.params)
         return batch
+
+    def _seed_draws(self) -> None:
+        """Give each layer that draws in training (Dropout, RandomFlip) this step's generator."""
+        for k, layer in enumerate(self.layers):
+            if getattr(layer, "draws_in_training", False):
+                layer.rng = step_generator(self.seed, layer, self.optimizer.iterations, k)
 
     # -- data checks ----------------------------------------------------------------------------
     def _as_input(self, x, method: str) -> np.ndarray:
@@ -222,22 +241,29 @@ class Trainer:
         return int(batch_size)
 
     # -- fit / evaluate / predict ---------------------------------------------------------------
-    def fit(self, x=None, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
+    def fit(self, x=None, y=None, batch_size: int = 32, epochs: int = 1, verbose: int | str = 1,
             callbacks: list[Callback] | None = None, validation_split: float = 0.0,
-            validation_data=None, shuffle: bool = True, initial_epoch: int = 0) -> History:
+            validation_data=None, shuffle: bool = True, initial_epoch: int = 0,
+            distribute=None) -> History:
         """Train for `epochs` epochs; returns the History (also kept in `model.history`).
 
         Keras's semantics: `validation_split` holds out the *last* fraction of x and y, before
         any shuffling; each epoch reshuffles the training part only; the last, partial batch is
         trained; logged metrics are sample-weighted means over the epoch so far.
+
+        `distribute`: None trains here; `minicnn.distributed.DataParallel(workers=N)` splits
+        each batch over N Ray workers, with the same weights at the end (docs/distributed.md).
+        Any object with `session(model, x, y)`, a context manager whose value has
+        `train_step(idx) -> (summed loss, correct)`, can take its place: the loop, callbacks,
+        history, validation and progress output stay the same.
         """
         self._require_compiled("fit")
         with self._one_training_call("fit"):
             return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
-                             validation_data, shuffle, initial_epoch)
+                             validation_data, shuffle, initial_epoch, distribute)
 
     def _fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
-             validation_data, shuffle, initial_epoch) -> History:
+             validation_data, shuffle, initial_epoch, distribute=None) -> History:
         batch_size = self._check_batch_size(batch_size)
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"Invalid value for argument `validation_split`. Expected a value "
@@ -264,26 +290,33 @@ class Trainer:
         # A model whose weights came from a run of `initial_epoch` epochs (load_weights) goes on
         # with that run's shuffles.
         self.epochs_trained = max(self.epochs_trained, initial_epoch)
-        self._fit_epochs(x, y, x_val, y_val, batch_size, steps, epochs, initial_epoch,
-                         shuffle, callbacks, params)
+        if distribute is None:
+            self._fit_epochs(len(x), lambda idx: self._train_step(x[idx], y[idx]), x_val, y_val,
+                             batch_size, steps, epochs, initial_epoch, shuffle, callbacks, params)
+        else:
+            with distribute.session(self, x, y) as session:
+                self._fit_epochs(len(x), session.train_step, x_val, y_val, batch_size, steps,
+                                 epochs, initial_epoch, shuffle, callbacks, params)
         return self.history
 
-    def _fit_epochs(self, x, y, x_val, y_val, batch_size, steps, epochs, initial_epoch,
-                    shuffle, callbacks, params) -> None:
+    def _fit_epochs(self, n, train_step, x_val, y_val, batch_size, steps, epochs,
+                    initial_epoch, shuffle, callbacks, params) -> None:
+        """The epochs of fit over n training samples; `train_step(idx)` trains on the samples
+        idx and returns their summed loss and number of correct predictions."""
         callbacks.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             callbacks.on_epoch_begin(epoch)
             # Each epoch's order depends only on (seed, epochs trained so far), counted over
             # every fit() call and kept in the model file: repeated fit() calls reshuffle, and a
             # resumed run shuffles exactly as a run straight through.
-            order = (np.random.default_rng((self.seed, self.epochs_trained)).permutation(len(x))
-                     if shuffle else np.arange(len(x)))
+            order = (np.random.default_rng((self.seed, self.epochs_trained)).permutation(n)
+                     if shuffle else np.arange(n))
             self.epochs_trained += 1
             loss_sum, correct, seen, logs = 0.0, 0, 0, {}
             for step in range(steps):
                 callbacks.on_train_batch_begin(step)
                 idx = order[step * batch_size:(step + 1) * batch_size]
-                batch_loss, batch_correct = self._train_step(x[idx], y[idx])
+                batch_loss, batch_correct = train_step(idx)
                 loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, \
                     seen + len(idx)
                 logs = self._logs(loss_sum, correct, seen)

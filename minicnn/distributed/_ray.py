@@ -1,0 +1,77 @@
+"""Starting or joining Ray, quietly, and failing fast when a cluster cannot be reached.
+
+Ray is imported here, inside the functions, never at module level: `import minicnn` and
+`import minicnn.distributed` work without Ray installed and never pay for importing it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+# How long a cluster address may take to answer before fit gives up: a closed port or a host
+# that drops packets is an error within this, not a hang in Ray's own retries.
+CONNECT_TIMEOUT = 3.0
+
+
+def import_ray():
+    """The `ray` module, or an ImportError saying how to install it."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError("minicnn.distributed runs on Ray, which is not installed: "
+                          "pip install -e '.[distributed]' (or pip install 'ray[tune]')") from e
+    return ray
+
+
+def check_address(address: str) -> None:
+    """Raise a ConnectionError within CONNECT_TIMEOUT seconds unless something listens at
+    `address` ("host:port" or "ray://host:port"); "auto" is left to Ray."""
+    if address == "auto":
+        return
+    parts = urlsplit(address if "://" in address else f"ray://{address}")
+    if parts.scheme not in ("ray", "") or not parts.hostname or parts.port is None:
+        raise ValueError(f"Invalid value for argument `address`. Expected None, 'auto', "
+                         f"'host:port' or 'ray://host:port'. Received address={address!r}")
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_TIMEOUT):
+            pass
+    except OSError as e:
+        raise ConnectionError(
+            f"Cannot reach the Ray cluster at {address!r} ({e.strerror or e}) within "
+            f"{CONNECT_TIMEOUT:.0f} s. Is its head node running (`ray start --head` prints the "
+            f"address to join), and is the port open from this machine?") from e
+
+
+@contextlib.contextmanager
+def connected(address: str | None, num_cpus: int) -> Iterator[object]:
+    """Ray, ready to use inside the block.
+
+    address=None starts a local instance with `num_cpus` CPUs (no dashboard, Ray's logs kept
+    out of the terminal) and shuts it down afterwards. "auto" or "host:port" or
+    "ray://host:port" joins that cluster and leaves it running (an address that does not
+    answer is a ConnectionError first). If this process is already connected to Ray (ray.init
+    was called), that connection is used and left open.
+    """
+    ray = import_ray()
+    if address is not None:
+        check_address(address)
+    if ray.is_initialized():
+        yield ray
+        return
+    if address is None:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 logging_level="ERROR", configure_logging=True)
+    else:
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        except ConnectionError as e:
+            raise ConnectionError(f"Cannot join the Ray cluster at {address!r}: {e}") from e
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -1,0 +1,174 @@
+"""The worker side of DataParallel: a replica of the model's front, run on a worker's rows.
+
+The front is the run of plan steps at the start of the model that treat every sample on its own
+except for their weight gradients: the fused conv steps (ConvStep, ConvPoolStep), whose batch is
+cut into `parallel.chunks(N)` and whose partial gradients are added in chunk order, and
+per-sample layers without weights (pooling, Flatten, Dropout, RandomFlip, ...). A worker runs
+those steps on its rows of each batch, cut on the same boundaries the local step cuts the whole
+batch on, and hands back each chunk's partial gradient, not their sum, so that the driver adds
+them exactly as the local step does (floating-point addition is not associative: a sum of two
+workers' sums would differ in the last bits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+
+from minicnn import layers as L
+from minicnn.fast import make_plan, parallel
+from minicnn.fast.conv import ConvStep
+from minicnn.fast.conv_pool import ConvPoolStep
+from minicnn.fast.step import Step
+from minicnn.models.training import step_generator
+
+# Layers that compute each sample's output from that sample alone and have no weights: they
+# may sit in a worker's front. Exact types: a subclass may do anything.
+PER_SAMPLE = (L.Flatten, L.MaxPooling2D, L.AveragePooling2D, L.GlobalAveragePooling2D,
+              L.GlobalMaxPooling2D, L.Dropout, L.RandomFlip, L.Rescaling, L.Activation, L.ReLU,
+              L.LeakyReLU, L.Softmax)
+CHUNKED = (ConvStep, ConvPoolStep)
+
+
+def front_length(plan: tuple[Step, ...]) -> int:
+    """How many steps at the start of `plan` workers can run (never the last, whose output the
+    loss reads on the driver)."""
+    k = 0
+    while k < len(plan) - 1 and _per_sample(plan[k]):
+        k += 1
+    return k
+
+
+def _per_sample(step: Step) -> bool:
+    """A conv step, or any step (LayerStep, the fast DropoutStep, ...) over per-sample layers
+    without weights: such a step has no sum over the batch, whatever runs it."""
+    if type(step) in CHUNKED:
+        return True
+    for layer in step.layers:
+        if type(layer) not in PER_SAMPLE or layer.weights:
+            return False
+        noise_shape = getattr(layer, "noise_shape", None)
+        # A Dropout mask shared across the batch (noise_shape[0] set) is not one draw per sample.
+        if noise_shape is not None and noise_shape[0] is not None:
+            return False
+    return True
+
+
+def front_params(steps) -> list:
+    """The Parameters of the front's conv steps, in the order workers return their partials."""
+    return [p for step in steps if type(step) in CHUNKED
+            for p in (step.conv.kernel, step.conv.bias) if p is not None]
+
+
+class RowsOf:
+    """A generator stand-in for a drawing layer on a worker: each draw is made for the whole
+    batch (n rows), as the local step makes it, and only the worker's rows are handed over."""
+
+    def __init__(self, generator: np.random.Generator, n: int, start: int, stop: int) -> None:
+        self.generator, self.n, self.start, self.stop = generator, n, start, stop
+
+    def random(self, size=None, dtype=np.float64, out=None):
+        """Generator.random's signature: `size` or `out` of shape (rows, ...)."""
+        if out is not None:
+            shape = out.shape
+        else:
+            shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
+        if shape[0] != self.stop - self.start:
+            raise RuntimeError(f"a draw of shape {shape} on a worker holding rows "
+                               f"{self.start}:{self.stop} of the batch is not one per sample")
+        rows = self.generator.random((self.n, *shape[1:]), dtype=dtype)[self.start:self.stop]
+        if out is None:
+            return rows
+        out[...] = rows
+        return out
+
+
+@contextlib.contextmanager
+def cut_as(pieces: list[tuple[int, int]]) -> Iterator[None]:
+    """Make the conv steps of this process cut a worker's rows into `pieces` (the local step's
+    chunks of the whole batch, shifted to the worker's first row) instead of their own.
+
+    This swaps `parallel.chunks` in the worker's process, which runs nothing else.
+    """
+    chunks = parallel.chunks
+
+    def cut(n: int) -> list[tuple[int, int]]:
+        if n != pieces[-1][1]:
+            raise RuntimeError(f"a worker step of {n} rows was given pieces {pieces}")
+        return list(pieces)
+
+    parallel.chunks = cut
+    try:
+        yield
+    finally:
+        parallel.chunks = chunks
+
+
+class Replica:
+    """One worker: the model's front layers, rebuilt from their configs, and the training data.
+
+    `specs`: (layer class, config, input_shape, weights) of each front layer, in order; `x`:
+    every training sample (from the object store, once per fit); `threads`: minicnn's threads.
+    """
+
+    def __init__(self, specs, x: np.ndarray, threads: int) -> None:
+        parallel.set_num_threads(threads)
+        self.layers = []
+        for cls, config, input_shape, weights in specs:
+            layer = cls.from_config(config)
+            layer.rng = np.random.default_rng(0)  # for the initializers; weights come next
+            layer.build(input_shape)
+            layer.set_weights(weights)
+            self.layers.append(layer)
+        self.steps = make_plan(self.layers)
+        self.params = front_params(self.steps)
+        self.x = x
+        self.pieces: list[tuple[int, int]] | None = None
+
+    def ready(self) -> bool:
+        """True once the worker has started (the driver waits for it, with a timeout)."""
+        return True
+
+    def forward(self, weights: list[np.ndarray], idx: np.ndarray, pieces, n: int, start: int,
+                seed: int, iterations: int) -> np.ndarray:
+        """The front's output for samples x[idx], rows start:start + len(idx) of a batch of n
+        cut into `pieces` (relative to start), with the weights of the step after `iterations`
+        steps."""
+        for p, w in zip(self.params, weights, strict=True):
+            p.value[...] = w
+        for k, layer in enumerate(self.layers):  # k: the layer's place in the model
+            if getattr(layer, "draws_in_training", False):
+                layer.rng = RowsOf(step_generator(seed, layer, iterations, k), n, start,
+                                   start + len(idx))
+        h = self.x[idx]
+        self.pieces = pieces
+        with cut_as(pieces), parallel.single_threaded_blas():
+            for step in self.steps:
+                h = step.forward(h, training=True)
+        return h
+
+    def backward(self, dout: np.ndarray) -> list[np.ndarray]:
+        """From dL/d(front output) of this worker's rows: each conv parameter's partial
+        gradients, one per piece, (pieces, ...) in `front_params` order."""
+        if self.pieces is None:
+            raise RuntimeError("Replica.backward() needs a forward() first")
+        with cut_as(self.pieces), parallel.single_threaded_blas():
+            for step in reversed(self.steps):
+                dout = step.backward(dout)
+        partials = []
+        P = len(self.pieces)
+        for step in self.steps:
+            if type(step) not in CHUNKED:
+                continue
+            conv = step.conv
+            *field, F = conv.kernel.value.shape
+            dtype = conv.kernel.value.dtype
+            # The step's scratch arrays hold each piece's partial gradients before it sums them
+            # (minicnn/fast/conv.py, conv_pool.py): hand those over, not the sum.
+            partials.append(step.workspace.get("dkernel", (P, int(np.prod(field)), F),
+                                               dtype).copy())
+            if conv.bias is not None:
+                partials.append(step.workspace.get("dbias", (P, F), dtype).copy())
+        return partials

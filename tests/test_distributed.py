@@ -1,0 +1,229 @@
+"""minicnn.distributed on a local Ray instance: a data-parallel fit ends with the local fit's
+weights bit for bit (and still does when a worker is killed mid-epoch), a sweep writes its CSV
+and PNG and resumes, an unreachable cluster fails fast, and `import minicnn` never imports Ray.
+
+One Ray instance serves the module (starting one costs seconds); DataParallel and sweep use it
+and leave it running.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from minicnn.callbacks import Callback
+from minicnn.models import load_model, mnist_cnn
+
+pytestmark = pytest.mark.slow
+
+TRAIN = 2048  # "a few thousand" images: 16 steps of 128, and a validation pass
+
+
+def _images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n MNIST training images scaled to [0, 1] and one-hot labels; generated stand-ins (noise
+    with a class-dependent bright square) when MINICNN_DATA does not hold MNIST."""
+    try:
+        from minicnn.datasets import mnist
+
+        (x, y), _ = mnist.load_data(os.environ["MINICNN_DATA"])
+        x, y = x[:n], y[:n]
+    except (KeyError, OSError):
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, 10, n)
+        x = (rng.random((n, 28, 28)) * 80).astype(np.uint8)
+        for k, label in enumerate(y):
+            x[k, 2 * label:2 * label + 8, 4:12] = 255
+    return (x[..., None] / 255.0).astype(np.float32), np.eye(10, dtype=np.float32)[y]
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _images(TRAIN)
+
+
+@pytest.fixture(scope="module")
+def local_fit(data):
+    """The single-process reference: mnist_cnn, seed 3, one epoch, 10% held out."""
+    model = mnist_cnn(seed=3)
+    model.fit(*data, batch_size=128, epochs=1, verbose=0, validation_split=0.1)
+    return model
+
+
+def _fit_distributed(data, distribute, callbacks=None):
+    model = mnist_cnn(seed=3)
+    model.fit(*data, batch_size=128, epochs=1, verbose=0, validation_split=0.1,
+              distribute=distribute, callbacks=callbacks)
+    return model
+
+
+def _assert_same_training(a, b):
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        assert np.array_equal(wa, wb), f"largest difference {np.abs(wa - wb).max()}"
+    assert a.optimizer.iterations == b.optimizer.iterations
+    assert a.history.history == b.history.history  # loss, accuracy, val_loss, val_accuracy
+
+
+def test_importing_minicnn_never_imports_ray():
+    code = ("import sys, minicnn, minicnn.models, minicnn.distributed; "
+            "from minicnn.distributed import DataParallel, sweep; "
+            "assert 'ray' not in sys.modules, 'ray was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(__file__) + "/..")
+
+
+def test_two_workers_train_the_local_weights_bit_for_bit(ray_instance, data, local_fit):
+    from minicnn.distributed import DataParallel
+
+    model = _fit_distributed(data, DataParallel(workers=2))
+    _assert_same_training(local_fit, model)
+
+
+def _drawing_model(seed: int):
+    """RandomFlip and Dropout in the workers' front (each draws for the whole batch and keeps
+    its rows), BatchNormalization in the driver's tail (batch statistics over the whole batch)."""
+    from minicnn import layers
+    from minicnn.models import Sequential
+
+    model = Sequential([
+        layers.Input((28, 28, 1)),
+        layers.RandomFlip("horizontal"),
+        layers.Conv2D(8, (3, 3), activation="relu"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Dropout(0.25),
+        layers.Conv2D(8, (3, 3), activation="relu"),
+        layers.Flatten(),
+        layers.Dense(16),
+        layers.BatchNormalization(),
+        layers.Dense(10, activation="softmax"),
+    ], seed=seed)
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_drawing_layers_and_batch_norm_give_the_local_weights_too(ray_instance, data):
+    from minicnn.distributed import DataParallel
+
+    x, y = data[0][:600], data[1][:600]  # a last, partial batch of 88: other pieces
+    local, spread = _drawing_model(5), _drawing_model(5)
+    local.fit(x, y, batch_size=128, epochs=1, verbose=0)
+    spread.fit(x, y, batch_size=128, epochs=1, verbose=0, distribute=DataParallel(workers=3))
+    _assert_same_training(local, spread)
+
+
+def test_a_model_with_nothing_to_split_is_refused(data):
+    from minicnn import layers
+    from minicnn.distributed import DataParallel
+    from minicnn.models import Sequential
+
+    model = Sequential([layers.Input((28, 28, 1)), layers.Flatten(),
+                        layers.Dense(10, activation="softmax")], seed=0)
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    with pytest.raises(ValueError, match="has none before layer 'dense"):
+        model.fit(*data, verbose=0, distribute=DataParallel(workers=2))
+    with pytest.raises(ValueError, match="Expected at most 8"):
+        DataParallel(workers=9)
+
+
+def test_a_distributed_run_saved_and_resumed_equals_a_local_run_straight_through(
+        ray_instance, data, tmp_path):
+    from minicnn.callbacks import ModelCheckpoint
+    from minicnn.distributed import DataParallel
+
+    x, y = data[0][:512], data[1][:512]
+    straight = mnist_cnn(seed=7)
+    straight.fit(x, y, batch_size=128, epochs=2, verbose=0)
+    first = mnist_cnn(seed=7)
+    first.fit(x, y, batch_size=128, epochs=1, verbose=0, distribute=DataParallel(workers=2),
+              callbacks=[ModelCheckpoint(tmp_path / "epoch{epoch}.npz")])
+    resumed = load_model(tmp_path / "epoch1.npz")
+    resumed.fit(x, y, batch_size=128, epochs=2, initial_epoch=1, verbose=0,
+                distribute=DataParallel(workers=2))
+    for a, b in zip(straight.get_weights(), resumed.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+
+
+class _KillWorker(Callback):
+    """Kill one worker at the end of batch `at`, mid-epoch."""
+
+    def __init__(self, distribute, at: int) -> None:
+        super().__init__()
+        self.distribute, self.at = distribute, at
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.at:
+            import ray
+
+            ray.kill(self.distribute.actors[1])
+
+
+def test_a_killed_worker_is_replaced_and_the_weights_do_not_change(ray_instance, data,
+                                                                   local_fit):
+    from minicnn.distributed import DataParallel
+
+    distribute = DataParallel(workers=2)
+    model = _fit_distributed(data, distribute, callbacks=[_KillWorker(distribute, at=4)])
+    assert distribute.replaced >= 1
+    _assert_same_training(local_fit, model)
+
+
+def test_an_unreachable_cluster_fails_fast_with_a_clear_message(data):
+    from minicnn.distributed import DataParallel
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    model = mnist_cnn(seed=0)
+    start = time.monotonic()
+    with pytest.raises(ConnectionError, match=f"Cannot reach the Ray cluster at 'ray://127.0.0.1:{port}'"):
+        model.fit(*data, epochs=1, verbose=0,
+                  distribute=DataParallel(workers=2, address=f"ray://127.0.0.1:{port}"))
+    assert time.monotonic() - start < 10
+    assert model.optimizer.iterations == 0
+
+
+def flaky_mnist(seed=None, compile=True, marker=""):
+    """mnist_cnn, but the first call (per marker file) crashes: the retry test's recipe."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("a deliberate crash, the first time only")
+    return mnist_cnn(seed=seed, compile=compile)
+
+
+def test_a_sweep_writes_csv_and_png_retries_a_crash_and_resumes(ray_instance, data, tmp_path):
+    from minicnn.distributed import sweep
+
+    x, y = data[0][:256], data[1][:256]
+    space = {"learning_rate": [1e-3, 3e-3], "recipe": ["mnist_cnn", "flaky"]}
+    recipes = {"flaky": functools.partial(flaky_mnist, marker=str(tmp_path / "crashed"))}
+    out = tmp_path / "sweep"
+    run = functools.partial(sweep, x, y, space, out, epochs=1, validation_split=0.25,
+                            recipes=recipes, verbose=0)
+    first = run()
+    assert len(first.rows) == 4 and len(first.ran) == 4
+    assert all(row["status"] == "ok" for row in first.rows)
+    assert sorted(int(row["attempts"]) for row in first.rows) == [1, 1, 1, 2]  # one retry
+    assert os.path.getsize(first.png_path) > 0
+    best = load_model(first.best_model_path)
+    assert best.count_params() == 93_322
+    assert float(first.best["val_accuracy"]) == max(float(r["val_accuracy"]) for r in first.rows)
+
+    # A sweep interrupted before its last trial finished has three rows: only that trial runs.
+    lines = open(first.csv_path).read().splitlines()
+    open(first.csv_path, "w").write("\n".join(lines[:4]) + "\n")
+    second = run()
+    assert second.ran == [first.rows[3]["trial"]]
+    assert len(second.rows) == 4 and all(row["status"] == "ok" for row in second.rows)
