@@ -93,14 +93,16 @@ def test_two_workers_train_the_local_weights_bit_for_bit(ray_instance, data, loc
 
 
 def _drawing_model(seed: int):
-    """RandomFlip and Dropout in the workers' front (each draws for the whole batch and keeps
-    its rows), BatchNormalization in the driver's tail (batch statistics over the whole batch)."""
+    """RandomFlip, RandomTranslation and Dropout in the workers' front (each draws for the whole
+    batch and keeps its rows), BatchNormalization in the driver's tail (batch statistics over
+    the whole batch)."""
     from minicnn import layers
     from minicnn.models import Sequential
 
     model = Sequential([
         layers.Input((28, 28, 1)),
         layers.RandomFlip("horizontal"),
+        layers.RandomTranslation(0.1, 0.1),
         layers.Conv2D(8, (3, 3), activation="relu"),
         layers.MaxPooling2D((2, 2)),
         layers.Dropout(0.25),

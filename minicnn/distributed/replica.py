@@ -27,8 +27,8 @@ from minicnn.models.training import step_generator
 # Layers that compute each sample's output from that sample alone and have no weights: they
 # may sit in a worker's front. Exact types: a subclass may do anything.
 PER_SAMPLE = (L.Flatten, L.MaxPooling2D, L.AveragePooling2D, L.GlobalAveragePooling2D,
-              L.GlobalMaxPooling2D, L.Dropout, L.RandomFlip, L.Rescaling, L.Activation, L.ReLU,
-              L.LeakyReLU, L.Softmax)
+              L.GlobalMaxPooling2D, L.Dropout, L.RandomFlip, L.RandomTranslation, L.Rescaling,
+              L.Activation, L.ReLU, L.LeakyReLU, L.Softmax)
 CHUNKED = (ConvStep, ConvPoolStep)
 
 
