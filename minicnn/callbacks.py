@@ -130,10 +130,13 @@ class ProgbarLogger(Callback):
         stream.write(text)
         stream.flush()
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def _begin(self) -> None:
         self.steps = self.params.get("steps")
         self.start = time.perf_counter()
         self.last_draw = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._begin()
         if self.verbose:
             self._write(f"Epoch {epoch + 1}/{self.params['epochs']}\n")
 
@@ -152,6 +155,9 @@ class ProgbarLogger(Callback):
         return text + _format_logs(logs)
 
     def on_train_batch_end(self, batch, logs=None):
+        self._redraw(batch, logs)
+
+    def _redraw(self, batch: int, logs) -> None:
         if self.verbose != 1 or not self._dynamic():
             return
         now = time.perf_counter()
@@ -191,6 +197,31 @@ class ProgbarLogger(Callback):
             self._write(f"{steps}/{self.steps} - {_format_duration(elapsed)}{_format_logs(logs)}"
                         f" - {_format_duration(elapsed)}/epoch"
                         f" - {_format_per_step(elapsed / max(steps, 1))}\n")
+
+    # evaluate() and predict(): the same bar over their batches, without an "Epoch" line; fit's
+    # validation pass runs without callbacks, so these never draw inside a training epoch.
+    def on_test_begin(self, logs=None):
+        self._begin()
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._redraw(batch, logs)
+
+    def on_test_end(self, logs=None):
+        self._finish(logs or {})
+
+    on_predict_begin = on_test_begin
+    on_predict_batch_end = on_test_batch_end
+    on_predict_end = on_test_end
+
+    def _finish(self, logs: dict) -> None:
+        if self.verbose == 1:
+            prefix = "\r" if self._dynamic() else ""
+            self._write(prefix + self._bar(self.steps, logs, final=True) + "\n")
+        elif self.verbose == 2:
+            elapsed = time.perf_counter() - self.start
+            self._write(f"{self.steps}/{self.steps} - {_format_duration(elapsed)}"
+                        f" - {_format_per_step(elapsed / max(self.steps, 1))}"
+                        f"{_format_logs(logs)}\n")
 
 
 class EarlyStopping(Callback):

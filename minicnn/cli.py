@@ -324,7 +324,7 @@ def train(args: argparse.Namespace) -> int:
                                               batch_size=args.batch_size, verbose=0)
     print(f"Test loss: {test_loss:.4f}")
     print(f"Test accuracy: {test_accuracy:.4f}")
-    probabilities = model.predict(x_test[:3], batch_size=args.batch_size)
+    probabilities = model.predict(x_test[:3], batch_size=args.batch_size, verbose=0)
     print("Predictions for the first 3 test images:")
     for k, (probs, label) in enumerate(zip(probabilities, y_test[:3], strict=True)):
         predicted = int(probs.argmax())
@@ -332,7 +332,7 @@ def train(args: argparse.Namespace) -> int:
               f"{probs[predicted]:.4f}), label {class_names[label]}")
 
     # What the model learned and where it errs, for a reader studying it.
-    test_probabilities = model.predict(x_test, batch_size=args.batch_size)
+    test_probabilities = model.predict(x_test, batch_size=args.batch_size, verbose=0)
     predicted = test_probabilities.argmax(axis=1)
     plots.plot_history(history, os.path.join(out, "history.png"))
     plots.plot_filters(model, os.path.join(out, "filters.png"))
@@ -445,7 +445,7 @@ def predict(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as e:  # missing, unreadable, empty or too large
             raise CLIError(str(e)) from e
         source = f"Image {args.image}"
-    probs = model.predict(image[None])[0]
+    probs = model.predict(image[None], verbose=0)[0]
     predicted = int(probs.argmax())
     print(source)
     print(f"Predicted {dataset.noun}: {class_names[predicted]} "

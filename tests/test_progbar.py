@@ -129,3 +129,24 @@ def test_the_finished_line_is_the_same_everywhere(clock, jupyter):
              for stream in (Terminal(), jupyter.OutStream(), io.StringIO())]
     for line in lines:
         assert re.fullmatch(FINISHED, line), line
+
+
+def test_evaluate_and_predict_draw_keras_bars_by_default(capsys):
+    # Keras 3's evaluate and predict default to verbose="auto": a bar, then the final line.
+    model = Sequential([layers.Input((4,)), layers.Dense(3, activation="softmax")], seed=0)
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(0).random((70, 4), dtype=np.float32)
+    y = np.eye(3, dtype=np.float32)[np.arange(70) % 3]
+    loss, accuracy = model.evaluate(x, y)
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"3/3 \[=+\] - \d+s \d+[mu]?s/step - loss: [\d.]+ - accuracy: [\d.]+\n",
+                        out), out
+    assert f"loss: {loss:.4f} - accuracy: {accuracy:.4f}" in out
+    model.evaluate(x, y, verbose=2)
+    assert re.fullmatch(r"3/3 - \d+s - \d+[mu]?s/step - loss: [\d.]+ - accuracy: [\d.]+\n",
+                        capsys.readouterr().out)
+    model.predict(x, batch_size=10)
+    assert re.fullmatch(r"7/7 \[=+\] - \d+s \d+[mu]?s/step\n", capsys.readouterr().out)
+    model.evaluate(x, y, verbose=0)
+    model.predict(x, verbose=0)
+    assert capsys.readouterr().out == ""

@@ -354,32 +354,34 @@ class Trainer:
                                                              min(start + batch_size, len(x))))
         return loss_sum, correct
 
-    def evaluate(self, x=None, y=None, batch_size: int = 32, verbose: int = 1,
+    def evaluate(self, x=None, y=None, batch_size: int = 32, verbose: int | str = "auto",
                  callbacks: list[Callback] | None = None, return_dict: bool = False):
-        """[loss, *metrics] over (x, y) (a plain float when there are no metrics)."""
+        """[loss, *metrics] over (x, y) (a plain float when there are no metrics); verbose=1
+        ("auto") draws a progress bar, 2 prints one line, 0 nothing, as Keras."""
         self._require_compiled("evaluate")
         batch_size = self._check_batch_size(batch_size)
         x, y = self._as_data(x, y, "evaluate")
         steps = math.ceil(len(x) / batch_size)
-        cbs = CallbackList(callbacks or [], self, {"verbose": verbose, "steps": steps})
+        cbs = CallbackList([*(callbacks or []), ProgbarLogger(verbose)], self,
+                           {"verbose": verbose, "steps": steps})
         cbs.on_test_begin()
         with parallel.single_threaded_blas():
             loss_sum, correct = self._evaluate_arrays(x, y, batch_size, cbs)
         logs = self._logs(loss_sum, correct, len(x))
         cbs.on_test_end(logs)
-        if verbose:
-            print(f"{steps}/{steps}{''.join(f' - {k}: {v:.4f}' for k, v in logs.items())}")
         if return_dict:
             return logs
         values = list(logs.values())
         return values if len(values) > 1 else values[0]
 
-    def predict(self, x, batch_size: int = 32, verbose: int = 0,
+    def predict(self, x, batch_size: int = 32, verbose: int | str = "auto",
                 callbacks: list[Callback] | None = None) -> np.ndarray:
-        """The model's outputs (class probabilities for a softmax head), (N, *output_shape)."""
+        """The model's outputs (class probabilities for a softmax head), (N, *output_shape);
+        verbose as in `evaluate`."""
         batch_size = self._check_batch_size(batch_size)
         x = self._as_input(x, "predict")
-        cbs = CallbackList(callbacks or [], self, {"verbose": verbose})
+        cbs = CallbackList([*(callbacks or []), ProgbarLogger(verbose)], self,
+                           {"verbose": verbose, "steps": math.ceil(len(x) / batch_size)})
         cbs.on_predict_begin()
         out = np.empty((len(x), *self.output_shape[1:]), dtype=self.dtype)
         steps = self._inference_steps()
@@ -390,9 +392,6 @@ class Trainer:
                                                               steps)
                 cbs.on_predict_batch_end(step)
         cbs.on_predict_end()
-        if verbose:
-            steps = math.ceil(len(x) / batch_size)
-            print(f"{steps}/{steps}")
         return out
 
     def __call__(self, x, training: bool = False) -> np.ndarray:
