@@ -6,6 +6,9 @@ layers (`model.plan` lists them, `step.layers` names what each covers):
 - a Conv2D(relu) and the MaxPooling2D after it run as one pass that skips the conv outputs the
   pool never reads (`ConvPoolStep`, kernels in `fast/kernels/conv_pool.py`);
 - a first conv with a tiny receptive field convolves directly, without an im2col matrix;
+- a 3x3 stride-1 conv with >= 16 input channels and outputs >= 6x6 runs Winograd F(2x2, 3x3)
+  (`winograd.py`; the rule in `conv_algorithm.py`, shown as `step.algorithm`;
+  MINICNN_CONV_ALGORITHM=im2col|winograd|auto forces it when the plan is built);
 - every batch is cut into chunks that run on one pool of threads, with BLAS single-threaded
   (`parallel.py`), and the chunks' partial weight gradients are added in a fixed order;
 - scratch buffers (im2col matrices, gradient temporaries) are reused from step to step

@@ -1,11 +1,16 @@
 """ConvStep: a Conv2D with a ReLU or no activation, its batch cut into chunks run on threads.
 
-Each chunk of samples goes through im2col, its GEMM and the fused bias + ReLU on its own, on
-whichever of minicnn's threads is free (minicnn/fast/parallel.py); backward, each chunk computes
-its partial kernel and bias gradients, added in chunk order afterwards. The im2col matrix and the
-gradient scratch arrays are reused from step to step (minicnn/fast/workspace.py). When the
-receptive field KH * KW * C is tiny (a first layer on grey images: 9), the forward pass skips the
-im2col matrix and convolves directly; backward builds the matrix it needs from the input.
+Each chunk of samples goes through the convolution, bias and ReLU on its own, on whichever of
+minicnn's threads is free (minicnn/fast/parallel.py); backward, each chunk computes its partial
+kernel and bias gradients, added in chunk order afterwards. Scratch arrays are reused from step
+to step (minicnn/fast/workspace.py). The convolution is one of three algorithms, picked for the
+layer's shape when the plan is built (`step.algorithm`; the rule and its measurements are in
+minicnn/fast/conv_algorithm.py):
+- "im2col": the im2col matrix, one GEMM and the fused bias + ReLU per chunk;
+- "direct", for a tiny receptive field KH * KW * C (a first layer on grey images: 9): forward
+  convolves without the im2col matrix; backward builds the matrix it needs from the input;
+- "winograd", for 3x3 stride-1 kernels: F(2x2, 3x3) (minicnn/fast/winograd.py), block by block,
+  the ReLU applied to each block's outputs while they are in cache.
 """
 
 from __future__ import annotations
@@ -16,16 +21,24 @@ import numpy as np
 
 from minicnn import activations
 from minicnn.fast import parallel
+from minicnn.fast.conv_algorithm import (
+    DIRECT_MAX_FIELD,
+    choose_algorithm,
+    winograd_chunk,
+    winograd_chunk_backward,
+)
 from minicnn.fast.kernels import bias_relu, conv_direct, relu_backward
+from minicnn.fast.kernels.winograd import (
+    winograd_filter_transform,
+    winograd_filter_transform_backward,
+)
 from minicnn.fast.step import Step
 from minicnn.fast.workspace import Workspace
 from minicnn.kernels import col2im, im2col
 from minicnn.layers.base import Layer
 from minicnn.layers.conv import Conv2D
 
-# Up to this receptive field (KH * KW * C) the direct kernel beats im2col + GEMM. Measured on the
-# MNIST model's first layer (field 9, 32 filters, batch 128): 2.6 ms against 9.8 ms.
-DIRECT_MAX_FIELD = 16
+__all__ = ["DIRECT_MAX_FIELD", "ConvStep"]
 
 
 class ConvStep(Step):
@@ -38,11 +51,17 @@ class ConvStep(Step):
         self.input_gradient = input_gradient
         self.workspace = Workspace()
         self.cache = None
+        _, H_out, W_out, F = conv.output_shape
+        self.algorithm = choose_algorithm(conv.kernel_size, conv.strides, H_out, W_out,
+                                          conv.input_shape[-1], F)
 
     @staticmethod
     def applies(layer: Layer) -> bool:
         return (type(layer) is Conv2D and layer.built
                 and layer.activation in (activations.relu, activations.linear))
+
+    def __repr__(self) -> str:
+        return f"ConvStep({self.conv.name}, algorithm={self.algorithm!r})"
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, H, W, C) -> y (N, H_out, W_out, F)."""
@@ -57,16 +76,26 @@ class ConvStep(Step):
         relu = conv.activation is activations.relu
         y = np.empty((N, H_out, W_out, F), dtype=x.dtype)  # handed on: never a reused buffer
         z = y.reshape(N * HW, F)
-        if KKC <= DIRECT_MAX_FIELD:
-            cols = None
-
-            def chunk(a: int, b: int) -> None:
+        cols = U = None
+        if self.algorithm == "direct":
+            def chunk(p: int, a: int, b: int) -> None:
                 conv_direct(x[a:b], kernel, bias, SH, SW, PT, PL, relu, y[a:b])
+        elif self.algorithm == "winograd":
+            U = np.empty((16, C, F), dtype=x.dtype)
+            winograd_filter_transform(kernel, U)
+            no_bias = np.zeros(F, x.dtype)  # bias_relu with no bias: the ReLU alone
+
+            def finish(s: int, e: int) -> None:
+                if relu:
+                    bias_relu(z[s * HW:e * HW], no_bias)
+
+            def chunk(p: int, a: int, b: int) -> None:
+                winograd_chunk(x, U, bias, PT, PL, a, b, y, self.workspace, p, finish)
         else:
             cols = self.workspace.get("cols", (N * HW, KKC), x.dtype)
             kernel_2d = kernel.reshape(KKC, F)
 
-            def chunk(a: int, b: int) -> None:
+            def chunk(p: int, a: int, b: int) -> None:
                 rows = slice(a * HW, b * HW)
                 im2col(x[a:b], KH, KW, SH, SW, PT, PL, H_out, W_out, cols[rows])
                 np.matmul(cols[rows], kernel_2d, out=z[rows])
@@ -74,8 +103,9 @@ class ConvStep(Step):
                     bias_relu(z[rows], bias)
                 else:
                     z[rows] += bias
-        parallel.run([functools.partial(chunk, a, b) for a, b in parallel.chunks(N)])
-        self.cache = (x, cols, z)
+        parallel.run([functools.partial(chunk, p, a, b)
+                      for p, (a, b) in enumerate(parallel.chunks(N))])
+        self.cache = (x, cols, z, U)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
@@ -83,7 +113,7 @@ class ConvStep(Step):
         fills the conv's kernel.grad and bias.grad."""
         if self.cache is None:
             raise RuntimeError(f"{self!r}: backward() needs a forward() first")
-        x, cols, y = self.cache
+        x, cols, y, U = self.cache
         conv, work = self.conv, self.workspace
         N, H, W, C = x.shape
         (KH, KW), (SH, SW) = conv.kernel_size, conv.strides
@@ -92,25 +122,36 @@ class ConvStep(Step):
         dout = np.ascontiguousarray(dout).reshape(N * HW, F)
         relu = conv.activation is activations.relu
         dz = work.get("dz", (N * HW, F), dout.dtype) if relu else dout
-        build_cols = cols is None  # a direct forward: build the matrix the gradients need
-        if build_cols:
-            cols = work.get("cols", (N * HW, KKC), x.dtype)
         pieces = parallel.chunks(N)
-        dkernel = work.get("dkernel", (len(pieces), KKC, F), dout.dtype)
         dbias = work.get("dbias", (len(pieces), F), dout.dtype)
         needs_dx = self.input_gradient
-        dcols = work.get("dcols", (N * HW, KKC), dout.dtype) if needs_dx else None
         dx = np.empty(x.shape, dtype=dout.dtype) if needs_dx else None  # handed on: never reused
-        kernel_t = conv.kernel.value.reshape(KKC, F).T
+        # Each chunk's partial kernel gradient, in the kernel's layout whatever the algorithm
+        # (minicnn/distributed hands these partials over to be added as here)
+        dkernel = work.get("dkernel", (len(pieces), KKC, F), dout.dtype)
+        winograd = self.algorithm == "winograd"
+        if winograd:
+            dU = work.get("dU", (len(pieces), 16, C, F), dout.dtype)
+            dz_4d = dz.reshape(N, H_out, W_out, F)
+        else:
+            build_cols = cols is None  # a direct forward: build the matrix the gradients need
+            if build_cols:
+                cols = work.get("cols", (N * HW, KKC), x.dtype)
+            dcols = work.get("dcols", (N * HW, KKC), dout.dtype) if needs_dx else None
+            kernel_t = conv.kernel.value.reshape(KKC, F).T
 
         def chunk(p: int, a: int, b: int) -> None:
             rows = slice(a * HW, b * HW)
             if relu:
                 relu_backward(dout[rows], y[rows], dz[rows])
+            np.sum(dz[rows], axis=0, out=dbias[p])
+            if winograd:
+                winograd_chunk_backward(x, dz_4d, U, PT, PL, a, b, dU[p], dx, work, p)
+                winograd_filter_transform_backward(dU[p], dkernel[p].reshape(KH, KW, C, F))
+                return
             if build_cols:
                 im2col(x[a:b], KH, KW, SH, SW, PT, PL, H_out, W_out, cols[rows])
             np.matmul(cols[rows].T, dz[rows], out=dkernel[p])
-            np.sum(dz[rows], axis=0, out=dbias[p])
             if needs_dx:
                 np.matmul(dz[rows], kernel_t, out=dcols[rows])
                 col2im(dcols[rows], KH, KW, SH, SW, PT, PL, H_out, W_out, dx[a:b])

@@ -6,6 +6,13 @@ for how. The batch is cut into chunks that run on minicnn's threads, as in ConvS
 
 A pair qualifies when the conv has ReLU, stride 1 and 'valid' padding, and the pool has 'valid'
 padding and non-overlapping windows (strides == pool_size), as in the MNIST model's two pairs.
+
+The convolution is "direct" (a tiny receptive field: it joins the one pass), "im2col" or
+"winograd" (3x3 kernels), picked for the layer's shape when the plan is built (`step.algorithm`;
+the rule is in minicnn/fast/conv_algorithm.py). Either of the last two writes the conv outputs,
+without bias, on the pooled region only; bias, ReLU and pool follow in one pass, block by block
+for Winograd while its outputs are in cache, and backward is the same routing pass followed by
+that algorithm's adjoint.
 """
 
 from __future__ import annotations
@@ -17,12 +24,16 @@ import numpy as np
 
 from minicnn import activations
 from minicnn.fast import parallel
-from minicnn.fast.conv import DIRECT_MAX_FIELD
+from minicnn.fast.conv_algorithm import choose_algorithm, winograd_chunk, winograd_chunk_backward
 from minicnn.fast.kernels import (
     bias_relu_maxpool,
     conv_relu_maxpool,
     conv_relu_maxpool_backward,
     maxpool_relu_backward,
+)
+from minicnn.fast.kernels.winograd import (
+    winograd_filter_transform,
+    winograd_filter_transform_backward,
 )
 from minicnn.fast.step import Step
 from minicnn.fast.workspace import Workspace
@@ -34,9 +45,10 @@ from minicnn.layers.pool import MaxPooling2D
 
 class ConvPoolCache(NamedTuple):
     x: np.ndarray  # (N, H, W, C), the conv's input
-    cols: np.ndarray | None  # (N * H_c * W_c, KH * KW * C) over the pooled region, or None
+    cols: np.ndarray | None  # (N * H_c * W_c, KH * KW * C) over the pooled region (im2col)
     out: np.ndarray  # (N, H_p, W_p, F), the pooled output
     argmax: np.ndarray  # (N, H_p, W_p, F), flat index i * W_c + j of each window's winner
+    U: np.ndarray | None  # (16, C, F), the Winograd-transformed kernel (winograd)
 
 
 class ConvPoolStep(Step):
@@ -50,6 +62,15 @@ class ConvPoolStep(Step):
         self.input_gradient = input_gradient
         self.cache: ConvPoolCache | None = None
         self.workspace = Workspace()
+        _, H, W, C = conv.input_shape
+        H_c = W_c = None  # the pooled region, which the conv computes
+        if H is not None and W is not None:
+            H_c, W_c = self._regions((None, H, W, C))[-2:]
+        self.algorithm = choose_algorithm(conv.kernel_size, conv.strides, H_c, W_c, C,
+                                          conv.filters)
+
+    def __repr__(self) -> str:
+        return f"ConvPoolStep({self.conv.name}, {self.pool.name}, algorithm={self.algorithm!r})"
 
     @staticmethod
     def applies(conv: Layer, pool: Layer) -> bool:
@@ -58,10 +79,10 @@ class ConvPoolStep(Step):
                 and conv.padding == "valid" and conv.use_bias
                 and pool.padding == "valid" and pool.strides == pool.pool_size)
 
-    def _regions(self, x: np.ndarray):
+    def _regions(self, x_shape: tuple):
         """The sizes of the pass: the conv output is computed only on the pooled region, the
         first H_c = H_p * PH rows and W_c = W_p * PW columns."""
-        _, H, W, C = x.shape
+        _, H, W, C = x_shape
         (KH, KW), (PH, PW) = self.conv.kernel_size, self.pool.pool_size
         H_out, W_out, _, _ = self.conv.geometry(H, W)
         H_p, W_p, _, _ = self.pool.geometry(H_out, W_out)
@@ -76,28 +97,41 @@ class ConvPoolStep(Step):
         conv = self.conv
         x = np.ascontiguousarray(x)
         N = x.shape[0]
-        KH, KW, C, PH, PW, H_p, W_p, H_c, W_c = self._regions(x)
+        KH, KW, C, PH, PW, H_p, W_p, H_c, W_c = self._regions(x.shape)
         F, HW = conv.filters, H_c * W_c
         kernel, bias = conv.kernel.value, conv.bias.value
         out = np.empty((N, H_p, W_p, F), dtype=x.dtype)
         argmax = np.empty((N, H_p, W_p, F), dtype=np.int32)
-        if KH * KW * C <= DIRECT_MAX_FIELD:
-            cols = None
-
-            def chunk(a: int, b: int) -> None:
+        cols = U = None
+        if self.algorithm == "direct":
+            def chunk(p: int, a: int, b: int) -> None:
                 conv_relu_maxpool(x[a:b], kernel, bias, PH, PW, out[a:b], argmax[a:b])
+        elif self.algorithm == "winograd":
+            z = self.workspace.get("z", (N * HW, F), x.dtype)
+            U = np.empty((16, C, F), dtype=x.dtype)
+            winograd_filter_transform(kernel, U)
+            no_bias = np.zeros(F, x.dtype)  # the bias joins the ReLU and pool pass
+
+            def finish(s: int, e: int) -> None:
+                bias_relu_maxpool(z[s * HW:e * HW], bias, e - s, H_c, W_c, PH, PW, out[s:e],
+                                  argmax[s:e])
+
+            def chunk(p: int, a: int, b: int) -> None:
+                winograd_chunk(x, U, no_bias, 0, 0, a, b, z.reshape(N, H_c, W_c, F),
+                               self.workspace, p, finish)
         else:
             cols = self.workspace.get("cols", (N * HW, KH * KW * C), x.dtype)
             z = self.workspace.get("z", (N * HW, F), x.dtype)
             kernel_2d = kernel.reshape(-1, F)
 
-            def chunk(a: int, b: int) -> None:
+            def chunk(p: int, a: int, b: int) -> None:
                 rows = slice(a * HW, b * HW)
                 im2col(x[a:b], KH, KW, 1, 1, 0, 0, H_c, W_c, cols[rows])
                 np.matmul(cols[rows], kernel_2d, out=z[rows])
                 bias_relu_maxpool(z[rows], bias, b - a, H_c, W_c, PH, PW, out[a:b], argmax[a:b])
-        parallel.run([functools.partial(chunk, a, b) for a, b in parallel.chunks(N)])
-        self.cache = ConvPoolCache(x, cols, out, argmax)
+        parallel.run([functools.partial(chunk, p, a, b)
+                      for p, (a, b) in enumerate(parallel.chunks(N))])
+        self.cache = ConvPoolCache(x, cols, out, argmax, U)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
@@ -108,28 +142,40 @@ class ConvPoolStep(Step):
         """
         if self.cache is None:
             raise RuntimeError(f"{self!r}: backward() needs a forward() first")
-        x, cols, out, argmax = self.cache
+        x, cols, out, argmax, U = self.cache
         conv, work = self.conv, self.workspace
         dout = np.ascontiguousarray(dout)
         N = x.shape[0]
-        KH, KW, C, PH, PW, _, _, H_c, W_c = self._regions(x)
+        KH, KW, C, PH, PW, _, _, H_c, W_c = self._regions(x.shape)
         F, HW, KKC = conv.filters, H_c * W_c, KH * KW * C
         pieces = parallel.chunks(N)
+        # each chunk's partial gradients, in the kernel's layout whatever the algorithm
+        # (minicnn/distributed hands these partials over to be added as here)
         dkernel = work.get("dkernel", (len(pieces), KKC, F), x.dtype)
         dbias = work.get("dbias", (len(pieces), F), x.dtype)
         needs_dx = self.input_gradient
         dx = np.empty(x.shape, dtype=dout.dtype) if needs_dx else None  # handed on: never reused
-        if cols is None and not needs_dx:
+        if self.algorithm == "winograd":
+            dU = work.get("dU", (len(pieces), 16, C, F), x.dtype)
+            dz = work.get("dz", (N * HW, F), dout.dtype)
+
+            def chunk(p: int, a: int, b: int) -> None:
+                maxpool_relu_backward(dout[a:b], out[a:b], argmax[a:b], b - a, H_c, W_c,
+                                      dz[a * HW:b * HW], dbias[p])
+                winograd_chunk_backward(x, dz.reshape(N, H_c, W_c, F), U, 0, 0, a, b, dU[p], dx,
+                                        work, p)
+                winograd_filter_transform_backward(dU[p], dkernel[p].reshape(KH, KW, C, F))
+        elif cols is None and not needs_dx:
             def chunk(p: int, a: int, b: int) -> None:
                 conv_relu_maxpool_backward(x[a:b], dout[a:b], out[a:b], argmax[a:b], PH, PW,
                                            dkernel[p].reshape(KH, KW, C, F), dbias[p])
         else:
             dz = work.get("dz", (N * HW, F), dout.dtype)
-            if cols is None:
+            direct = cols is None  # build the matrix the gradients need
+            if direct:
                 cols = work.get("cols", (N * HW, KKC), x.dtype)
             dcols = work.get("dcols", (N * HW, KKC), dout.dtype) if needs_dx else None
             kernel_t = conv.kernel.value.reshape(KKC, F).T
-            direct = self.cache.cols is None
 
             def chunk(p: int, a: int, b: int) -> None:
                 rows = slice(a * HW, b * HW)

@@ -1,8 +1,8 @@
 """A 3x3 stride-1 convolution by Winograd's F(2x2, 3x3): a studied alternative to im2col + GEMM.
 
-Not used by the fast plan (yet): `winograd_conv2d` and `winograd_conv2d_backward` compute what a
-Conv2D(F, 3, padding='valid' or 'same') computes before its activation, so the plan can pick
-either once measurements say which is faster for which shape.
+`winograd_conv2d` and `winograd_conv2d_backward` compute what a Conv2D(F, 3, padding='valid' or
+'same') computes before its activation. ConvStep and ConvPoolStep run it chunk by chunk where
+minicnn/fast/conv_algorithm.py's rule, made from measurements, picks it over im2col.
 
 The idea (Lavin & Gray 2015, "Fast Algorithms for Convolutional Neural Networks"). In one
 dimension, two outputs of a 3-tap correlation, y0 = d0 g0 + d1 g1 + d2 g2 and

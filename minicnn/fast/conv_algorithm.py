@@ -1,0 +1,155 @@
+"""Which algorithm a conv step runs for its layer's shape, and the Winograd pass both steps share.
+
+ConvStep and ConvPoolStep compute their convolution one of three ways, picked once, when the
+plan is built, by `choose_algorithm` (the rule, with the measurements behind it):
+- "direct": no im2col matrix, for a tiny receptive field (minicnn/fast/kernels/conv.py);
+- "im2col": the im2col matrix and one GEMM per chunk of the batch;
+- "winograd": F(2x2, 3x3) for 3x3 stride-1 kernels (minicnn/fast/winograd.py), 2.25x fewer
+  multiplications, paid for with transforms whose cost grows with C + F rather than C * F.
+`step.algorithm` says which a step runs, and its repr shows it.
+
+For study and benchmarks the choice can be forced with the environment variable
+MINICNN_CONV_ALGORITHM, read when a plan is built (compile(), or the first fit):
+    auto      the rule below (the default)
+    im2col    never Winograd: the plan as it was before Winograd (direct for tiny fields)
+    winograd  Winograd for every 3x3 stride-1 conv, whatever its shape; im2col or direct else
+Every algorithm computes the same numbers to float rounding (tests/test_plan_winograd.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from minicnn.fast.kernels.winograd import (
+    winograd_input_transform,
+    winograd_input_transform_backward,
+    winograd_output_transform,
+    winograd_output_transform_backward,
+)
+from minicnn.fast.winograd import _blocks
+from minicnn.fast.workspace import Workspace
+
+SETTINGS = ("auto", "im2col", "winograd")
+ENVIRONMENT_VARIABLE = "MINICNN_CONV_ALGORITHM"
+
+# Up to this receptive field (KH * KW * C) the direct kernel beats im2col + GEMM. Measured on the
+# MNIST model's first layer (field 9, 32 filters, batch 128): 2.6 ms against 9.8 ms.
+DIRECT_MAX_FIELD = 16
+
+# Winograd's thresholds (auto). Measured: Winograd's time over im2col's, forward + backward with
+# dx, batch 128, float32, min of 9-15 alternating runs, one core (taskset -c 0) / two threads, on
+# a shared 2-core AMD EPYC under heavy load (load average 7-10: absolute times 2-3x a quiet
+# machine's, so only the ratios are kept):
+#     shape: C -> F, the outputs the step computes            1 core   2 threads
+#     MNIST conv2+pool  13x13x32 -> 64, its 10x10 pooled region   0.83     0.83
+#     MNIST conv3        5x5x64  -> 64, 3x3                       1.31     1.39   (side < 6)
+#     CIFAR conv1       32x32x3  -> 32 'same'                     1.88     1.70   (C < 16)
+#     CIFAR conv2+pool  32x32x32 -> 32, its 30x30 pooled region   0.48     0.64
+#     CIFAR conv3       15x15x32 -> 64 'same'                     0.64     0.83
+#     CIFAR conv4+pool  15x15x64 -> 64, its 12x12 pooled region   0.47     0.65
+#     64 -> 64 'same', 9x9                                        0.75     0.68
+#                      8x8                                        0.56     0.77
+#                      7x7                                        0.88     0.76
+#                      6x6                                        0.76     0.87
+#                      5x5                                        1.22     1.27   (side < 6)
+#                      4x4                                        0.90     0.92   (side < 6)
+#     16x16 'same',  8 -> 32                                      1.49     1.27   (C < 16)
+#                   12 -> 32                                      0.98     0.99   (C < 16)
+#                   16 -> 32                                      0.92     0.69
+#                   32 -> 8                                       0.57     0.65
+# Winograd's transforms cost O(tiles * (C + F)) against GEMMs of O(tiles * C * F): few input
+# channels leave too little GEMM to save (C = 8 loses, 12 breaks even), while few filters still
+# win (the 32 -> 8 row: im2col's matrix, 9x the input, is the cost it saves). Small maps lose
+# to the tile grid's rounding (a 3x3 or 5x5 output computes 4x4 or 6x6) and to per-block
+# overhead; 4x4 wins by ~10%, not kept as an exception.
+WINOGRAD_MIN_CHANNELS = 16  # input channels C
+WINOGRAD_MIN_SIDE = 6  # of the outputs the step computes, H_out and W_out
+
+
+def algorithm_setting() -> str:
+    """$MINICNN_CONV_ALGORITHM, or 'auto' when it is unset."""
+    text = os.environ.get(ENVIRONMENT_VARIABLE, "auto").strip().lower() or "auto"
+    if text not in SETTINGS:
+        raise ValueError(f"Invalid value for environment variable {ENVIRONMENT_VARIABLE}. "
+                         f"Expected one of {', '.join(SETTINGS)}. "
+                         f"Received {os.environ[ENVIRONMENT_VARIABLE]!r}")
+    return text
+
+
+def choose_algorithm(kernel_size: tuple[int, int], strides: tuple[int, int],
+                     H_out: int | None, W_out: int | None, C: int, F: int,
+                     setting: str | None = None) -> str:
+    """'direct', 'im2col' or 'winograd' for a conv computing H_out x W_out outputs (the pooled
+    region, for a ConvPoolStep; None if unknown) from C channels with F filters.
+
+    setting: 'auto', 'im2col' or 'winograd' (None: $MINICNN_CONV_ALGORITHM). With 'auto':
+    - direct when KH * KW * C <= DIRECT_MAX_FIELD;
+    - Winograd for a 3x3 stride-1 kernel with C >= WINOGRAD_MIN_CHANNELS input channels and
+      both output sides >= WINOGRAD_MIN_SIDE (the measurements above);
+    - im2col otherwise.
+    """
+    setting = algorithm_setting() if setting is None else setting
+    if setting not in SETTINGS:
+        raise ValueError(f"Invalid value for argument `setting`. Expected one of "
+                         f"{', '.join(SETTINGS)}. Received setting={setting!r}")
+    (KH, KW), (SH, SW) = kernel_size, strides
+    winograd_runs = (KH, KW, SH, SW) == (3, 3, 1, 1)
+    if setting == "winograd" and winograd_runs:
+        return "winograd"
+    if KH * KW * C <= DIRECT_MAX_FIELD:
+        return "direct"
+    if (setting == "im2col" or not winograd_runs
+            or C < WINOGRAD_MIN_CHANNELS
+            or min(H_out or WINOGRAD_MIN_SIDE, W_out or WINOGRAD_MIN_SIDE) < WINOGRAD_MIN_SIDE):
+        return "im2col"
+    return "winograd"
+
+
+def winograd_chunk(x: np.ndarray, U: np.ndarray, bias: np.ndarray, PT: int, PL: int,
+                   a: int, b: int, y: np.ndarray, work: Workspace, p: int,
+                   finish: Callable[[int, int], None]) -> None:
+    """Samples a..b-1 of y (N, H_out, W_out, F) <- conv(x, kernel) + bias, by Winograd.
+
+    x (N, H, W, C); U (16, C, F), the transformed kernel; the tile grid covers y only, so a
+    ConvPoolStep's y (its pooled region) leaves the rows and columns no window reads uncomputed.
+    The chunk goes in blocks of about BLOCK_TILES tiles (minicnn/fast/winograd.py), and
+    finish(s, e) runs on samples s..e-1 of y while they are still in cache (ReLU, the pool).
+    Scratch comes from `work` under names ending in the chunk number p.
+    """
+    _, H_out, W_out, F = y.shape
+    TH, TW, C = (H_out + 1) // 2, (W_out + 1) // 2, x.shape[3]
+    for s, e in _blocks(a, b, TH * TW):
+        V = work.get(f"V{p}", (16, (e - s) * TH * TW, C), x.dtype)
+        M = work.get(f"M{p}", (16, (e - s) * TH * TW, F), x.dtype)
+        winograd_input_transform(x[s:e], PT, PL, TH, TW, V)
+        np.matmul(V, U, out=M)
+        winograd_output_transform(M, bias, TH, TW, y[s:e])
+        finish(s, e)
+
+
+def winograd_chunk_backward(x: np.ndarray, dz: np.ndarray, U: np.ndarray, PT: int, PL: int,
+                            a: int, b: int, dU: np.ndarray, dx: np.ndarray | None,
+                            work: Workspace, p: int) -> None:
+    """The adjoint of `winograd_chunk` on samples a..b-1: dU (16, C, F) <- this chunk's
+    gradient of U, dx[a:b] <- dL/dx (skipped if dx is None), from dz (N, H_out, W_out, F),
+    the gradient at the conv's output (after the ReLU's and the pool's backward)."""
+    _, H_out, W_out, F = dz.shape
+    TH, TW, C = (H_out + 1) // 2, (W_out + 1) // 2, x.shape[3]
+    U_t = U.transpose(0, 2, 1)
+    dU[...] = 0.0
+    for s, e in _blocks(a, b, TH * TW):
+        T = (e - s) * TH * TW
+        V = work.get(f"V{p}", (16, T, C), x.dtype)
+        dM = work.get(f"dM{p}", (16, T, F), dz.dtype)
+        dU_block = work.get(f"dU{p}", (16, C, F), dz.dtype)
+        winograd_input_transform(x[s:e], PT, PL, TH, TW, V)
+        winograd_output_transform_backward(dz[s:e], TH, TW, dM)
+        np.matmul(V.transpose(0, 2, 1), dM, out=dU_block)
+        dU += dU_block
+        if dx is not None:
+            dV = work.get(f"dV{p}", (16, T, C), dz.dtype)
+            np.matmul(dM, U_t, out=dV)
+            winograd_input_transform_backward(dV, PT, PL, TH, TW, dx[s:e])
