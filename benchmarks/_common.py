@@ -35,8 +35,6 @@ MODULES = {"minicnn": "numba", "tensorflow": "tensorflow", "pytorch": "torch"}
 # sched_yield) for about 0.1 s after a GEMM, and they should not steal the next framework's cores.
 SETTLE_S = 0.25
 
-MNIST_SHAPES = {"train": 60_000, "test": 10_000, "height": 28, "width": 28, "classes": 10}
-
 
 # -- frameworks ------------------------------------------------------------------------------------
 def available(framework: str) -> bool:
@@ -259,53 +257,72 @@ def machine_markdown(info: dict, load: dict) -> str:
 
 
 # -- data ------------------------------------------------------------------------------------------
-def resolve_data(random_data: bool) -> tuple[str | None, str]:
-    """(directory the workers load MNIST from, or None for random data; a sentence saying which).
+# Each recipe's data set: image shape, training and test counts, and the environment variable that
+# names its folder (see minicnn.datasets).
+DATASETS = {
+    "mnist": {"shape": (28, 28, 1), "train": 60_000, "test": 10_000, "env": "MINICNN_DATA"},
+    "fashion_mnist": {"shape": (28, 28, 1), "train": 60_000, "test": 10_000,
+                      "env": "MINICNN_FASHION_MNIST_DATA"},
+    "cifar10": {"shape": (32, 32, 3), "train": 50_000, "test": 10_000,
+                "env": "MINICNN_CIFAR10_DATA"},
+}
+LABELS_DATA = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
 
-    Loads MNIST once here, so that a download into the cache (when MINICNN_DATA is unset) happens
-    once, before any worker starts; if that fails, the benchmark runs on random data instead.
+
+def resolve_data(random_data: bool, dataset: str = "mnist") -> tuple[str | None, str]:
+    """(where the workers load `dataset` from, or None for random data; a sentence saying which).
+
+    Loads the set once here, so that a download of MNIST into the cache (when MINICNN_DATA is
+    unset) happens once, before any worker starts; if that fails, the benchmark runs on random
+    data instead. The other sets are only read when their variable is set or the cache already
+    holds them: the benchmark downloads nothing else.
     """
+    label = LABELS_DATA[dataset]
     if random_data:
-        return None, "random data of MNIST's shapes (--random-data)"
+        return None, f"random data of {label}'s shapes (--random-data)"
     sys.path.insert(0, str(ROOT))
     try:
-        from minicnn.datasets import mnist
-
-        mnist.load_data()  # $MINICNN_DATA, else the cache, downloading into it if need be
-        directory = os.environ.get("MINICNN_DATA") or mnist.cache_dir()
+        module = importlib.import_module(f"minicnn.datasets.{dataset}")
+        directory = os.environ.get(DATASETS[dataset]["env"]) or module.cache_dir()
+        if dataset != "mnist" and not os.path.exists(directory):
+            raise FileNotFoundError(f"{DATASETS[dataset]['env']} is unset and the cache, "
+                                    f"{directory}, does not exist")
+        # MNIST as minicnn looks for it ($MINICNN_DATA, else the cache, downloading into it);
+        # any other set only from the folder found above, which never downloads
+        module.load_data(None if dataset == "mnist" else directory)
     except Exception as error:
-        message = f"random data of MNIST's shapes: MNIST is unavailable ({error})"
+        message = f"random data of {label}'s shapes: {label} is unavailable ({error})"
         print(f"WARNING: benchmarking on {message}", file=sys.stderr)
         return None, message
-    return os.path.abspath(directory), f"MNIST from {os.path.abspath(directory)}"
+    return os.path.abspath(directory), f"{label} from {os.path.abspath(directory)}"
 
 
 def load_arrays(directory: str | None, limit_train: int | None = None,
-                limit_test: int | None = None):
-    """The notebook's preprocessing: float32 images in [0, 1], (N, 28, 28, 1), one-hot labels.
+                limit_test: int | None = None, dataset: str = "mnist"):
+    """The tutorials' preprocessing: float32 images in [0, 1], (N, H, W, C), one-hot labels.
 
     With `directory` None: uniform random images and labels of the same shapes (seeded).
     Returns (x_train, y_train, x_test, y_test).
     """
     import numpy as np
 
+    shape = DATASETS[dataset]["shape"]
     if directory is None:
         rng = np.random.default_rng(0)
-        n_train, n_test = (limit_train or MNIST_SHAPES["train"]), (limit_test or
-                                                                   MNIST_SHAPES["test"])
-        images = rng.integers(0, 256, (n_train + n_test, 28, 28), dtype=np.uint8)
+        n_train = limit_train or DATASETS[dataset]["train"]
+        n_test = limit_test or DATASETS[dataset]["test"]
+        images = rng.integers(0, 256, (n_train + n_test, *shape), dtype=np.uint8)
         labels = rng.integers(0, 10, n_train + n_test)
         train = images[:n_train], labels[:n_train]
         test = images[n_train:], labels[n_train:]
     else:
         sys.path.insert(0, str(ROOT))
-        from minicnn.datasets import mnist
-
-        train, test = mnist.load_data(directory)
+        module = importlib.import_module(f"minicnn.datasets.{dataset}")
+        train, test = module.load_data(directory)
 
     def prepare(images, labels, limit):
-        images, labels = images[:limit], labels[:limit]
-        x = images.reshape(len(images), 28, 28, 1).astype(np.float32)
+        images, labels = images[:limit], labels[:limit].reshape(-1)
+        x = images.reshape(len(images), *shape).astype(np.float32)
         x /= 255  # in place: no second full-size copy, which would show up in the peak RSS
         y = np.zeros((len(labels), 10), dtype=np.float32)
         y[np.arange(len(labels)), labels] = 1

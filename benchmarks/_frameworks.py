@@ -1,11 +1,14 @@
-"""The notebook's model and recipe in each framework, as `bench_train.py`'s workers run it.
+"""The models and recipes in each framework, as `bench_train.py`'s workers run them.
 
-A runner imports its framework, builds the notebook's model (Conv2D 32 -> MaxPool -> Conv2D 64 ->
-MaxPool -> Conv2D 64 -> Flatten -> Dense 64 -> Dense 10 softmax; Adam, categorical
-cross-entropy, accuracy) and times, inside its own process, what the parent asks for: epochs of
-`fit`, single training steps, `predict` and `evaluate`. minicnn and TensorFlow use their Keras
-API exactly as the notebook does; PyTorch has no `fit`, so it runs the same recipe as a plain
-training loop (shuffle, batches, Adam with Keras's epsilon, validation pass at each epoch's end).
+A runner imports its framework, builds a model and times, inside its own process, what the parent
+asks for: epochs of `fit`, single training steps, `predict` and `evaluate`. The model is the
+notebook's (Conv2D 32 -> MaxPool -> Conv2D 64 -> MaxPool -> Conv2D 64 -> Flatten -> Dense 64 ->
+Dense 10 softmax; Adam, categorical cross-entropy, accuracy) unless the parent names another of
+minicnn's recipes (`minicnn.models.recipes`). minicnn and TensorFlow use their Keras API exactly
+as the notebook does; for another recipe TensorFlow gets the Keras model that `keras_from_config`
+builds from the recipe's config, which the parent sends (so the worker never imports minicnn).
+PyTorch has no `fit`, so it runs the notebook's recipe as a plain training loop (shuffle,
+batches, Adam with Keras's epsilon, validation pass at each epoch's end), and only that one.
 """
 
 from __future__ import annotations
@@ -46,6 +49,37 @@ def keras_model():
     return model
 
 
+def keras_from_config(config: dict):
+    """A minicnn recipe in Keras, from the recipe's `get_config()`: every layer rebuilt from its
+    config (minicnn's use Keras's class names and arguments), compiled with the same optimizer
+    (its learning-rate schedule included), loss and metrics. Keras draws its own initial weights.
+    """
+    import keras
+
+    specs = config["layers"]
+    stack = [keras.Input(tuple(specs[0]["config"]["input_shape"]))]
+    for spec in specs:
+        options = {k: v for k, v in spec["config"].items() if k != "input_shape"}
+        stack.append(getattr(keras.layers, spec["class_name"])(**options))
+    model = keras.Sequential(stack)
+    compiled = config["compile"]
+    options = dict(compiled["optimizer"]["config"])
+    rate = options.get("learning_rate")
+    if isinstance(rate, dict):  # a schedule
+        options["learning_rate"] = getattr(keras.optimizers.schedules,
+                                           rate["class_name"])(**rate["config"])
+    optimizer = getattr(keras.optimizers, compiled["optimizer"]["class_name"])(**options)
+    model.compile(optimizer=optimizer, loss=compiled["loss"], metrics=compiled["metrics"])
+    return model
+
+
+def architecture(layers) -> list:
+    """[class name, [weight shapes]] per layer (minicnn's and Keras's alike): what must agree
+    between two frameworks running the same recipe."""
+    return [[type(layer).__name__, [list(w.shape) for w in layer.get_weights()]]
+            for layer in layers]
+
+
 def torch_model():
     """The same model in PyTorch (NCHW); the softmax is left to the cross-entropy."""
     from torch import nn
@@ -63,6 +97,7 @@ class TrainRunner:
     def __init__(self, threads: int | None, channel=None):
         self.threads, self.channel = threads, channel
         self.model = None
+        self.recipe, self.recipe_config = "mnist_cnn", None  # the notebook's, unless set up
 
     # -- what each framework provides -------------------------------------------------------------
     def import_framework(self) -> None:
@@ -87,19 +122,27 @@ class TrainRunner:
     def thread_info(self) -> dict:
         return {}
 
+    def architecture(self) -> list:
+        """[class name, [weight shapes]] for each layer of the built model."""
+        return []
+
     # -- commands from the parent -----------------------------------------------------------------
-    def cmd_setup(self, data_dir, limit_train=None, limit_test=None) -> dict:
+    def cmd_setup(self, data_dir, limit_train=None, limit_test=None, recipe="mnist_cnn",
+                  dataset="mnist", recipe_config=None) -> dict:
+        """Import, load the data, build `recipe` (minicnn's name; `recipe_config` its config)."""
+        self.recipe, self.recipe_config = recipe, recipe_config
         t0 = time.perf_counter()
         self.import_framework()
         t1 = time.perf_counter()
         self.x_train, self.y_train, self.x_test, self.y_test = _common.load_arrays(
-            data_dir, limit_train, limit_test)
+            data_dir, limit_train, limit_test, dataset)
         t2 = time.perf_counter()
         self.build()
         t3 = time.perf_counter()
         return {"import_s": t1 - t0, "load_s": t2 - t1, "build_s": t3 - t2,
                 "rss_mb": current_rss_mb(), "threads": self.thread_info(),
-                "train_images": len(self.x_train), "test_images": len(self.x_test)}
+                "train_images": len(self.x_train), "test_images": len(self.x_test),
+                "recipe": recipe, "architecture": self.architecture()}
 
     def cmd_fit(self, epochs: int, batch_size: int, validation_split: float) -> dict:
         """Run fit; after each epoch report its time and wait for the parent's "continue".
@@ -164,9 +207,12 @@ class MinicnnRunner(TrainRunner):
                 "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "(default)")}
 
     def build(self):
-        from minicnn.models import mnist_cnn
+        from minicnn.models import recipes
 
-        self.model = mnist_cnn(seed=0)
+        self.model = recipes.RECIPES[self.recipe](seed=0)
+
+    def architecture(self):
+        return architecture(self.model.layers)
 
     def fit(self, x, y, epochs, batch_size, validation_split):
         from minicnn.callbacks import Callback
@@ -210,7 +256,11 @@ class TensorflowRunner(TrainRunner):
         import keras
 
         keras.utils.set_random_seed(0)
-        self.model = keras_model()
+        self.model = keras_model() if self.recipe == "mnist_cnn" else keras_from_config(
+            self.recipe_config)
+
+    def architecture(self):
+        return architecture(self.model.layers)
 
     def fit(self, x, y, epochs, batch_size, validation_split):
         import keras
@@ -251,6 +301,9 @@ class PytorchRunner(TrainRunner):
     def build(self):
         import torch
 
+        if self.recipe != "mnist_cnn":
+            raise ValueError(f"the PyTorch runner has the notebook's model only, not "
+                             f"{self.recipe!r}")
         torch.manual_seed(0)
         self.model = torch_model()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, eps=1e-7)

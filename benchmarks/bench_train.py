@@ -1,7 +1,8 @@
-"""The notebook's training run, end to end, in minicnn, TensorFlow and PyTorch, on this machine.
+"""The notebook's training run, end to end, in minicnn, TensorFlow and PyTorch, on this machine;
+and a training step of minicnn's other recipes against TensorFlow's.
 
     python benchmarks/bench_train.py [--epochs N] [--quick] [--frameworks minicnn,tensorflow]
-                                     [--scaling | --no-scaling] [--out DIR]
+                                     [--scaling | --no-scaling] [--models a,b] [--out DIR]
 
 In one run, with each framework in its own long-lived worker process, in the environment it was
 started in (no thread variables are set, except for the 1-thread half of the scaling study):
@@ -20,6 +21,10 @@ started in (no thread variables are set, except for the 1-thread half of the sca
    one thread (MINICNN_NUM_THREADS=1 and OPENBLAS_NUM_THREADS=1 for minicnn; intra- and
    inter-op parallelism 1 for TensorFlow; torch.set_num_threads(1) for PyTorch), in fresh
    workers.
+6. The other recipes (`fashion_mnist_cnn` with BatchNormalization and Dropout, Keras's classic
+   `cifar10_cnn`), each in fresh workers on its own data set: single training steps at the
+   recipe's batch size, in alternating blocks, minicnn against TensorFlow (which builds the same
+   recipe from minicnn's config, `_frameworks.keras_from_config`): the medians and their ratio.
 
 Writes train-<date>.json and .md to --out (default benchmarks/results/), and train-latest.md.
 """
@@ -40,6 +45,10 @@ VALIDATION_SPLIT = 0.1
 SCALING_BATCH_SIZES = (32, 64, 128, 256, 512)
 EPOCH_RATIO_TARGET, EPOCH_RATIO_STRETCH = 0.80, 0.65
 WARM_START_TARGET_S = 1.0
+STEP_RATIO_TARGET = 1.5  # issue 11: no step of the new recipes over 1.5x TensorFlow's
+# Each recipe's data set and batch size (the tutorial's: Keras's cifar10_cnn trained on 32).
+RECIPES = {"mnist_cnn": ("mnist", 128), "fashion_mnist_cnn": ("fashion_mnist", 128),
+           "cifar10_cnn": ("cifar10", 32)}
 OUTLIER = 1.5  # an epoch this many times the median is flagged
 
 
@@ -83,11 +92,16 @@ def cold_starts(frameworks: list[str], fill_cache: bool = True) -> dict:
 
 
 # -- workers ---------------------------------------------------------------------------------------
-def start_workers(frameworks, data_dir, limit_train, limit_test, threads=None) -> dict:
-    """Start one train worker per framework and set them all up at once (nothing is timed)."""
+def start_workers(frameworks, data_dir, limit_train, limit_test, threads=None,
+                  **recipe) -> dict:
+    """Start one train worker per framework and set them all up at once (nothing is timed).
+
+    `recipe`: recipe=, dataset= and recipe_config= for a model other than the notebook's.
+    """
     workers = {fw: _common.Worker("train", fw, threads=threads) for fw in frameworks}
     for w in workers.values():
-        w.send("setup", data_dir=data_dir, limit_train=limit_train, limit_test=limit_test)
+        w.send("setup", data_dir=data_dir, limit_train=limit_train, limit_test=limit_test,
+               **recipe)
     setups = {}
     for fw in list(workers):
         try:
@@ -188,6 +202,43 @@ def run_inference(workers: dict, batch_sizes, repeats: int) -> dict:
     return results
 
 
+# -- 6. the other recipes -------------------------------------------------------------------------
+def recipe_config(name: str) -> dict:
+    """minicnn's recipe `name` as config data (layers and compile), for TensorFlow's worker."""
+    sys.path.insert(0, str(_common.ROOT))
+    from minicnn.models import recipes
+
+    return json.loads(json.dumps(recipes.RECIPES[name](seed=0).get_config()))
+
+
+def run_recipe(frameworks, name: str, batch_size: int, random_data: bool, n: int, rounds: int,
+               warmup: int) -> dict | None:
+    """Single training steps of recipe `name`, minicnn and TensorFlow alternating in blocks."""
+    dataset = RECIPES[name][0]
+    data_dir, data_text = _common.resolve_data(random_data, dataset)
+    fws = [fw for fw in frameworks if fw in ("minicnn", "tensorflow")]
+    workers, setups = start_workers(
+        fws, data_dir, batch_size * 10, 1, recipe=name, dataset=dataset,
+        recipe_config=recipe_config(name))
+    try:
+        archs = {fw: s["architecture"] for fw, s in setups.items()}
+        if len({json.dumps(a) for a in archs.values()}) > 1:
+            raise _common.WorkerError(f"{name}: the frameworks built different models (layer "
+                                      f"classes and weight shapes): {archs}")
+        steps = run_steps(workers, batch_size, n, rounds, warmup)
+    finally:
+        close_all(workers)
+    mc, tf = steps.get("minicnn"), steps.get("tensorflow")
+    print(f"  {name} (batch {batch_size}, {data_text}): " + ", ".join(
+        f"{_common.LABELS[fw]} {s['median'] * 1e3:.1f} ms" for fw, s in steps.items())
+        + (f"; ratio {mc['median'] / tf['median']:.2f}" if mc and tf else ""), flush=True)
+    label = _common.LABELS_DATA[dataset]
+    return {"batch_size": batch_size, "data": label if data_dir else f"random, {label}'s shapes",
+            "data_text": data_text, "steps": steps,
+            "ratio_minicnn_tf": ratio(mc and mc["median"], tf and tf["median"]),
+            "setup": setups}
+
+
 # -- the report ------------------------------------------------------------------------------------
 def ratio(a, b):
     return a / b if a is not None and b else None
@@ -201,6 +252,8 @@ def headline(frameworks, r) -> tuple[list[str], list[list]]:
     headers = ["framework", "epoch time (median)", "step time (epoch/steps; direct)", "vs TF",
                "first epoch (warm start)", f"predict {k} (batch 32)", f"evaluate {k} (batch 32)",
                "cold start (import + first step)", "peak RSS"]
+    others = r.get("recipes", {})
+    headers += [f"{name} step (batch {o['batch_size']})" for name, o in others.items()]
     rows = []
     for fw in frameworks:
         e = r["epochs"].get(fw)
@@ -226,11 +279,36 @@ def headline(frameworks, r) -> tuple[list[str], list[list]]:
             f"{e['first_epoch_s']:.2f} s ({e['warm_start_extra_s']:+.2f} s)",
             infer("predict@32"), infer("evaluate@32"), cold_text,
             f"{e['peak_rss_mb']:.0f} MB",
+            *(recipe_step_cell(o, fw) for o in others.values()),
         ])
     return headers, rows
 
 
+def recipe_step_cell(recipe: dict, fw: str) -> str:
+    """A recipe's median step for `fw`, with minicnn's ratio to TensorFlow."""
+    step = recipe["steps"].get(fw)
+    if step is None:
+        return "—"
+    text = f"{step['median'] * 1e3:.1f} ms"
+    if fw == "minicnn" and recipe["ratio_minicnn_tf"] is not None:
+        text += f" ({recipe['ratio_minicnn_tf']:.2f}x TF)"
+    return text
+
+
 def targets(r) -> list[list]:
+    """The issues' targets: the notebook's (issue 5), then each other recipe's step (issue 11)."""
+    rows = notebook_targets(r)
+    for name, o in r.get("recipes", {}).items():
+        mc, tf = o["steps"].get("minicnn"), o["steps"].get("tensorflow")
+        if mc and tf:
+            rows.append([f"{name}: training step, batch {o['batch_size']} (issue 11: <= "
+                         f"{STEP_RATIO_TARGET:g}x TF)", f"{mc['median'] * 1e3:.1f} ms",
+                         f"{tf['median'] * 1e3:.1f} ms", f"{o['ratio_minicnn_tf']:.2f}",
+                         "yes" if o["ratio_minicnn_tf"] <= STEP_RATIO_TARGET else "no"])
+    return rows
+
+
+def notebook_targets(r) -> list[list]:
     mc, tf = r["epochs"].get("minicnn"), r["epochs"].get("tensorflow")
     if not mc or not tf:
         return []
@@ -259,8 +337,33 @@ def targets(r) -> list[list]:
     return rows
 
 
+def recipes_markdown(recipes: dict) -> list[str]:
+    rows = []
+    for name, o in recipes.items():
+        for fw, step in o["steps"].items():
+            rows.append([name, str(o["batch_size"]), _common.LABELS[fw],
+                         f"{step['median'] * 1e3:.1f}", f"{step['min'] * 1e3:.1f}",
+                         _common.fmt_ratio(o["ratio_minicnn_tf"]) if fw == "minicnn" else "",
+                         o["data"]])
+    return ["## The other recipes: one training step", "", _common.md_table(
+        ["recipe", "batch", "framework", "median ms", "min ms", "minicnn/TF", "data"], rows), "",
+        "Single training steps (`train_on_batch`) on consecutive batches of the recipe's own data "
+        "set, in fresh workers, frameworks alternating in blocks; minicnn/TF is the ratio of the "
+        "medians (issue 11's target: at most "
+        f"{STEP_RATIO_TARGET:g}). TensorFlow builds each recipe from minicnn's config "
+        "(`_frameworks.keras_from_config`); both report the same layers and weight shapes, or "
+        "the run stops. `fashion_mnist_cnn`: two Conv2D + BatchNormalization + MaxPooling2D + "
+        "Dropout blocks, Dense(128) + Dropout, Adam. `cifar10_cnn`: Keras's classic recipe "
+        "(random flips, two blocks of two 'same'/'valid' Conv2D, MaxPooling2D and Dropout, "
+        "Dense(512) + Dropout, RMSprop with inverse-time decay) at its batch size of 32.", ""]
+
+
 def markdown(info, load, config, frameworks, r, data_text) -> str:
-    out = [f"# Training benchmark: the notebook's model, batch {config['batch_size']}", "",
+    title = (f"the notebook's model, batch {config['batch_size']}"
+             if "mnist_cnn" in config["models"] else "")
+    if r.get("recipes"):
+        title += (" and " if title else "") + ", ".join(r["recipes"])
+    out = [f"# Training benchmark: {title}", "",
            _common.machine_markdown(info, load), f"- Data: {data_text}",
            f"- Settings: {json.dumps(config)}", "", *_common.load_warning(load)]
     if config["quick"]:
@@ -281,19 +384,19 @@ def markdown(info, load, config, frameworks, r, data_text) -> str:
                 "the model and taking its first step (minicnn: numba compiling into an empty "
                 "cache; in brackets, with numba's cache populated). Peak RSS: the worker's "
                 "maximum resident memory after the epochs (data included, the same for all).", ""]
-        rows = targets(r)
-        if rows:
-            out += ["## Targets (issue 5)", "",
-                    _common.md_table(["target", "minicnn", "TensorFlow", "ratio", "met"], rows),
-                    ""]
         fws = list(r["epochs"])
         epoch_rows = [[str(k + 1) + (" (warm start)" if k == 0 else "")]
                       + [epoch_cell(r["epochs"][fw], k) for fw in fws]
                       for k in range(len(e0["epoch_seconds"]))]
+        out += targets_markdown(r)
         out += ["## Every epoch", "",
                 _common.md_table(["epoch", *(_common.LABELS[fw] for fw in fws)], epoch_rows), "",
                 f"Frameworks alternate, left to right, row by row. An epoch marked (!) took over "
                 f"{OUTLIER:g}x the median: the machine was busier then.", ""]
+    elif r.get("recipes"):
+        out += targets_markdown(r)
+    if r.get("recipes"):
+        out += recipes_markdown(r["recipes"])
     if r.get("inference"):
         inf_rows = []
         for fw, kinds in r["inference"].items():
@@ -319,6 +422,14 @@ def markdown(info, load, config, frameworks, r, data_text) -> str:
     if r.get("scaling"):
         out += scaling_markdown(r["scaling"])
     return "\n".join(out)
+
+
+def targets_markdown(r) -> list[str]:
+    rows = targets(r)
+    if not rows:
+        return []
+    return ["## Targets (issues 5 and 11)", "",
+            _common.md_table(["target", "minicnn", "TensorFlow", "ratio", "met"], rows), ""]
 
 
 def epoch_cell(e: dict, k: int) -> str:
@@ -372,18 +483,31 @@ def parse_args(argv):
     scaling = parser.add_mutually_exclusive_group()
     scaling.add_argument("--scaling", action="store_true", help="run only the scaling study")
     scaling.add_argument("--no-scaling", action="store_true", help="skip the scaling study")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="batch size for every model (default: each recipe's own, 128 for "
+                             "the notebook's model and fashion_mnist_cnn, 32 for cifar10_cnn)")
+    parser.add_argument("--models", default=",".join(RECIPES),
+                        help="comma-separated recipes to run, from " + ",".join(RECIPES)
+                             + " (default: all); mnist_cnn is the notebook's full study, the "
+                             "others are timed a training step at a time")
     parser.add_argument("--random-data", action="store_true",
-                        help="use random images of MNIST's shapes instead of MNIST")
+                        help="use random images of each data set's shapes instead of the data")
     parser.add_argument("--out", default=str(_common.RESULTS_DIR),
                         help="directory for the results (default benchmarks/results)")
     args = parser.parse_args(argv)
     if args.epochs is None:
         args.epochs = 2 if args.quick else 5
-    if args.epochs <= 0 or args.batch_size <= 0:
+    if args.epochs <= 0 or (args.batch_size is not None and args.batch_size <= 0):
         parser.error(f"--epochs and --batch-size must be positive, received "
                      f"{args.epochs} and {args.batch_size}")
+    args.models = [name.strip() for name in args.models.split(",") if name.strip()]
+    unknown = [name for name in args.models if name not in RECIPES]
+    if unknown or not args.models:
+        parser.error(f"Invalid value for argument --models. Expected a comma-separated list of "
+                     f"{', '.join(RECIPES)}. Received {','.join(args.models)!r}")
+    args.notebook_batch_size = args.batch_size or RECIPES["mnist_cnn"][1]
     q = args.quick
+    args.recipe_rounds, args.recipe_n = (2, 3) if q else (5, 20)
     args.limit_train, args.limit_test = (5_000, 1_000) if q else (None, None)
     args.step_rounds, args.step_n = (2, 5) if q else (5, 20)
     args.infer_batch_sizes, args.infer_repeats = ((32,), 1) if q else ((32, 128), 3)
@@ -391,17 +515,9 @@ def parse_args(argv):
     return args
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    monitor = _common.LoadMonitor()
-    frameworks = _common.parse_frameworks(args.frameworks)
-    if "minicnn" not in frameworks:
-        frameworks.insert(0, "minicnn")
-    data_dir, data_text = _common.resolve_data(args.random_data)
-    info = _common.machine_info(frameworks)
-    print(f"Training benchmark: {', '.join(frameworks)}; data: {data_text}", flush=True)
-    r = {"epochs": {}, "steps": {}, "inference": {}, "cold_start": {}, "scaling": {}}
-    setups = {}
+def run_notebook(args, frameworks, data_dir, r: dict, setups: dict) -> None:
+    """Steps 1 to 5: the notebook's model, cold start to scaling; fills `r` and `setups`."""
+    batch_size = args.notebook_batch_size
     if not args.scaling:
         print("Cold start (fresh processes, one at a time):", flush=True)
         r["cold_start"] = cold_starts(frameworks, fill_cache=not args.quick)
@@ -412,9 +528,9 @@ def main(argv=None) -> int:
         if not args.scaling:
             print(f"Epochs ({args.epochs} timed after a warm-start epoch, alternating):",
                   flush=True)
-            r["epochs"] = run_epochs(workers, args.epochs, args.batch_size)
-            print(f"Single steps at batch {args.batch_size}:", flush=True)
-            r["steps"] = run_steps(workers, args.batch_size, args.step_n, args.step_rounds, 3)
+            r["epochs"] = run_epochs(workers, args.epochs, batch_size)
+            print(f"Single steps at batch {batch_size}:", flush=True)
+            r["steps"] = run_steps(workers, batch_size, args.step_n, args.step_rounds, 3)
             for fw, s in r["steps"].items():
                 print(f"  {workers[fw].name}: median {s['median'] * 1e3:.1f} ms, "
                       f"min {s['min'] * 1e3:.1f} ms", flush=True)
@@ -435,13 +551,42 @@ def main(argv=None) -> int:
                                                      args.scaling_n, 3, "1 thread")
         finally:
             close_all(workers)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    monitor = _common.LoadMonitor()
+    frameworks = _common.parse_frameworks(args.frameworks)
+    if "minicnn" not in frameworks:
+        frameworks.insert(0, "minicnn")
+    notebook = "mnist_cnn" in args.models
+    data_dir, data_text = (_common.resolve_data(args.random_data) if notebook
+                           else (None, "(the notebook's model not run)"))
+    info = _common.machine_info(frameworks)
+    print(f"Training benchmark: {', '.join(frameworks)}; models: {', '.join(args.models)}; "
+          f"data: {data_text}", flush=True)
+    r = {"epochs": {}, "steps": {}, "inference": {}, "cold_start": {}, "scaling": {},
+         "recipes": {}}
+    setups = {}
+    if notebook:
+        run_notebook(args, frameworks, data_dir, r, setups)
+    others = [name for name in args.models if name != "mnist_cnn"]
+    if others and not args.scaling:
+        print("The other recipes, single training steps (alternating blocks):", flush=True)
+        for name in others:
+            r["recipes"][name] = run_recipe(
+                frameworks, name, args.batch_size or RECIPES[name][1], args.random_data,
+                args.recipe_n, args.recipe_rounds, 2)
     load = monitor.finish()
-    frameworks = [fw for fw in frameworks if fw in setups["default"]]
+    if "default" in setups:
+        frameworks = [fw for fw in frameworks if fw in setups["default"]]
     info["frameworks"] = frameworks
-    config = {"epochs": args.epochs, "batch_size": args.batch_size, "quick": args.quick,
+    config = {"epochs": args.epochs, "batch_size": args.notebook_batch_size,
+              "quick": args.quick, "models": args.models,
               "train_images": args.limit_train or 60_000, "test_images": args.limit_test or 10_000,
               "validation_split": VALIDATION_SPLIT, "scaling_only": args.scaling,
               "steps": f"{args.step_rounds} x {args.step_n}",
+              "recipe_steps": f"{args.recipe_rounds} x {args.recipe_n}",
               "inference_repeats": args.infer_repeats}
     text = markdown(info, load, config, frameworks, r, data_text)
     data = {"benchmark": "train", "machine": info, "load": load, "config": config,

@@ -3,7 +3,9 @@
 The smoke runs are in the default `pytest -q` run on purpose (CI runs them there): they check
 that the scripts work on this checkout, write their JSON and Markdown, and say what they
 measured. Each takes one to two minutes, so they are marked `slow` and `pytest -m "not slow"`
-leaves them out. Without MINICNN_DATA they run on random data, so no test downloads.
+leaves them out. Without MINICNN_DATA they run on random data, so no test downloads; the other
+recipes read Fashion-MNIST from ../shared/fashion-mnist when it is there (the benchmark itself
+never downloads anything but MNIST) and run CIFAR-10's recipe on random images of its shapes.
 """
 
 from __future__ import annotations
@@ -20,16 +22,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 DATA = os.environ.get("MINICNN_DATA")
+FASHION_DATA = os.environ.get("MINICNN_FASHION_MNIST_DATA") or str(ROOT.parent / "shared" /
+                                                                   "fashion-mnist")
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
 SUBPROCESS_TIMEOUT = 900  # seconds; generous, the machine is shared
 
 
 def run_quick(script: str, out: Path, *args: str) -> subprocess.CompletedProcess:
     data = [] if DATA and os.path.isdir(DATA) else ["--random-data"]
+    env = {**os.environ, "MPLBACKEND": "Agg", "MINICNN_CIFAR10_DATA": str(out / "no-cifar10")}
+    if os.path.isdir(FASHION_DATA):
+        env["MINICNN_FASHION_MNIST_DATA"] = FASHION_DATA
     proc = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out), *data, *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
-        env={**os.environ, "MPLBACKEND": "Agg"})
+        cwd=ROOT, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc
 
@@ -82,6 +88,7 @@ def test_bench_train_quick(tmp_path):
         assert data["steps"][fw]["median"] > 0
         assert data["inference"][fw]["predict@32"]["images_per_s"] > 0
         assert data["inference"][fw]["evaluate@32"]["accuracy"] >= 0
+        assert fw in data["cold_start"], proc.stderr[-4000:]  # a failed probe says why there
         assert data["cold_start"][fw]["cold"]["first_step_s"] > 0
         for threads in ("default", "one_thread"):
             assert set(data["scaling"][threads][fw]) == {"32", "128"}
@@ -98,6 +105,39 @@ def test_bench_train_quick(tmp_path):
     if HAS_TF:
         assert "minicnn/TF epoch ratio (target <= 0.80" in markdown
     assert "| framework | epoch time (median) |" in proc.stdout
+    # The other recipes: a training step each, at the recipe's batch size, against TensorFlow.
+    assert list(data["recipes"]) == ["fashion_mnist_cnn", "cifar10_cnn"]
+    for name, batch_size in (("fashion_mnist_cnn", 128), ("cifar10_cnn", 32)):
+        recipe = data["recipes"][name]
+        assert recipe["batch_size"] == batch_size
+        assert set(recipe["steps"]) == set(frameworks)
+        assert all(step["median"] > 0 and step["n"] == 6 for step in recipe["steps"].values())
+        setups = recipe["setup"]
+        if HAS_TF:  # the same model in both: layer classes and weight shapes
+            assert setups["minicnn"]["architecture"] == setups["tensorflow"]["architecture"]
+            assert recipe["ratio_minicnn_tf"] > 0
+            assert f"| {name}: training step, batch {batch_size} (issue 11: <= 1.5x TF) |" \
+                in markdown
+        assert f"{name} step (batch {batch_size})" in markdown  # a column of the headline
+    assert data["recipes"]["cifar10_cnn"]["data"] == "random, CIFAR-10's shapes"
+    classes = [layer for layer, _ in data["recipes"]["fashion_mnist_cnn"]["setup"]["minicnn"][
+        "architecture"]]
+    assert classes.count("BatchNormalization") == 2 and classes.count("Dropout") == 3
+    assert "## The other recipes: one training step" in markdown
+
+
+def test_bench_train_refuses_unknown_models():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_train", BENCHMARKS / "bench_train.py")
+        bench_train = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench_train)
+        args = bench_train.parse_args(["--models", "cifar10_cnn"])
+        assert args.models == ["cifar10_cnn"] and args.notebook_batch_size == 128
+        with pytest.raises(SystemExit):
+            bench_train.parse_args(["--models", "resnet50"])
+    finally:
+        sys.path.remove(str(BENCHMARKS))
 
 
 def test_flop_counts_match_the_issue():
