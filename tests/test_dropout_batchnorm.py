@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minicnn.fast.step import LayerStep
+from minicnn.fast.batch_norm import BatchNormStep
+from minicnn.fast.dropout import DropoutStep
 from minicnn.gradcheck import check_layer
 from minicnn.layers import (
     BatchNormalization,
@@ -244,15 +245,16 @@ def test_weights_params_and_counts():
     model.set_weights(model.get_weights())
 
 
-def test_plan_runs_them_as_layer_steps_and_modes_reach_them(monkeypatch):
+def test_plan_runs_them_as_their_steps_and_modes_reach_them(monkeypatch):
     model = bn_model()
     model.compile("adam", "categorical_crossentropy")
     steps = {step.layers[0].name: step for step in model.plan if len(step.layers) == 1}
     for layer in model.layers:
         if isinstance(layer, (BatchNormalization, Dropout)):
-            assert isinstance(steps[layer.name], LayerStep)
+            want = BatchNormStep if isinstance(layer, BatchNormalization) else DropoutStep
+            assert isinstance(steps[layer.name], want)
     seen: list[tuple[str, bool]] = []
-    for cls in (BatchNormalization, Dropout):
+    for cls in (BatchNormStep, DropoutStep):
         original = cls.forward
 
         def spying(self, x, training=False, _original=original):

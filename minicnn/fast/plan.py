@@ -2,6 +2,9 @@
 
     Conv2D(relu) + MaxPooling2D that qualify   -> ConvPoolStep (one fused pass)
     any other Conv2D with 'relu' or no activation -> ConvStep (chunked on threads)
+    BatchNormalization (+ a non-overlapping 'valid' MaxPooling2D after it)
+                                                -> BatchNormStep (the pool joins its pass)
+    Dropout                                     -> DropoutStep (mask and output in one pass)
     any other layer (Dense, Flatten, a softmax head, a layer of your own) -> LayerStep (itself)
 
 The first step skips its input gradient: nothing uses the gradient of the data.
@@ -12,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from minicnn.fast.batch_norm import BatchNormStep
 from minicnn.fast.conv import ConvStep
 from minicnn.fast.conv_pool import ConvPoolStep
+from minicnn.fast.dropout import DropoutStep
 from minicnn.fast.step import LayerStep, Step
 from minicnn.layers.base import Layer
 
@@ -31,6 +36,15 @@ def make_plan(layers: Sequence[Layer], fast: bool = True) -> tuple[Step, ...]:
             k += 2
         elif ConvStep.applies(layers[k]):
             steps.append(ConvStep(layers[k], input_gradient))
+            k += 1
+        elif k + 1 < len(layers) and BatchNormStep.applies(layers[k], layers[k + 1]):
+            steps.append(BatchNormStep(layers[k], layers[k + 1], input_gradient))
+            k += 2
+        elif BatchNormStep.applies(layers[k]):
+            steps.append(BatchNormStep(layers[k], None, input_gradient))
+            k += 1
+        elif DropoutStep.applies(layers[k]):
+            steps.append(DropoutStep(layers[k]))
             k += 1
         else:
             steps.append(LayerStep(layers[k]))
