@@ -356,15 +356,19 @@ class Worker:
     """
 
     def __init__(self, mode: str, framework: str, threads: int | None = None,
-                 env: dict | None = None):
-        self.framework, self.threads = framework, threads
-        self.name = LABELS[framework] + (f" ({threads} thread)" if threads else "")
+                 env: dict | None = None, pin: int | None = None):
+        self.framework, self.threads, self.pin = framework, threads, pin
+        self.name = LABELS[framework] + (f" ({threads} thread)" if threads else "") + (
+            f" (CPU {pin})" if pin is not None else "")
         log_dir = Path(tempfile.mkdtemp(prefix="minicnn-bench-"))
-        self.log_path = log_dir / f"{mode}-{framework}-{threads or 'default'}.log"
+        where = "default" if threads is None and pin is None else f"{threads}-{pin}"
+        self.log_path = log_dir / f"{mode}-{framework}-{where}.log"
         self._log = open(self.log_path, "w")  # closed in close()
         args = [sys.executable, str(WORKER), mode, framework]
         if threads:
             args += ["--threads", str(threads)]
+        if pin is not None:
+            args += ["--pin", str(pin)]
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self._log, text=True, bufsize=1,
                                      env=env if env is not None else os.environ.copy())
@@ -436,12 +440,19 @@ def fmt_ratio(ratio: float | None) -> str:
     return "—" if ratio is None else f"{ratio:.2f}"
 
 
-def write_results(out_dir: str | os.PathLike, kind: str, data: dict, markdown: str) -> dict:
-    """Write `<kind>-<date>.json` and `.md`, and overwrite `<kind>-latest.md`; return the paths."""
+def stamp() -> str:
+    """The date and time that names a run's result files."""
+    return time.strftime("%Y-%m-%d-%H%M%S")
+
+
+def write_results(out_dir: str | os.PathLike, kind: str, data: dict, markdown: str,
+                  when: str | None = None) -> dict:
+    """Write `<kind>-<when>.json` and `.md`, and overwrite `<kind>-latest.md`; return the paths.
+    `when`: the run's stamp (default: now), so that figures written beside can share it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%d-%H%M%S")
-    paths = {"json": out / f"{kind}-{stamp}.json", "md": out / f"{kind}-{stamp}.md",
+    when = when or stamp()
+    paths = {"json": out / f"{kind}-{when}.json", "md": out / f"{kind}-{when}.md",
              "latest": out / f"{kind}-latest.md"}
     paths["json"].write_text(json.dumps(data, indent=1) + "\n")
     paths["md"].write_text(markdown + "\n")

@@ -5,8 +5,9 @@ asks for: epochs of `fit`, single training steps, `predict` and `evaluate`. The 
 notebook's (Conv2D 32 -> MaxPool -> Conv2D 64 -> MaxPool -> Conv2D 64 -> Flatten -> Dense 64 ->
 Dense 10 softmax; Adam, categorical cross-entropy, accuracy) unless the parent names another of
 minicnn's recipes (`minicnn.models.recipes`). minicnn and TensorFlow use their Keras API exactly
-as the notebook does; for another recipe TensorFlow gets the Keras model that `keras_from_config`
-builds from the recipe's config, which the parent sends (so the worker never imports minicnn).
+as the notebook does; for another recipe TensorFlow's worker builds minicnn's recipe and runs its
+Keras twin, `minicnn.utils.to_keras(model, compile=True)`: the same layers, arguments, initial
+weights, optimizer, loss and metrics (the worker imports minicnn for that, and nothing of it runs).
 PyTorch has no `fit`, so it runs the notebook's recipe as a plain training loop (shuffle,
 batches, Adam with Keras's epsilon, validation pass at each epoch's end), and only that one.
 """
@@ -49,30 +50,6 @@ def keras_model():
     return model
 
 
-def keras_from_config(config: dict):
-    """A minicnn recipe in Keras, from the recipe's `get_config()`: every layer rebuilt from its
-    config (minicnn's use Keras's class names and arguments), compiled with the same optimizer
-    (its learning-rate schedule included), loss and metrics. Keras draws its own initial weights.
-    """
-    import keras
-
-    specs = config["layers"]
-    stack = [keras.Input(tuple(specs[0]["config"]["input_shape"]))]
-    for spec in specs:
-        options = {k: v for k, v in spec["config"].items() if k != "input_shape"}
-        stack.append(getattr(keras.layers, spec["class_name"])(**options))
-    model = keras.Sequential(stack)
-    compiled = config["compile"]
-    options = dict(compiled["optimizer"]["config"])
-    rate = options.get("learning_rate")
-    if isinstance(rate, dict):  # a schedule
-        options["learning_rate"] = getattr(keras.optimizers.schedules,
-                                           rate["class_name"])(**rate["config"])
-    optimizer = getattr(keras.optimizers, compiled["optimizer"]["class_name"])(**options)
-    model.compile(optimizer=optimizer, loss=compiled["loss"], metrics=compiled["metrics"])
-    return model
-
-
 def architecture(layers) -> list:
     """[class name, [weight shapes]] per layer (minicnn's and Keras's alike): what must agree
     between two frameworks running the same recipe."""
@@ -97,7 +74,7 @@ class TrainRunner:
     def __init__(self, threads: int | None, channel=None):
         self.threads, self.channel = threads, channel
         self.model = None
-        self.recipe, self.recipe_config = "mnist_cnn", None  # the notebook's, unless set up
+        self.recipe = "mnist_cnn"  # the notebook's, unless set up
 
     # -- what each framework provides -------------------------------------------------------------
     def import_framework(self) -> None:
@@ -128,9 +105,9 @@ class TrainRunner:
 
     # -- commands from the parent -----------------------------------------------------------------
     def cmd_setup(self, data_dir, limit_train=None, limit_test=None, recipe="mnist_cnn",
-                  dataset="mnist", recipe_config=None) -> dict:
-        """Import, load the data, build `recipe` (minicnn's name; `recipe_config` its config)."""
-        self.recipe, self.recipe_config = recipe, recipe_config
+                  dataset="mnist") -> dict:
+        """Import, load the data, build `recipe` (a name in minicnn.models.recipes.RECIPES)."""
+        self.recipe = recipe
         t0 = time.perf_counter()
         self.import_framework()
         t1 = time.perf_counter()
@@ -196,15 +173,33 @@ class TrainRunner:
         return {"rss_mb": current_rss_mb(), "peak_rss_mb": _common.peak_rss_mb()}
 
 
+def cpus() -> int | None:
+    """The CPUs this process may run on (1 in a pinned worker)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
+def blas_threads() -> list:
+    """numpy's BLAS libraries and the threads each would use now (threadpoolctl)."""
+    import threadpoolctl
+
+    return [[i["internal_api"], i["num_threads"]]
+            for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
+
+
 class MinicnnRunner(TrainRunner):
     def import_framework(self):
-        import minicnn.models  # noqa: F401
+        import minicnn
+        import minicnn.models
+
+        if self.threads:  # set through MINICNN_NUM_THREADS already; said again, as a user would
+            minicnn.set_num_threads(self.threads)
 
     def thread_info(self):
         import minicnn
 
         return {"MINICNN_NUM_THREADS": minicnn.get_num_threads(),
-                "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "(default)")}
+                "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "(default)"),
+                "blas_threads_outside_fit": blas_threads(), "cpus": cpus()}
 
     def build(self):
         from minicnn.models import recipes
@@ -250,14 +245,20 @@ class TensorflowRunner(TrainRunner):
         import tensorflow as tf
 
         return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads() or "(default)",
-                "inter_op": tf.config.threading.get_inter_op_parallelism_threads() or "(default)"}
+                "inter_op": tf.config.threading.get_inter_op_parallelism_threads() or "(default)",
+                "cpus": cpus()}
 
     def build(self):
         import keras
 
         keras.utils.set_random_seed(0)
-        self.model = keras_model() if self.recipe == "mnist_cnn" else keras_from_config(
-            self.recipe_config)
+        if self.recipe == "mnist_cnn":
+            self.model = keras_model()
+        else:
+            from minicnn.models import recipes
+            from minicnn.utils import to_keras
+
+            self.model = to_keras(recipes.RECIPES[self.recipe](seed=0), compile=True)
 
     def architecture(self):
         return architecture(self.model.layers)
@@ -292,11 +293,13 @@ class PytorchRunner(TrainRunner):
 
         if self.threads:
             torch.set_num_threads(self.threads)
+            torch.set_num_interop_threads(self.threads)  # before any parallel work
 
     def thread_info(self):
         import torch
 
-        return {"num_threads": torch.get_num_threads()}
+        return {"num_threads": torch.get_num_threads(),
+                "interop_threads": torch.get_num_interop_threads(), "cpus": cpus()}
 
     def build(self):
         import torch

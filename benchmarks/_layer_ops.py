@@ -151,7 +151,86 @@ def minicnn_ops(a: SharedArrays) -> tuple[dict, list[str]]:
     whole = mnist_cnn(seed=0)
     whole.set_weights(a.weights)
     ops["train/step"] = lambda: whole._train_step(a.x0, a.y)
+    # Which convolution each unit runs (for the roofline's count of the FLOPs it executes).
+    MINICNN_ALGORITHMS.clear()
+    MINICNN_ALGORITHMS.update({name: step.algorithm for name, (_, step) in units.items()
+                               if hasattr(step, "algorithm")})
     return ops, [name for name in plan if name != "flatten"]
+
+
+MINICNN_ALGORITHMS: dict[str, str] = {}  # filled by minicnn_ops: unit name -> algorithm
+
+
+# -- the conv algorithms, per layer ----------------------------------------------------------------
+# Whose convs the algorithm study times: the notebook's and the CIFAR-10 recipe's (its
+# augmentation layers left out: they do not change the convs' shapes).
+ALGORITHM_MODELS = ("mnist_cnn", "cifar10_cnn")
+# The direct kernel runs any field, but its loops lose to a GEMM long before this; past it,
+# timing it would cost minutes and say nothing (the rule's threshold is DIRECT_MAX_FIELD = 16).
+DIRECT_TIMED_MAX_FIELD = 64
+
+
+def minicnn_algorithm_ops(batch_size: int) -> tuple[dict, list[dict]]:
+    """(ops, units): every conv step of the models in ALGORITHM_MODELS, as their fast plan builds
+    it, once per algorithm that applies (im2col always; Winograd for 3x3 stride 1; direct for
+    a receptive field up to DIRECT_TIMED_MAX_FIELD), forward and backward; the op names are
+    `algo/<model>/<step>/<algorithm>/<fwd|bwd>`. A unit says the step's shapes and the
+    algorithm the plan picked (by minicnn/fast/conv_algorithm.py's rule, or
+    MINICNN_CONV_ALGORITHM when set). Each step's input is what the reference layers before it
+    compute from random images (seed 1); its dout is random. The backward computes the input
+    gradient unless the step is its model's first, as in training."""
+    from minicnn.fast import ConvPoolStep, ConvStep
+    from minicnn.fast.conv_algorithm import algorithm_setting
+    from minicnn.models import recipes
+
+    rng = np.random.default_rng(1)
+    ops, units = {}, []
+    for model_name in ALGORITHM_MODELS:
+        options = {"augment": False} if model_name == "cifar10_cnn" else {}
+        model = recipes.RECIPES[model_name](seed=0, **options)
+        x = rng.random((batch_size, *model.input_shape[1:]), dtype=np.float32)
+        inputs, short, counts = {}, {}, {}
+        for layer in model.layers:
+            inputs[id(layer)] = x
+            x = layer.forward(x, training=False)
+            kind = {"Conv2D": "conv", "MaxPooling2D": "pool"}.get(type(layer).__name__)
+            if kind:  # conv1, pool1, conv2, ...: the names the tables use
+                counts[kind] = counts.get(kind, 0) + 1
+                short[id(layer)] = f"{kind}{counts[kind]}"
+        for k, step in enumerate(model.plan):
+            if not isinstance(step, ConvStep | ConvPoolStep):
+                continue
+            conv = step.layers[0]
+            x = inputs[id(conv)]
+            (KH, KW), (SH, SW) = conv.kernel_size, conv.strides
+            C, (_, H_out, W_out, F) = x.shape[-1], conv.output_shape
+            candidates = ["im2col"]
+            if (KH, KW, SH, SW) == (3, 3, 1, 1):
+                candidates.append("winograd")
+            if KH * KW * C <= DIRECT_TIMED_MAX_FIELD:
+                candidates.append("direct")
+            out_shape = step.layers[-1].output_shape[1:]
+            dout = (rng.standard_normal((batch_size, *out_shape)) / batch_size).astype(
+                np.float32)
+            name = "+".join(short[id(layer)] for layer in step.layers)
+            region = (H_out, W_out)
+            if isinstance(step, ConvPoolStep):
+                (PH, PW) = step.pool.pool_size
+                region = (H_out // PH * PH, W_out // PW * PW)
+            units.append({"model": model_name, "step": name, "kind": type(step).__name__,
+                          "input": list(x.shape[1:]), "output": [H_out, W_out, F],
+                          "kernel": [KH, KW], "strides": [SH, SW], "padding": conv.padding,
+                          "computed": list(region), "first": k == 0,
+                          "picked": step.algorithm, "setting": algorithm_setting(),
+                          "algorithms": candidates})
+            for algorithm in candidates:
+                twin = type(step)(*step.layers, input_gradient=k > 0)
+                twin.algorithm = algorithm  # forced; `forward` and `backward` read it
+                twin.forward(x, training=True)
+                key = f"algo/{model_name}/{name}/{algorithm}"
+                ops[f"{key}/fwd"] = lambda twin=twin, x=x: twin.forward(x, training=True)
+                ops[f"{key}/bwd"] = lambda twin=twin, dout=dout: twin.backward(dout)
+    return ops, units
 
 
 def tensorflow_ops(a: SharedArrays) -> tuple[dict, list[str]]:

@@ -1,16 +1,27 @@
 """A benchmark worker: one framework in its own process, driven by the parent over a pipe.
 
     python benchmarks/_worker.py {train,kernels,probe} {minicnn,tensorflow,pytorch} [--threads N]
+                                 [--pin CPU]
 
 `train` and `kernels` read one JSON command per line on stdin, `{"cmd": name, ...arguments}`,
 and answer each with one JSON line on stdout (`{"error": traceback}` when it fails); `fit` also
 sends one line per epoch and waits for `{"cmd": "continue"}` before the next. `probe` measures a
 cold start (import, build, first training steps), prints one JSON line and exits.
 
-With `--threads N`, minicnn gets MINICNN_NUM_THREADS=N (its own thread pool) and its OpenBLAS
-OPENBLAS_NUM_THREADS=N before numpy is imported, and TensorFlow and PyTorch are told N threads
-through their APIs; without it the worker runs in the environment it was given, as a user's
-program would.
+With `--threads N`, every framework is told N threads through its own knob: minicnn gets
+MINICNN_NUM_THREADS=N and OPENBLAS_NUM_THREADS=N before numpy is imported and
+`minicnn.set_num_threads(N)` after (its passes run on its own pool, BLAS single-threaded inside
+fit and train_on_batch); TensorFlow intra- and inter-op parallelism N; PyTorch
+`torch.set_num_threads(N)` and `torch.set_num_interop_threads(N)`. The processes may still
+run on every core (a framework's helper threads, a BLAS left alone).
+
+With `--pin CPU`, the worker first restricts itself to that one CPU (`os.sched_setaffinity`, as
+`taskset -c CPU` would), before any library loads, and then lets every framework choose its
+threads as it would on a one-core machine (each reads the affinity mask: minicnn's
+`get_num_threads()`, TensorFlow's and PyTorch's thread pools all come out at 1): the
+one-core figures.
+
+Without either, the worker runs in the environment it was given, as a user's program would.
 """
 
 import time
@@ -54,7 +65,10 @@ class KernelRunner:
     def __init__(self, framework: str):
         self.framework = framework
 
-    def cmd_setup(self, data_dir, batch_size: int, warmup: int) -> dict:
+    def cmd_setup(self, data_dir, batch_size: int, warmup: int,
+                  algorithms: bool = False) -> dict:
+        """Build the ops (and, for minicnn with `algorithms`, the conv algorithm study's) and
+        call each `warmup` times."""
         import _layer_ops
 
         t = time.perf_counter()
@@ -62,23 +76,48 @@ class KernelRunner:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # logging only
         arrays = _layer_ops.SharedArrays(batch_size, data_dir)
         self.ops, plan = _layer_ops.OPS[self.framework](arrays)
-        for op in self.ops.values():
+        self.algorithm_ops, units = {}, []
+        if algorithms and self.framework == "minicnn":
+            self.algorithm_ops, units = _layer_ops.minicnn_algorithm_ops(batch_size)
+        for op in (*self.ops.values(), *self.algorithm_ops.values()):
             for _ in range(warmup):
                 op()
-        return {"ops": list(self.ops), "plan": plan, "setup_s": time.perf_counter() - t,
-                "call_overhead_s": _layer_ops.call_overhead(self.framework)}
+        reply = {"ops": list(self.ops), "plan": plan, "setup_s": time.perf_counter() - t,
+                 "call_overhead_s": _layer_ops.call_overhead(self.framework)}
+        if self.framework == "minicnn":
+            import minicnn
 
-    def cmd_time(self, calls: int) -> dict:
+            reply.update(algorithms=dict(_layer_ops.MINICNN_ALGORITHMS), algorithm_units=units,
+                         algorithm_ops=list(self.algorithm_ops),
+                         threads=minicnn.get_num_threads())
+        return reply
+
+    @staticmethod
+    def _time(ops: dict, calls: int) -> dict:
         """Each op `calls` times in a row, each call timed on its own."""
         seconds = {}
-        for name, op in self.ops.items():
+        for name, op in ops.items():
             samples = []
             for _ in range(calls):
                 t = time.perf_counter()
                 op()
                 samples.append(time.perf_counter() - t)
             seconds[name] = samples
-        return {"seconds": seconds}
+        return seconds
+
+    def cmd_time(self, calls: int) -> dict:
+        return {"seconds": self._time(self.ops, calls)}
+
+    def cmd_time_algorithms(self, calls: int, threads: int) -> dict:
+        """The conv algorithm study's ops on `threads` of minicnn's threads (then put back)."""
+        import minicnn
+
+        before = minicnn.get_num_threads()
+        minicnn.set_num_threads(threads)
+        try:
+            return {"seconds": self._time(self.algorithm_ops, calls)}
+        finally:
+            minicnn.set_num_threads(before)
 
 
 def serve(runner, channel: Channel) -> None:
@@ -99,7 +138,11 @@ def main() -> None:
     parser.add_argument("mode", choices=["train", "kernels", "probe"])
     parser.add_argument("framework", choices=["minicnn", "tensorflow", "pytorch"])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--pin", type=int, default=None,
+                        help="run on this one CPU only, as `taskset -c CPU` would")
     args = parser.parse_args()
+    if args.pin is not None:  # before numpy, numba or a framework counts the cores
+        os.sched_setaffinity(0, {args.pin})
     if args.threads and args.framework == "minicnn":
         # minicnn's own thread pool (what its passes run on) and its BLAS, before numpy loads
         os.environ["MINICNN_NUM_THREADS"] = str(args.threads)

@@ -1,6 +1,13 @@
 """Each layer of the notebook's model, forward and backward, in minicnn, TensorFlow and PyTorch.
 
     python benchmarks/bench_kernels.py [--quick] [--repeats R] [--batch-size N] [--out DIR]
+                                       [--no-algorithms] [--algorithm-rounds R]
+
+First it measures the machine's limits (SGEMM peak on one BLAS thread and on all, copy
+bandwidth; _roofline.py), then times the layers as below, then, in minicnn's worker alone, the
+conv algorithm study: every conv step of the notebook's model and of the CIFAR-10 recipe once
+per algorithm that applies (im2col, Winograd, direct), forward and backward, on minicnn's
+default threads and on one, with the algorithm the fast plan picks marked.
 
 For every layer at batch N (default 128, the notebook's) it times the forward pass, the full
 backward pass and the backward pass without the input gradient ("weights only"), plus the Adam
@@ -14,9 +21,15 @@ of the minima), the same subtraction for every framework.
 GFLOP/s count 2*M*N*K per GEMM-equivalent, from the median time: a 3x3 "valid" convolution
 from (N, H, W, C) to (N, H_out, W_out, F) is 2*N*H_out*W_out*F*9*C for the forward pass, the
 same again for the weight gradient and for the input gradient; a Dense layer from `in` to `out`
-is 2*N*in*out per pass. Pooling, ReLU, softmax, the loss and Adam are not counted.
+is 2*N*in*out per pass. Pooling, ReLU, softmax, the loss and Adam are not counted. The count is
+the direct convolution's whatever algorithm ran, so for minicnn's Winograd steps the GFLOP/s
+are effective figures, which may exceed the GEMM peak; a pass is flagged as a timing error only
+when the FLOPs it actually executes over its median time exceed the measured peak (see
+_roofline.py). Arithmetic intensity: those FLOPs over the bytes of the pass's inputs, outputs
+and weights.
 
-Writes kernels-<date>.json and .md to --out (default benchmarks/results/), and kernels-latest.md.
+Writes kernels-<date>.json and .md to --out (default benchmarks/results/), the roofline plot
+kernels-<date>-roofline.png beside them, and kernels-latest.md.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ import sys
 import time
 
 import _common
+import _roofline
 from _layer_ops import LAYERS, PAIRS, plan_name
 
 PASS_LABELS = {"fwd": "forward", "bwd": "backward (full)", "bwd_w": "backward-weights",
@@ -44,6 +58,64 @@ def layer_flops(batch_size: int) -> dict:
         elif name.startswith("dense"):
             flops[name] = 2 * N * shape_in[0] * shape_out[0]
     return flops
+
+
+SHAPES = {name: (shape_in, shape_out) for name, shape_in, shape_out in LAYERS}
+
+
+def unit_arrays(name: str) -> tuple[int, int, int] | None:
+    """(input, output, weight) element counts per sample (weights: per batch) of a layer or a
+    fused pair `conv+pool`; None for a layer without weights."""
+    first, last = name.split("+")[0], name.split("+")[-1]
+    if not first.startswith(("conv", "dense")):
+        return None
+    (shape_in, shape_out), out = SHAPES[first], SHAPES[last][1]
+    fan_in = shape_in[-1] * (9 if first.startswith("conv") else 1)
+    size = 1
+    for d in shape_in:
+        size *= d
+    out_size = 1
+    for d in out:
+        out_size *= d
+    return size, out_size, fan_in * shape_out[-1] + shape_out[-1]
+
+
+def pass_bytes(name: str, p: str, batch_size: int) -> int | None:
+    arrays = unit_arrays(name)
+    if arrays is None or p not in _roofline.MARKERS:
+        return None
+    x, y, w = arrays
+    return _roofline.pass_bytes(p, batch_size * x, batch_size * y, w)
+
+
+def executed_share(framework: str, name: str, algorithms: dict) -> float:
+    """The FLOPs a pass of `name` executes over the FLOPs counted for it (direct convolution).
+
+    minicnn's fused pair computes the conv only where the pool reads (conv2's 11x11 output:
+    10x10), and Winograd executes 16 products per 2x2 block instead of 36; the other frameworks
+    are taken to execute the direct count (see _roofline.py)."""
+    first = name.split("+")[0]
+    if framework != "minicnn" or not first.startswith("conv"):
+        return 1.0
+    (_, _, C), (H_out, W_out, F) = SHAPES[first]
+    region = (H_out // 2 * 2, W_out // 2 * 2) if "+" in name else (H_out, W_out)
+    nominal = _roofline.conv_flops(1, H_out, W_out, 3, 3, C, F)
+    if algorithms.get(name) == "winograd":
+        return _roofline.winograd_flops(1, *region, C, F) / nominal
+    return _roofline.conv_flops(1, *region, 3, 3, C, F) / nominal
+
+
+def step_flops(rows: list[dict], plan: list[str], framework: str,
+               algorithms: dict) -> tuple[int, float]:
+    """(FLOPs counted, FLOPs executed) of the passes one training step runs in `plan`."""
+    by_key = {(r["layer"], r["pass"]): r for r in rows}
+    counted = executed = 0
+    for key in step_passes(plan):
+        f = by_key.get(key, {}).get("flops")
+        if f:
+            counted += f
+            executed += f * executed_share(framework, key[0], algorithms)
+    return counted, executed
 
 
 def table_rows(batch_size: int) -> list[dict]:
@@ -88,14 +160,36 @@ def stats_for(samples: dict, layer: str, p: str) -> dict | None:
     return _common.summary(values) if values else None
 
 
-def build_results(args, frameworks, samples, setups) -> tuple[dict, list[dict]]:
+def rate(s: dict, flops: int, share: float, peak: float) -> None:
+    """Add GFLOP/s (counted FLOPs over the median), their share of the peak, and a flag when
+    the FLOPs executed (counted x share) would beat the peak: a timing error."""
+    s["gflops"] = flops / s["median"] / 1e9 if s["median"] > 0 else None
+    if s["gflops"] is not None:
+        s["share_of_peak"] = s["gflops"] / peak
+        s["executed_gflops"] = s["gflops"] * share
+        s["flag"] = _roofline.check(s["gflops"], share, peak)
+
+
+def build_results(args, frameworks, samples, setups, machine) -> tuple[dict, list[dict]]:
     rows = []
-    for row in table_rows(args.batch_size):
+    peak = machine["peak_gflops"]
+    table = table_rows(args.batch_size)
+    for row in table:
         entry = dict(row)
+        nbytes = pass_bytes(row["layer"], row["pass"], args.batch_size)
+        entry["bytes"] = nbytes
+        entry["intensity"] = _roofline.intensity(row["flops"], nbytes)
         for fw in frameworks:
             s = stats_for(samples[fw], row["layer"], row["pass"])
-            if s and row["flops"]:
-                s["gflops"] = row["flops"] / s["median"] / 1e9 if s["median"] > 0 else None
+            flops, share = row["flops"], executed_share(fw, row["layer"],
+                                                        setups[fw].get("algorithms", {}))
+            if row["layer"] == "train":
+                flops, executed = step_flops(table, setups[fw]["plan"], fw,
+                                             setups[fw].get("algorithms", {}))
+                share = executed / flops
+                entry.setdefault("flops_by_framework", {})[fw] = flops
+            if s and flops:
+                rate(s, flops, share, peak)
             entry[fw] = s
         mc, tf = entry.get("minicnn"), entry.get("tensorflow")
         if mc and tf and mc["median"] > 0 and tf["median"] > 0:
@@ -109,17 +203,22 @@ def build_results(args, frameworks, samples, setups) -> tuple[dict, list[dict]]:
             for fw in frameworks}, rows
 
 
-def step_totals(rows: list[dict], frameworks: list[str], plans: dict) -> dict:
+def step_totals(rows: list[dict], frameworks: list[str], plans: dict, machine: dict) -> dict:
     """Per framework: the sum of the medians of the passes a training step runs (in the
-    framework's own execution plan), and the median of a whole step timed as one op."""
+    framework's own execution plan), the median of a whole step timed as one op, and the floor:
+    the step's counted FLOPs at the measured SGEMM peak (all threads)."""
     by_key = {(r["layer"], r["pass"]): r for r in rows}
     totals = {}
     for fw in frameworks:
         parts = [by_key[key][fw]["median"] for key in step_passes(plans[fw])
                  if by_key.get(key, {}).get(fw)]
         whole = by_key[("train", "step")].get(fw)
+        flops = by_key[("train", "step")].get("flops_by_framework", {}).get(fw)
+        floor = flops / (machine["peak_gflops"] * 1e9) if flops else None
         totals[fw] = {"plan": plans[fw], "sum_of_passes_s": sum(parts),
-                      "whole_step_s": whole["median"] if whole else None}
+                      "whole_step_s": whole["median"] if whole else None,
+                      "step_flops": flops, "floor_s": floor,
+                      "whole_over_floor": whole["median"] / floor if whole and floor else None}
     return totals
 
 
@@ -131,33 +230,169 @@ def time_cell(s: dict | None, key: str) -> str:
     return _common.fmt_ms(s[key], 3)
 
 
-def markdown(info, load, config, frameworks, rows, totals, overheads, data_text) -> str:
+def gflops_cell(s: dict | None) -> str:
+    """GFLOP/s and share of the peak, or the flag that replaces them."""
+    if not s or s.get("gflops") is None:
+        return "—"
+    if s.get("flag"):
+        return "timing error"
+    return f"{s['gflops']:.0f} ({s['share_of_peak']:.0%})"
+
+
+def machine_lines(machine: dict) -> list[str]:
+    return [
+        f"- SGEMM peak (numpy float32 matmul, {machine['sgemm_n']}x{machine['sgemm_n']}, best "
+        f"of {machine['sgemm_repeats']}): {machine['peak_gflops_1_thread']:.0f} GFLOP/s on one "
+        f"BLAS thread, {machine['peak_gflops_all_threads']:.0f} on all; the roof: "
+        f"{machine['peak_gflops']:.0f} GFLOP/s",
+        f"- Memory bandwidth (copy of {machine['copy_mb']} MB, read + written bytes, best of "
+        f"{machine['copy_repeats']}): {machine['bandwidth_gbs_1_thread']:.1f} GB/s from one "
+        f"thread, {machine['bandwidth_gbs_all_threads']:.1f} GB/s from one per core",
+    ]
+
+
+def roofline_markdown(rows: list[dict], frameworks: list[str], machine: dict,
+                      figure: str | None) -> list[str]:
+    table = []
+    for r in rows:
+        if not r.get("intensity"):
+            continue
+        cells = [r["layer"], PASS_LABELS[r["pass"]], f"{r['intensity']:.1f}",
+                 f"{min(machine['peak_gflops'], r['intensity'] * machine['bandwidth_gbs']):.0f}"]
+        for fw in frameworks:
+            cells.append(gflops_cell(r.get(fw)))
+        table.append(cells)
+    flagged = [f"- {r['layer']} {PASS_LABELS[r['pass']]}, {_common.LABELS[fw]}: {r[fw]['flag']}"
+               for r in rows for fw in frameworks if r.get(fw) and r[fw].get("flag")]
+    return ["## Roofline", "", *machine_lines(machine), "",
+            *([f"![roofline: GFLOP/s against arithmetic intensity]({figure})", ""]
+              if figure else []),
+            _common.md_table(["layer", "pass", "FLOP/byte", "roof GFLOP/s",
+                              *(f"{_common.LABELS[fw]} GFLOP/s (of peak)" for fw in frameworks)],
+                             table), "",
+            "FLOPs are counted as the direct convolution's (2*N*H_out*W_out*KH*KW*C*F per "
+            "pass; a Dense layer's GEMM, 2*N*in*out), whatever algorithm ran: for minicnn's "
+            "Winograd steps the GFLOP/s are *effective* (direct-convolution FLOPs over time), "
+            "and may exceed the GEMM peak, since F(2x2, 3x3) executes 16 products per 2x2 "
+            "output block instead of 36. Arithmetic intensity: those FLOPs over the bytes of "
+            "the pass's inputs, outputs and weights (float32, each once). The roof is "
+            "min(peak, intensity x bandwidth), with the all-threads figures. A figure is "
+            "flagged as a timing error, and not reported, when the FLOPs the pass actually "
+            "executes (minicnn: Winograd's 16 per block, and only the conv outputs a fused "
+            "pool reads; TensorFlow and PyTorch: the direct count, as their CPU convolutions "
+            "are direct or GEMM-based) over its median time exceed the measured peak.",
+            "", *(["Flagged:", *flagged, ""] if flagged else [])]
+
+
+def algorithm_rows(units: list[dict], samples: dict, thread_counts: list[int],
+                   peak: float, batch_size: int) -> list[dict]:
+    """Per conv step, algorithm and thread count: medians of forward and backward, effective
+    GFLOP/s, and whether it was the fastest (forward + backward) and the plan's pick."""
+    out = []
+    for u in units:
+        C = u["input"][-1]
+        H_out, W_out, F = u["output"]
+        KH, KW = u["kernel"]
+        counted = _roofline.conv_flops(batch_size, H_out, W_out, KH, KW, C, F)
+        for t in thread_counts:
+            group = []
+            for algorithm in u["algorithms"]:
+                key = f"algo/{u['model']}/{u['step']}/{algorithm}"
+                fwd, bwd = (samples.get(t, {}).get(f"{key}/{p}") for p in ("fwd", "bwd"))
+                if not fwd or not bwd:
+                    continue
+                f, b = _common.summary(fwd), _common.summary(bwd)
+                executed = (_roofline.winograd_flops(batch_size, *u["computed"], C, F)
+                            if algorithm == "winograd" else
+                            _roofline.conv_flops(batch_size, *u["computed"], KH, KW, C, F))
+                entry = {"model": u["model"], "step": u["step"], "threads": t,
+                         "algorithm": algorithm, "picked": algorithm == u["picked"],
+                         "fwd": f, "bwd": b, "total_s": f["median"] + b["median"],
+                         "flops": counted, "executed_flops": executed}
+                rate(f, counted, executed / counted, peak)
+                group.append(entry)
+            if group:
+                best = min(group, key=lambda e: e["total_s"])
+                for e in group:
+                    e["fastest"] = e is best
+                    e["over_fastest"] = e["total_s"] / best["total_s"]
+                out.extend(group)
+    return out
+
+
+def algorithms_markdown(units: list[dict], rows: list[dict], config: dict) -> list[str]:
+    if not rows:
+        return []
+    unit_by = {(u["model"], u["step"]): u for u in units}
+    table, verdicts = [], []
+    for e in rows:
+        u = unit_by[(e["model"], e["step"])]
+        shape = (f"{'x'.join(map(str, u['input']))} -> {'x'.join(map(str, u['output']))} "
+                 f"'{u['padding']}'" + (f", computes {u['computed'][0]}x{u['computed'][1]}"
+                                         if u["computed"] != u["output"][:2] else ""))
+        table.append([e["model"], e["step"], shape, str(e["threads"]),
+                      e["algorithm"] + (" (picked)" if e["picked"] else ""),
+                      _common.fmt_ms(e["fwd"]["median"]), _common.fmt_ms(e["bwd"]["median"]),
+                      _common.fmt_ms(e["total_s"]), gflops_cell(e["fwd"]),
+                      "fastest" if e["fastest"] else f"{e['over_fastest']:.2f}x"])
+        if e["picked"]:
+            best = next(b for b in rows if (b["model"], b["step"], b["threads"]) == (
+                e["model"], e["step"], e["threads"]) and b["fastest"])
+            verdicts.append([e["model"], e["step"], str(e["threads"]), e["algorithm"],
+                             best["algorithm"], "yes" if e["fastest"] else
+                             f"no ({e['over_fastest']:.2f}x the fastest)"])
+    setting = units[0]["setting"] if units else "auto"
+    return ["## Conv algorithms per layer", "",
+            f"minicnn's conv steps as the fast plan builds them for `mnist_cnn` and "
+            f"`cifar10_cnn` (augmentation left out), batch {config['batch_size']}, each "
+            "algorithm forced in turn: im2col always, Winograd F(2x2, 3x3) for 3x3 stride-1 "
+            "kernels, direct up to a receptive field of 64. (picked) is the plan's choice "
+            f"(MINICNN_CONV_ALGORITHM={setting}; the rule is in "
+            "minicnn/fast/conv_algorithm.py). Backward computes the input gradient except in "
+            "a model's first step, as in training. Medians of "
+            f"{config['algorithm_rounds']} rounds x {config['algorithm_calls']} calls, per "
+            "thread count (`minicnn.set_num_threads`); GFLOP/s of the forward, effective "
+            "(direct-convolution FLOPs, see the roofline).", "",
+            _common.md_table(["model", "step", "shapes", "threads", "algorithm", "forward ms",
+                              "backward ms", "sum ms", "forward GFLOP/s (of peak)",
+                              "vs fastest"], table), "",
+            "Does the rule pick the fastest (forward + backward)?", "",
+            _common.md_table(["model", "step", "threads", "picked", "fastest", "agrees"],
+                             verdicts), ""]
+
+
+def markdown(info, load, config, frameworks, rows, totals, overheads, data_text, machine,
+             figure=None, units=(), algorithm_table=()) -> str:
     labels = [_common.LABELS[fw] for fw in frameworks]
-    headers = ["layer", "pass", "MFLOP"]
+    headers = ["layer", "pass", "MFLOP", "FLOP/byte"]
     for label in labels:
-        headers += [f"{label} median ms", f"{label} min ms", f"{label} GFLOP/s"]
+        headers += [f"{label} median ms", f"{label} min ms", f"{label} GFLOP/s (of peak)"]
     has_tf = "tensorflow" in frameworks
     if has_tf:
         headers.append("minicnn/TF")
     table = []
     for r in rows:
+        flops = r["flops"] or r.get("flops_by_framework", {}).get(frameworks[0])
         cells = [r["layer"], PASS_LABELS[r["pass"]] + (" *" if r["unused"] else ""),
-                 "—" if r["flops"] is None else f"{r['flops'] / 1e6:.1f}"]
+                 "—" if not flops else f"{flops / 1e6:.1f}",
+                 "—" if not r.get("intensity") else f"{r['intensity']:.1f}"]
         for fw in frameworks:
             s = r.get(fw)
-            cells += [time_cell(s, "median"), time_cell(s, "min"),
-                      "—" if not s or s.get("gflops") is None else f"{s['gflops']:.0f}"]
+            cells += [time_cell(s, "median"), time_cell(s, "min"), gflops_cell(s)]
         if has_tf:
             cells.append(_common.fmt_ratio(r.get("ratio_minicnn_tf")))
         table.append(cells)
     total_rows = [[_common.LABELS[fw], ", ".join(totals[fw]["plan"]),
                    _common.fmt_ms(totals[fw]["sum_of_passes_s"]),
                    _common.fmt_ms(totals[fw]["whole_step_s"]),
+                   _common.fmt_ms(totals[fw]["floor_s"]),
+                   _common.fmt_ratio(totals[fw]["whole_over_floor"]),
                    f"{overheads[fw] * 1e6:.1f}"] for fw in frameworks]
     text = [
         f"# Per-layer timings at batch {config['batch_size']}",
         "",
         _common.machine_markdown(info, load),
+        *machine_lines(machine),
         f"- Data: {data_text}",
         f"- {config['repeats']} interleaved rounds x {config['calls']} calls per op and "
         f"framework after {config['warmup']} warm-up calls; min and median over all calls.",
@@ -168,20 +403,24 @@ def markdown(info, load, config, frameworks, rows, totals, overheads, data_text)
         "minicnn/TF is the ratio of the medians: below 1, minicnn is faster. "
         "backward-input is not timed alone: it is the full backward minus the weights-only "
         "backward (medians from medians, minima from minima), for every framework alike. "
-        "GFLOP/s are from the median and count 2*M*N*K per GEMM-equivalent (see "
-        f"benchmarks/README.md). Rows marked * are {IN_STEP_NOTE}.",
+        "GFLOP/s are from the median and count 2*M*N*K per GEMM-equivalent of the direct "
+        "convolution (see benchmarks/README.md), with their share of the measured SGEMM peak; "
+        "FLOP/byte is the pass's arithmetic intensity (see the roofline below). "
+        f"Rows marked * are {IN_STEP_NOTE}.",
         "",
         "## One training step",
         "",
         _common.md_table(["framework", "steps as run", "sum of the passes a step runs (ms)",
-                          "whole training step (ms)", "empty call overhead (µs)"], total_rows),
+                          "whole training step (ms)", "floor at the SGEMM peak (ms)",
+                          "whole / floor", "empty call overhead (µs)"], total_rows),
         "",
         "Steps as run: minicnn's `fit` runs each Conv2D(relu) + MaxPooling2D pair as one fused "
         "step (when its model has such an execution plan); TensorFlow and PyTorch are listed "
         "by layer. The sum covers, for those steps, every forward, the first one's "
         "weights-only backward, every other full backward and the Adam step. "
         "The whole step is minicnn's `model._train_step`, Keras's "
-        "`train_on_batch` (one compiled graph) and PyTorch's loop step. The empty call "
+        "`train_on_batch` (one compiled graph) and PyTorch's loop step. The floor is the "
+        "step's counted FLOPs at the measured all-threads SGEMM peak. The empty call "
         "overhead is what calling a no-op costs (a `tf.function` for TensorFlow); it is in "
         "every TensorFlow row above.",
     ]
@@ -199,7 +438,31 @@ def markdown(info, load, config, frameworks, rows, totals, overheads, data_text)
         text += ["", "## Where minicnn loses the most time per step", "",
                  *(lines or ["- nowhere: every pass of a step is at least as fast as "
                              "TensorFlow's"])]
+    text += ["", *roofline_markdown(rows, frameworks, machine, figure)]
+    text += algorithms_markdown(list(units), list(algorithm_table), config)
     return "\n".join(text)
+
+
+SHORT_PASS = {"fwd": "fwd", "bwd_w": "dW", "bwd_x": "dX"}
+
+
+def roofline_points(rows: list[dict], frameworks: list[str], plan: list[str]) -> list[dict]:
+    """One point per layer pass per framework, for the steps minicnn's plan runs (the fused
+    pairs, which the other frameworks also run as one function), passes a training step needs,
+    weights and input gradients apart; flagged figures left out."""
+    points = []
+    for r in rows:
+        if (r["layer"] not in plan or r["pass"] not in SHORT_PASS or r["unused"]
+                or not r.get("intensity")):
+            continue
+        for fw in frameworks:
+            s = r.get(fw)
+            if s and s.get("gflops") and not s.get("flag"):
+                points.append({"framework": fw, "framework_label": _common.LABELS[fw],
+                               "pass": r["pass"], "pass_label": PASS_LABELS[r["pass"]].split(
+                                   " =")[0], "label": f"{r['layer']} {SHORT_PASS[r['pass']]}",
+                               "intensity": r["intensity"], "gflops": s["gflops"]})
+    return points
 
 
 def parse_args(argv):
@@ -219,11 +482,20 @@ def parse_args(argv):
                         help="use random images of MNIST's shapes instead of MNIST")
     parser.add_argument("--out", default=str(_common.RESULTS_DIR),
                         help="directory for the results (default benchmarks/results)")
+    parser.add_argument("--no-algorithms", action="store_true",
+                        help="skip the conv algorithm study (im2col, direct, Winograd per layer)")
+    parser.add_argument("--algorithm-rounds", type=int, default=None,
+                        help="rounds of the conv algorithm study (default 5; 1 with --quick)")
+    parser.add_argument("--algorithm-calls", type=int, default=None,
+                        help="timed calls per algorithm op, pass and thread count per round "
+                             "(default 3; 1 with --quick)")
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (3 if args.quick else 20)
     args.calls = args.calls or (2 if args.quick else 5)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
-    for name in ("repeats", "calls", "batch_size"):
+    args.algorithm_rounds = args.algorithm_rounds or (1 if args.quick else 5)
+    args.algorithm_calls = args.algorithm_calls or (1 if args.quick else 3)
+    for name in ("repeats", "calls", "batch_size", "algorithm_rounds", "algorithm_calls"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive, "
                          f"received {getattr(args, name)}")
@@ -238,13 +510,17 @@ def main(argv=None) -> int:
         frameworks.insert(0, "minicnn")
     data_dir, data_text = _common.resolve_data(args.random_data)
     info = _common.machine_info(frameworks)
+    print("The machine's limits (SGEMM peak, copy bandwidth):", flush=True)
+    machine = _roofline.measure_machine(args.quick, info["cores_usable"] or info["cores"] or 1)
+    print("\n".join(machine_lines(machine)), flush=True)
     print(f"Per-layer timings at batch {args.batch_size}: {', '.join(frameworks)}; "
           f"data: {data_text}", flush=True)
     workers = {fw: _common.Worker("kernels", fw) for fw in frameworks}
-    setups, samples = {}, {}
+    setups, samples, algorithm_samples = {}, {}, {}
     try:
-        for w in workers.values():  # set up all at once; nothing is timed yet
-            w.send("setup", data_dir=data_dir, batch_size=args.batch_size, warmup=args.warmup)
+        for fw, w in workers.items():  # set up all at once; nothing is timed yet
+            w.send("setup", data_dir=data_dir, batch_size=args.batch_size, warmup=args.warmup,
+                   algorithms=fw == "minicnn" and not args.no_algorithms)
         for fw in list(workers):
             try:
                 setups[fw] = workers[fw].receive()
@@ -263,24 +539,58 @@ def main(argv=None) -> int:
                     samples[fw][name].extend(values)
             print(f"  round {r + 1}/{args.repeats} ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
+        for fw in [fw for fw in workers if fw != "minicnn"]:  # quiet for the study
+            workers.pop(fw).close()
+        thread_counts = sorted({setups["minicnn"]["threads"], 1}, reverse=True)
+        if setups["minicnn"].get("algorithm_ops"):
+            print(f"Conv algorithms per layer ({args.algorithm_rounds} rounds, threads "
+                  f"{thread_counts}):", flush=True)
+            t0 = time.perf_counter()
+            for r in range(args.algorithm_rounds):
+                for t in thread_counts:
+                    _common.settle()
+                    reply = workers["minicnn"].request("time_algorithms",
+                                                       calls=args.algorithm_calls, threads=t)
+                    for name, values in reply["seconds"].items():
+                        algorithm_samples.setdefault(t, {}).setdefault(name, []).extend(values)
+                print(f"  round {r + 1}/{args.algorithm_rounds} "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
     finally:
         for w in workers.values():
             w.close()
     load = monitor.finish()
     info["frameworks"] = frameworks
-    per_framework, rows = build_results(args, frameworks, samples, setups)
-    totals = step_totals(rows, frameworks, {fw: setups[fw]["plan"] for fw in frameworks})
+    per_framework, rows = build_results(args, frameworks, samples, setups, machine)
+    totals = step_totals(rows, frameworks, {fw: setups[fw]["plan"] for fw in frameworks},
+                         machine)
     config = {"batch_size": args.batch_size, "repeats": args.repeats, "calls": args.calls,
-              "warmup": args.warmup, "quick": args.quick}
+              "warmup": args.warmup, "quick": args.quick,
+              "algorithm_rounds": args.algorithm_rounds, "algorithm_calls": args.algorithm_calls}
+    units = setups["minicnn"].get("algorithm_units", [])
+    algorithm_table = algorithm_rows(units, algorithm_samples, thread_counts,
+                                     machine["peak_gflops"], args.batch_size)
     overheads = {fw: setups[fw]["call_overhead_s"] for fw in frameworks}
-    text = markdown(info, load, config, frameworks, rows, totals, overheads, data_text)
+    when = _common.stamp()
+    figure = f"kernels-{when}-roofline.png"
+    text = markdown(info, load, config, frameworks, rows, totals, overheads, data_text,
+                    machine, figure, units, algorithm_table)
     data = {"benchmark": "kernels", "machine": info, "load": load, "config": config,
-            "data": data_text, "layer_flops": layer_flops(args.batch_size), "rows": rows,
-            "step_totals": totals, "frameworks": per_framework}
-    paths = _common.write_results(args.out, "kernels", data, text)
+            "data": data_text, "layer_flops": layer_flops(args.batch_size), "limits": machine,
+            "rows": rows, "step_totals": totals, "frameworks": per_framework,
+            "minicnn_algorithms": setups["minicnn"].get("algorithms", {}),
+            "algorithm_units": units, "algorithms": algorithm_table,
+            "algorithm_samples_us": {str(t): {name: [round(v * 1e6, 1) for v in values]
+                                              for name, values in by_name.items()}
+                                     for t, by_name in algorithm_samples.items()},
+            "roofline_figure": figure}
+    paths = _common.write_results(args.out, "kernels", data, text, when)
+    title = (f"minicnn {info['minicnn_commit']}, batch {args.batch_size}: each layer pass "
+             f"under the roofs measured on {info['cpu_model']}")
+    _roofline.plot(paths["md"].parent / figure, machine,
+                   roofline_points(rows, frameworks, totals["minicnn"]["plan"]), title)
     print()
     print(text)
-    print(f"\nWrote {paths['json']}, {paths['md']} and {paths['latest']}")
+    print(f"\nWrote {paths['json']}, {paths['md']}, {paths['latest']} and {figure}")
     return 0
 
 

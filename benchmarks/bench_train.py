@@ -17,14 +17,16 @@ started in (no thread variables are set, except for the 1-thread half of the sca
 3. Single training steps (`train_on_batch`) at batch 128, in alternating blocks: the median.
 4. `predict` and `evaluate` on the 10,000 test images at Keras's default batch size (32, as the
    notebook calls them) and at 128: one untimed call, then alternating repeats.
-5. Scaling: step time at batch sizes 32 to 512, with each framework's default threads and with
-   one thread (MINICNN_NUM_THREADS=1 and OPENBLAS_NUM_THREADS=1 for minicnn; intra- and
-   inter-op parallelism 1 for TensorFlow; torch.set_num_threads(1) for PyTorch), in fresh
-   workers.
+5. Scaling: step time at batch sizes 32 to 512, with each framework's default threads; with
+   one thread, each told so through its own knob (minicnn.set_num_threads(1), with
+   MINICNN_NUM_THREADS=1 and OPENBLAS_NUM_THREADS=1; intra- and inter-op parallelism 1 for
+   TensorFlow; torch.set_num_threads(1) and set_num_interop_threads(1) for PyTorch); and on one
+   core, the worker pinned to one CPU as `taskset -c` would (os.sched_setaffinity, before any
+   library loads). Each in fresh workers.
 6. The other recipes (`fashion_mnist_cnn` with BatchNormalization and Dropout, Keras's classic
    `cifar10_cnn`), each in fresh workers on its own data set: single training steps at the
-   recipe's batch size, in alternating blocks, minicnn against TensorFlow (which builds the same
-   recipe from minicnn's config, `_frameworks.keras_from_config`): the medians and their ratio.
+   recipe's batch size, in alternating blocks, minicnn against TensorFlow (which runs the same
+   recipe's Keras twin, `minicnn.utils.to_keras`): the medians and their ratio.
 
 Writes train-<date>.json and .md to --out (default benchmarks/results/), and train-latest.md.
 """
@@ -50,6 +52,9 @@ STEP_RATIO_TARGET = 1.5  # issue 11: no step of the new recipes over 1.5x Tensor
 RECIPES = {"mnist_cnn": ("mnist", 128), "fashion_mnist_cnn": ("fashion_mnist", 128),
            "cifar10_cnn": ("cifar10", 32)}
 OUTLIER = 1.5  # an epoch this many times the median is flagged
+# The one CPU the scaling study's one-core workers run on (the first this process may use), or
+# None where affinity cannot be set (not Linux): the one-core column is then left out.
+PIN_CPU = min(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else None
 
 
 # -- 1. cold start ---------------------------------------------------------------------------------
@@ -92,13 +97,13 @@ def cold_starts(frameworks: list[str], fill_cache: bool = True) -> dict:
 
 
 # -- workers ---------------------------------------------------------------------------------------
-def start_workers(frameworks, data_dir, limit_train, limit_test, threads=None,
+def start_workers(frameworks, data_dir, limit_train, limit_test, threads=None, pin=None,
                   **recipe) -> dict:
     """Start one train worker per framework and set them all up at once (nothing is timed).
 
-    `recipe`: recipe=, dataset= and recipe_config= for a model other than the notebook's.
+    `recipe`: recipe= and dataset= for a model other than the notebook's.
     """
-    workers = {fw: _common.Worker("train", fw, threads=threads) for fw in frameworks}
+    workers = {fw: _common.Worker("train", fw, threads=threads, pin=pin) for fw in frameworks}
     for w in workers.values():
         w.send("setup", data_dir=data_dir, limit_train=limit_train, limit_test=limit_test,
                **recipe)
@@ -203,14 +208,6 @@ def run_inference(workers: dict, batch_sizes, repeats: int) -> dict:
 
 
 # -- 6. the other recipes -------------------------------------------------------------------------
-def recipe_config(name: str) -> dict:
-    """minicnn's recipe `name` as config data (layers and compile), for TensorFlow's worker."""
-    sys.path.insert(0, str(_common.ROOT))
-    from minicnn.models import recipes
-
-    return json.loads(json.dumps(recipes.RECIPES[name](seed=0).get_config()))
-
-
 def run_recipe(frameworks, name: str, batch_size: int, random_data: bool, n: int, rounds: int,
                warmup: int) -> dict | None:
     """Single training steps of recipe `name`, minicnn and TensorFlow alternating in blocks."""
@@ -218,8 +215,7 @@ def run_recipe(frameworks, name: str, batch_size: int, random_data: bool, n: int
     data_dir, data_text = _common.resolve_data(random_data, dataset)
     fws = [fw for fw in frameworks if fw in ("minicnn", "tensorflow")]
     workers, setups = start_workers(
-        fws, data_dir, batch_size * 10, 1, recipe=name, dataset=dataset,
-        recipe_config=recipe_config(name))
+        fws, data_dir, batch_size * 10, 1, recipe=name, dataset=dataset)
     try:
         archs = {fw: s["architecture"] for fw, s in setups.items()}
         if len({json.dumps(a) for a in archs.values()}) > 1:
@@ -350,8 +346,9 @@ def recipes_markdown(recipes: dict) -> list[str]:
         "Single training steps (`train_on_batch`) on consecutive batches of the recipe's own data "
         "set, in fresh workers, frameworks alternating in blocks; minicnn/TF is the ratio of the "
         "medians (issue 11's target: at most "
-        f"{STEP_RATIO_TARGET:g}). TensorFlow builds each recipe from minicnn's config "
-        "(`_frameworks.keras_from_config`); both report the same layers and weight shapes, or "
+        f"{STEP_RATIO_TARGET:g}). TensorFlow runs each recipe's Keras twin, from the same "
+        "initial weights (`minicnn.utils.to_keras`); both report the same layers and weight "
+        "shapes, or "
         "the run stops. `fashion_mnist_cnn`: two Conv2D + BatchNormalization + MaxPooling2D + "
         "Dropout blocks, Dense(128) + Dropout, Adam. `cifar10_cnn`: Keras's classic recipe "
         "(random flips, two blocks of two 'same'/'valid' Conv2D, MaxPooling2D and Dropout, "
@@ -441,31 +438,50 @@ def epoch_cell(e: dict, k: int) -> str:
 def scaling_markdown(scaling: dict) -> list[str]:
     fws = list(scaling["default"])
     sizes = sorted({int(bs) for fw in fws for bs in scaling["default"][fw]})
+    pinned = "one_core" in scaling
     headers = ["batch"]
     for fw in fws:
         label = _common.LABELS[fw]
         headers += [f"{label} default ms/step", f"{label} 1 thread", f"{label} speedup"]
+        if pinned:
+            headers.append(f"{label} one core")
     if "minicnn" in fws and "tensorflow" in fws:
         headers.append("minicnn/TF (default)")
+        headers.append("minicnn/TF (1 thread)")
+        if pinned:
+            headers.append("minicnn/TF (one core)")
+
+    def median(variant, fw, bs):
+        s = scaling.get(variant, {}).get(fw, {}).get(str(bs))
+        return s and s["median"]
+
     rows = []
     for bs in sizes:
         row = [str(bs)]
         for fw in fws:
-            d = scaling["default"][fw].get(str(bs))
-            one = scaling.get("one_thread", {}).get(fw, {}).get(str(bs))
-            row += [_common.fmt_ms(d and d["median"], 1), _common.fmt_ms(one and one["median"], 1),
-                    _common.fmt_ratio(ratio(one and one["median"], d and d["median"]))]
+            d, one = median("default", fw, bs), median("one_thread", fw, bs)
+            row += [_common.fmt_ms(d, 1), _common.fmt_ms(one, 1),
+                    _common.fmt_ratio(ratio(one, d))]
+            if pinned:
+                row.append(_common.fmt_ms(median("one_core", fw, bs), 1))
         if "minicnn" in fws and "tensorflow" in fws:
-            a, b = scaling["default"]["minicnn"].get(str(bs)), scaling["default"][
-                "tensorflow"].get(str(bs))
-            row.append(_common.fmt_ratio(ratio(a and a["median"], b and b["median"])))
+            for variant in ("default", "one_thread", "one_core")[:3 if pinned else 2]:
+                row.append(_common.fmt_ratio(ratio(median(variant, "minicnn", bs),
+                                                   median(variant, "tensorflow", bs))))
         rows.append(row)
     return ["## Scaling: step time by batch size and threads", "", _common.md_table(headers, rows),
-            "", "Median of single training steps (`train_on_batch`). Default: the framework's "
-            "own thread count in this environment (here, all cores). 1 thread: "
-            "MINICNN_NUM_THREADS=1 and OPENBLAS_NUM_THREADS=1 for minicnn, intra- and "
-            "inter-op parallelism 1 for "
-            "TensorFlow. Speedup: 1-thread time over default time.", ""]
+            "", "Median of single training steps (`train_on_batch`), each set of workers fresh. "
+            "Default: the framework's own thread count in this environment (here, all cores). "
+            "1 thread: each framework told one thread through its own knob: for minicnn "
+            "`minicnn.set_num_threads(1)` (and MINICNN_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1; "
+            "its BLAS is single-threaded inside fit and train_on_batch anyway), for TensorFlow "
+            "intra- and inter-op parallelism 1, for PyTorch `torch.set_num_threads(1)` and "
+            "`torch.set_num_interop_threads(1)`; the process may still run on every core. "
+            + ("One core: the worker pinned to one CPU before any library loads "
+               "(`os.sched_setaffinity`, as `taskset -c` does), each framework then choosing "
+               "its threads as on a one-core machine (every one of them reads the affinity "
+               "mask: 1). " if pinned else "")
+            + "Speedup: 1-thread time over default time.", ""]
 
 
 # -- main ------------------------------------------------------------------------------------------
@@ -542,13 +558,18 @@ def run_notebook(args, frameworks, data_dir, r: dict, setups: dict) -> None:
                                                   3, "default")
     finally:
         close_all(workers)
-    if not args.no_scaling:
-        workers, setups["one_thread"] = start_workers(
-            list(workers), data_dir, max(args.scaling_sizes), 1, threads=1)
+    if args.no_scaling:
+        return
+    fws = list(workers)
+    variants = [("one_thread", "1 thread", {"threads": 1})]
+    if PIN_CPU is not None:
+        variants.append(("one_core", f"pinned to CPU {PIN_CPU}", {"pin": PIN_CPU}))
+    for key, label, how in variants:  # fresh workers: thread pools are sized at start-up
+        workers, setups[key] = start_workers(fws, data_dir, max(args.scaling_sizes), 1, **how)
         try:
-            print("Scaling, 1 thread:", flush=True)
-            r["scaling"]["one_thread"] = run_scaling(workers, args.scaling_sizes,
-                                                     args.scaling_n, 3, "1 thread")
+            print(f"Scaling, {label}:", flush=True)
+            r["scaling"][key] = run_scaling(workers, args.scaling_sizes, args.scaling_n, 3,
+                                            label)
         finally:
             close_all(workers)
 

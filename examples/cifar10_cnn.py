@@ -31,7 +31,7 @@ import numpy as np
 
 from minicnn import models
 from minicnn.datasets import cifar10
-from minicnn.utils import to_categorical
+from minicnn.utils import to_categorical, to_keras
 
 SIZES = {"train": 50_000, "test": 10_000}
 # Stripe colours of the generated classes: class k has colour k % 5, stripes across (k < 5) or
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare_tf:
         keras_parts = compare_tf_helpers()
         keras = keras_parts.import_keras()  # only here: otherwise TensorFlow is never loaded
-        twin = keras_parts.keras_twin(model, keras)
+        twin = to_keras(model, compile=True)  # the same layers, weights and optimizer
         print(f"Keras {keras.__version__} (TensorFlow) beside it: the same recipe, minicnn's "
               "initial weights, the same batches; the two alternate epoch by epoch")
         runs = keras_parts.train_side_by_side(
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def compare_tf_helpers():
-    """examples/fashion_mnist.py, beside this file: its keras_twin and side-by-side training."""
+    """examples/fashion_mnist.py, beside this file: its side-by-side training and report."""
     import importlib.util
 
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fashion_mnist.py")

@@ -10,7 +10,7 @@ training and at inference. Run it from the project root:
 
 It reads Fashion-MNIST from $MINICNN_FASHION_MNIST_DATA when set (else from, or into, the cache;
 see `minicnn.datasets.fashion_mnist`). With --compare-tf, TensorFlow's Keras trains the same
-recipe from the same initial weights (copied in unchanged: the layouts are Keras's) on the same
+recipe from the same initial weights (`minicnn.utils.to_keras`: the layouts are Keras's) on the same
 batches in the same order, the two alternating epoch by epoch, and the script prints both test
 accuracies, their difference in points and both epoch times. Like examples/mnist_cnn.py it ends
 by checking minicnn's test accuracy against the bar for the run (`accuracy_bar`).
@@ -29,7 +29,7 @@ import numpy as np
 
 from minicnn import models
 from minicnn.datasets import fashion_mnist
-from minicnn.utils import to_categorical
+from minicnn.utils import to_categorical, to_keras
 
 VALIDATION_SPLIT = 0.1  # the last 10% of the training images, never trained on, as the notebook
 TF_GAP_POINTS = 0.5  # issue 11: after 10 epochs, within this many points of TensorFlow's accuracy
@@ -55,28 +55,6 @@ def accuracy_bar(epochs: int, train_images: int, full_data: bool) -> float:
     if seen >= 2_700:
         return 0.30
     return 0.0
-
-
-def keras_twin(model, keras):
-    """The same model in Keras: each layer rebuilt from its config (minicnn's configs use
-    Keras's names and arguments), minicnn's weights copied in unchanged, compiled with the same
-    optimizer (learning-rate schedule included), loss and metrics."""
-    stack = [keras.Input(model.input_shape[1:])]
-    for layer in model.layers:
-        config = layer.get_config()
-        config.pop("input_shape", None)
-        stack.append(getattr(keras.layers, type(layer).__name__)(**config))
-    twin = keras.Sequential(stack, name=f"{model.name}_keras")
-    twin.set_weights(model.get_weights())  # raises if the two architectures differ
-    compiled = model.get_config()["compile"]
-    options = dict(compiled["optimizer"]["config"])
-    rate = options.get("learning_rate")
-    if isinstance(rate, dict):  # a schedule
-        options["learning_rate"] = getattr(keras.optimizers.schedules,
-                                           rate["class_name"])(**rate["config"])
-    optimizer = getattr(keras.optimizers, compiled["optimizer"]["class_name"])(**options)
-    twin.compile(optimizer=optimizer, loss=compiled["loss"], metrics=compiled["metrics"])
-    return twin
 
 
 def import_keras():
@@ -193,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     # -- 3. Training ------------------------------------------------------------------------------
     if args.compare_tf:
         keras = import_keras()  # only here: without --compare-tf, TensorFlow is never loaded
-        twin = keras_twin(model, keras)  # before any training: the same initial weights
+        # The same layers, minicnn's initial weights, compiled alike (minicnn.utils.to_keras)
+        twin = to_keras(model, compile=True)
         print(f"Keras {keras.__version__} (TensorFlow) beside it: the same recipe, minicnn's "
               "initial weights, the same batches; the two alternate epoch by epoch")
         runs = train_side_by_side(model, twin, keras, x_train, y_train, epochs=args.epochs,

@@ -131,12 +131,14 @@ def test_cifar10_example_falls_back_to_generated_data(tmp_path):
 @needs_fashion
 def test_compare_tf_runs_both_from_the_same_weights(fashion, cifar, monkeypatch, capsys):
     from minicnn import models
+    from minicnn.utils import to_keras
 
-    keras = fashion.import_keras()
-    # The twin starts where minicnn starts: the same predictions, BatchNormalization included.
+    fashion.import_keras()
+    # The twin starts where minicnn starts: the same predictions, BatchNormalization included
+    # (tests/test_to_keras.py checks every recipe and layer).
     x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
     model = models.fashion_mnist_cnn(seed=3)
-    np.testing.assert_allclose(fashion.keras_twin(model, keras).predict(x, verbose=0),
+    np.testing.assert_allclose(to_keras(model, compile=True).predict(x, verbose=0),
                                model.predict(x), rtol=TF_FORWARD_RTOL, atol=TF_FORWARD_ATOL)
 
     monkeypatch.setenv("MINICNN_FASHION_MNIST_DATA", FASHION_DATA)
