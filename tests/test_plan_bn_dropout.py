@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minicnn import layers
 from minicnn.fast import ConvPoolStep, ConvStep, LayerStep, make_plan, parallel
 from minicnn.fast.batch_norm import BatchNormStep
 from minicnn.fast.dropout import DropoutStep
@@ -44,7 +43,7 @@ from minicnn.layers.dropout import DropoutCache
 from minicnn.models import Sequential, cifar10_cnn, fashion_mnist_cnn
 from minicnn.utils import to_categorical
 from tests.strategies import distinct_values, dtypes, seeds, standard_normal
-from tests.test_plan import scale_close
+from tests.test_plan import ModeSpy, scale_close
 from tests.tolerances import FLOAT32_RTOL, KERNEL_ATOL, KERNEL_RTOL, PLAN_TRAINING_ATOL
 
 
@@ -371,22 +370,6 @@ def test_one_thread_and_two_give_the_same_bits():
         parallel.set_num_threads(before)
     for a, b in zip(*weights, strict=True):
         np.testing.assert_array_equal(a, b)
-
-
-class ModeSpy(layers.Layer):
-    """Passes its input through and records the `training` flag of every forward call."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.seen: list[bool] = []
-
-    def forward(self, x, training=False):
-        self.seen.append(training)
-        self.cache = x.shape
-        return x
-
-    def backward(self, dout):
-        return dout
 
 
 @pytest.mark.parametrize("fast", [True, False])
