@@ -7,7 +7,7 @@ between pre-activations, and pooled inputs have distinct values 0.01 apart, so n
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from minicnn import activations
@@ -109,6 +109,7 @@ def test_relu_softmax_flatten(shape, seed):
 
 
 @given(n=st.integers(1, 4), classes=st.integers(2, 6), sparse=st.booleans(), seed=seeds())
+@example(n=1, classes=2, sparse=False, seed=551619)  # a 3e-5 gradient once failed on rounding
 def test_softmax_cross_entropy_fused_gradient(n, classes, sparse, seed):
     """The fused (p - y) / N through a softmax head equals the numeric gradient of the loss."""
     rng = np.random.default_rng(seed)

@@ -190,6 +190,41 @@ def test_a_model_ending_in_a_fusable_pair_trains(fast):
     assert any(np.any(a != b) for a, b in zip(before, model.get_weights(), strict=True))
 
 
+def test_nothing_before_the_first_weights_gets_a_backward_pass(monkeypatch):
+    """Augmentation and Rescaling before the first conv: the conv skips its input gradient, the
+    steps before it are never called backward, and training matches the reference plan, which
+    runs every layer's backward."""
+    backward_calls: list[str] = []
+    original = LayerStep.backward
+
+    def spying(self, dout):
+        backward_calls.append(self.layers[0].name)
+        return original(self, dout)
+    monkeypatch.setattr(LayerStep, "backward", spying)
+
+    def model():
+        m = Sequential([layers.Input((12, 12, 2)), layers.Rescaling(0.5),
+                        layers.RandomFlip("horizontal"), Conv2D(4, 3, activation="relu"),
+                        Conv2D(4, 3), Flatten(), Dense(3, activation="softmax")], seed=3)
+        return m
+    fast, plain = model(), model()
+    fast.compile("adam", "categorical_crossentropy")
+    plain.compile("adam", "categorical_crossentropy", fast=False)
+    assert [type(step).__name__ for step in fast.plan] == [
+        "LayerStep", "LayerStep", "ConvStep", "ConvStep", "LayerStep", "LayerStep"]
+    assert [step.input_gradient for step in fast.plan[2:4]] == [False, True]
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 12, 12, 2), dtype=np.float32)
+    y = to_categorical(rng.integers(0, 3, 8), 3)
+    fast.train_on_batch(x, y)
+    assert backward_calls == [fast.layers[-2].name]  # Flatten (the loss head runs the Dense)
+    backward_calls.clear()
+    plain.train_on_batch(x, y)
+    assert backward_calls[-2:] == [plain.layers[1].name, plain.layers[0].name]
+    for a, b in zip(fast.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=PLAN_TRAINING_ATOL)
+
+
 class ModeSpy(layers.Layer):
     """Passes its input through and records the `training` flag of every forward call."""
 

@@ -156,6 +156,8 @@ class Replica:
             raise RuntimeError("Replica.backward() needs a forward() first")
         with cut_as(self.pieces), parallel.single_threaded_blas():
             for step in reversed(self.steps):
+                if dout is None:  # as in training: nothing before this step has weights
+                    break
                 dout = step.backward(dout)
         partials = []
         P = len(self.pieces)

@@ -7,7 +7,10 @@
     Dropout                                     -> DropoutStep (mask and output in one pass)
     any other layer (Dense, Flatten, a softmax head, a layer of your own) -> LayerStep (itself)
 
-The first step skips its input gradient: nothing uses the gradient of the data.
+No step computes an input gradient that nothing would use: the first step with weights to
+train skips it (the gradient of the data, or of what augmentation or Rescaling made of it), and
+the steps before that one get no backward call at all (a backward pass stops at the first step
+that returns None).
 With fast=False every layer is a LayerStep: the reference code, one layer at a time.
 """
 
@@ -30,7 +33,7 @@ def make_plan(layers: Sequence[Layer], fast: bool = True) -> tuple[Step, ...]:
     steps: list[Step] = []
     k = 0
     while k < len(layers):
-        input_gradient = k > 0
+        input_gradient = any(layer.params for layer in layers[:k])
         if k + 1 < len(layers) and ConvPoolStep.applies(layers[k], layers[k + 1]):
             steps.append(ConvPoolStep(layers[k], layers[k + 1], input_gradient))
             k += 2

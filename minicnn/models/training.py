@@ -161,6 +161,8 @@ class Trainer:
         if rec is not None:
             rec.backward(steps[-1].layers[0], self.loss.gradient(y, out), g)  # dL/dy_pred
         for step in reversed(steps[:-1]):
+            if g is None:  # the plan skipped it: nothing before this step has weights to train
+                break
             dout, g = g, step.backward(g)
             if rec is not None:
                 rec.backward(step.layers[0], dout, g)

@@ -12,19 +12,22 @@ from numba import njit
 def _bias_relu(z, bias):
     """In place: z <- max(z + bias, 0). z (M, F), bias (F,)."""
     M, F = z.shape
+    zero = z.dtype.type(0)  # a float64 0.0 would turn every float32 comparison into a float64 one
     for m in range(M):
         for f in range(F):
             v = z[m, f] + bias[f]
-            z[m, f] = 0.0 if v <= 0.0 else v
+            z[m, f] = zero if v <= zero else v
 
 
 def _relu_backward(dout, y, dz):
     """dz <- dout * (y > 0): dout where the ReLU output y was positive, else 0 (NaN for a
     non-finite dout, as the product gives). All (M, F)."""
     M, F = dout.shape
+    zero = dout.dtype.type(0)
     for m in range(M):
         for f in range(F):
-            dz[m, f] = dout[m, f] if y[m, f] > 0.0 else dout[m, f] * 0.0
+            d = dout[m, f]
+            dz[m, f] = d if y[m, f] > zero else d * zero
 
 
 bias_relu = njit(cache=True, nogil=True)(_bias_relu)

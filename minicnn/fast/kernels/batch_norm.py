@@ -120,22 +120,33 @@ def _bn_maxpool(x, mu, inv_sigma, gamma, beta, PH, PW, out, argmax):
     """
     N, _, W, C = x.shape
     H_p, W_p = out.shape[1], out.shape[2]
+    # The running max and argmax go back and forth between the two rows of best and idx, so
+    # every store in the channel loop is unconditional (`a[c] = v if take else a[c]` becomes a
+    # masked store, slow on AMD processors), and all indexing is plain: a view per position
+    # costs more than its loop.
+    best = np.empty((2, C), dtype=out.dtype)
+    idx = np.empty((2, C), dtype=argmax.dtype)
     for n in range(N):
         for ip in range(H_p):
             for jp in range(W_p):
-                best, at = out[n, ip, jp], argmax[n, ip, jp]
+                k = 0
                 for dh in range(PH):
                     for dw in range(PW):
                         h, w = ip * PH + dh, jp * PW + dw
-                        here = h * W + w
+                        here = idx.dtype.type(h * W + w)
                         first = dh == 0 and dw == 0
-                        row = x[n, h, w]
                         for c in range(C):
-                            v = (row[c] - mu[c]) * inv_sigma[c] * gamma[c] + beta[c]
-                            b = best[c]
-                            take = first or v > b or (v != v and b == b)
-                            best[c] = v if take else b
-                            at[c] = here if take else at[c]
+                            v = (x[n, h, w, c] - mu[c]) * inv_sigma[c] * gamma[c] + beta[c]
+                            b = best[k, c]
+                            take = first | (v > b) | ((v != v) & (b == b))
+                            m = v if take else b
+                            i = here if take else idx[k, c]
+                            best[1 - k, c] = m
+                            idx[1 - k, c] = i
+                        k = 1 - k
+                for c in range(C):
+                    out[n, ip, jp, c] = best[k, c]
+                    argmax[n, ip, jp, c] = idx[k, c]
 
 
 def _bn_maxpool_backward_sums(dout, argmax, x, mu, inv_sigma, gamma, PH, PW, c0, c1, sums):
@@ -148,6 +159,7 @@ def _bn_maxpool_backward_sums(dout, argmax, x, mu, inv_sigma, gamma, PH, PW, c0,
     s0, s1 = np.zeros(n, dtype=sums.dtype), np.zeros(n, dtype=sums.dtype)
     s2, s3 = np.zeros(n, dtype=sums.dtype), np.zeros(n, dtype=sums.dtype)
     g = np.zeros(n, dtype=dout.dtype)
+    zero = dout.dtype.type(0)
     xhat = np.empty(n, dtype=x.dtype)
     mu, inv_sigma, gamma = mu[c0:c1], inv_sigma[c0:c1], gamma[c0:c1]
     for i in range(N):
@@ -158,9 +170,10 @@ def _bn_maxpool_backward_sums(dout, argmax, x, mu, inv_sigma, gamma, PH, PW, c0,
                 if ip < H_p and jp < W_p:
                     d, a, here = dout[i, ip, jp, c0:c1], argmax[i, ip, jp, c0:c1], h * W + w
                     for j in range(n):
-                        g[j] = d[j] if a[j] == here else 0.0
+                        v = d[j] if a[j] == here else zero
+                        g[j] = v
                 else:
-                    g[:] = 0.0
+                    g[:] = zero
                 row = x[i, h, w, c0:c1]
                 for j in range(n):
                     xhat[j] = (row[j] - mu[j]) * inv_sigma[j]
@@ -182,6 +195,7 @@ def _bn_maxpool_backward_dx(dout, argmax, x, mu, inv_sigma, gamma, k, sums, trai
     N, H, W, C = x.shape
     H_p, W_p = dout.shape[1], dout.shape[2]
     g = np.zeros(C, dtype=dout.dtype)
+    zero = dout.dtype.type(0)
     count = np.zeros(1, dtype=dx.dtype)
     count[0] = M
     s2, s3 = sums[2], sums[3]
@@ -191,11 +205,12 @@ def _bn_maxpool_backward_dx(dout, argmax, x, mu, inv_sigma, gamma, k, sums, trai
             for w in range(W):
                 jp = w // PW
                 if ip < H_p and jp < W_p:
-                    d, a, here = dout[i, ip, jp], argmax[i, ip, jp], h * W + w
+                    here = h * W + w
                     for c in range(C):
-                        g[c] = d[c] if a[c] == here else 0.0
+                        d = dout[i, ip, jp, c]
+                        g[c] = d if argmax[i, ip, jp, c] == here else zero
                 else:
-                    g[:] = 0.0
+                    g[:] = zero
                 row, out = x[i, h, w], dx[i, h, w]
                 if training:
                     for c in range(C):
@@ -212,8 +227,9 @@ def _dropout_forward(x, u, rate, scale, mask, y):
     u holds the float64 uniform draws; scale = 1 / (1 - rate) in x's dtype, so mask and y are
     exactly the reference layer's `(u >= rate).astype(dtype) / (1 - rate)` and `x * mask`.
     """
+    zero = mask.dtype.type(0)
     for i in range(x.shape[0]):
-        mask[i] = scale if u[i] >= rate else 0.0
+        mask[i] = scale if u[i] >= rate else zero
         y[i] = x[i] * mask[i]
 
 

@@ -27,29 +27,64 @@ kernel with its twin.
 import numpy as np
 from numba import njit
 
+from minicnn.fast.kernels.conv import conv_row, kernel_row_taps
 from minicnn.kernels import im2col_reference, maxpool_backward_reference, maxpool_forward_reference
+
+
+def _bias_relu_pool_row(z, bias, W_c, at0, out, argmax, best, idx):
+    """Pool relu(z + bias) over one row of windows into out and argmax (W_p, F) each.
+
+    z (PH * W_c, F) holds the PH conv output rows the windows cover, (dh, j) at row dh * W_c + j;
+    at0 is the flat index of its first row, i * W_c. best and idx (2, F) are scratch: the
+    running max and argmax go back and forth between their two rows, so that every store in
+    the SIMD loop is unconditional. (Written as `a[f] = v if take else a[f]`, LLVM turns it
+    into a masked store, which is slow on AMD processors.)
+    """
+    F = z.shape[1]
+    W_p = out.shape[0]
+    PH, PW = z.shape[0] // W_c, W_c // W_p
+    zero = z.dtype.type(0)
+    # Plain 2-D indexing throughout: an array view made per window position (best[k], z[row])
+    # costs more than the position's F-long SIMD loop.
+    for jp in range(W_p):
+        k = 0  # best[k], idx[k] hold the max so far; the next position writes row 1 - k
+        for dh in range(PH):
+            for dw in range(PW):
+                row = dh * W_c + jp * PW + dw
+                here = idx.dtype.type(at0 + row)
+                if dh == 0 and dw == 0:
+                    for f in range(F):
+                        v = z[row, f] + bias[f]
+                        best[1 - k, f] = zero if v <= zero else v  # relu(NaN) is NaN
+                        idx[1 - k, f] = here
+                else:
+                    for f in range(F):
+                        v = z[row, f] + bias[f]
+                        v = zero if v <= zero else v
+                        b = best[k, f]
+                        # strict > keeps the first maximum on ties, as MaxPooling2D does
+                        take = (v > b) | ((v != v) & (b == b))
+                        m = v if take else b
+                        i = here if take else idx[k, f]
+                        best[1 - k, f] = m
+                        idx[1 - k, f] = i
+                k = 1 - k
+        for f in range(F):
+            out[jp, f] = best[k, f]
+            argmax[jp, f] = idx[k, f]
 
 
 def _bias_relu_maxpool(z, bias, N, H_c, W_c, PH, PW, out, argmax):
     """Pool relu(z + bias) over PH x PW windows (stride = window) into out and argmax."""
     F = z.shape[1]
-    H_p, W_p = H_c // PH, W_c // PW
+    H_p = H_c // PH
+    best = np.empty((2, F), dtype=out.dtype)
+    idx = np.empty((2, F), dtype=argmax.dtype)
     for n in range(N):
         for ip in range(H_p):
-            for jp in range(W_p):
-                for dh in range(PH):
-                    for dw in range(PW):
-                        i, j = ip * PH + dh, jp * PW + dw
-                        row = (n * H_c + i) * W_c + j
-                        at = i * W_c + j
-                        first = dh == 0 and dw == 0
-                        for f in range(F):
-                            v = z[row, f] + bias[f]
-                            v = 0.0 if v <= 0.0 else v  # relu(NaN) is NaN
-                            best = out[n, ip, jp, f]
-                            if first or v > best or (v != v and best == best):
-                                out[n, ip, jp, f] = v
-                                argmax[n, ip, jp, f] = at
+            first = (n * H_c + ip * PH) * W_c
+            bias_relu_pool_row(z[first:first + PH * W_c], bias, W_c, ip * PH * W_c,
+                               out[n, ip], argmax[n, ip], best, idx)
 
 
 def _maxpool_relu_backward(dout, out, argmax, N, H_c, W_c, dz, dbias):
@@ -59,13 +94,14 @@ def _maxpool_relu_backward(dout, out, argmax, N, H_c, W_c, dz, dbias):
     """
     F = dz.shape[1]
     H_p, W_p = dout.shape[1], dout.shape[2]
-    dz[:] = 0.0
+    zero = dz.dtype.type(0)
+    dz[:] = zero
     db = np.zeros(F, dtype=dbias.dtype)  # local: other threads write their dbias next to it
     for n in range(N):
         for ip in range(H_p):
             for jp in range(W_p):
                 for f in range(F):
-                    if out[n, ip, jp, f] > 0.0:
+                    if out[n, ip, jp, f] > zero:
                         g = dout[n, ip, jp, f]
                         dz[n * H_c * W_c + argmax[n, ip, jp, f], f] = g
                         db[f] += g
@@ -76,46 +112,27 @@ def _conv_relu_maxpool(x, kernel, bias, PH, PW, out, argmax):
     """Direct stride-1 'valid' conv, bias, ReLU and max pool in one pass (tiny fields only).
 
     x (N, H, W, C), kernel (KH, KW, C, F), out and argmax (N, H_p, W_p, F). The PH conv output
-    rows one row of windows reads are computed whole into a small buffer (W_c * F values,
-    filters innermost), one kernel tap at a time over the row, then pooled; each output sums
-    bias and taps in the same order as `conv_direct`, so the two agree bit for bit.
+    rows one row of windows reads are summed whole into a small buffer (PH * W_c * F values,
+    filters innermost) by `conv_row`, as `conv_direct` sums them, then pooled with the bias
+    added; the two agree bit for bit.
     """
     N, _, _, C = x.shape
-    KH, KW, _, F = kernel.shape
+    KW, F = kernel.shape[1], kernel.shape[3]
     H_p, W_p = out.shape[1], out.shape[2]
     W_c = W_p * PW
-    rows = np.empty((PH, W_c, F), dtype=out.dtype)
+    taps_w, taps_c = kernel_row_taps(KW, C)
+    rows = np.empty((PH * W_c, F), dtype=out.dtype)
+    best = np.empty((2, F), dtype=out.dtype)
+    idx = np.empty((2, F), dtype=argmax.dtype)
+    zero = out.dtype.type(0)
     for n in range(N):
         for ip in range(H_p):
+            rows[:] = zero
             for dh in range(PH):
-                i = ip * PH + dh
-                row = rows[dh]
-                for j in range(W_c):
-                    for f in range(F):
-                        row[j, f] = bias[f]
-                for kh in range(KH):
-                    x_row = x[n, i + kh]
-                    for kw in range(KW):
-                        for c in range(C):
-                            tap = kernel[kh, kw, c]
-                            for j in range(W_c):
-                                a = x_row[j + kw, c]
-                                for f in range(F):
-                                    row[j, f] += a * tap[f]
-            for jp in range(W_p):
-                for dh in range(PH):
-                    for dw in range(PW):
-                        j = jp * PW + dw
-                        at = (ip * PH + dh) * W_c + j
-                        first = dh == 0 and dw == 0
-                        for f in range(F):
-                            v = rows[dh, j, f]
-                            v = 0.0 if v <= 0.0 else v  # relu(NaN) is NaN
-                            # strict > keeps the first maximum on ties, as MaxPooling2D does
-                            best = out[n, ip, jp, f]
-                            if first or v > best or (v != v and best == best):
-                                out[n, ip, jp, f] = v
-                                argmax[n, ip, jp, f] = at
+                conv_row(x[n], kernel, ip * PH + dh, 1, 1, 0, 0, taps_w, taps_c,
+                         rows[dh * W_c:(dh + 1) * W_c])
+            bias_relu_pool_row(rows, bias, W_c, ip * PH * W_c, out[n, ip], argmax[n, ip], best,
+                               idx)
 
 
 def _conv_relu_maxpool_backward(x, dout, out, argmax, PH, PW, dkernel, dbias):
@@ -134,11 +151,12 @@ def _conv_relu_maxpool_backward(x, dout, out, argmax, PH, PW, dkernel, dbias):
     dk = np.zeros((KH, KW, C, F), dtype=dkernel.dtype)
     db = np.zeros(F, dtype=dbias.dtype)
     g = np.empty(F, dtype=dout.dtype)
+    zero = dout.dtype.type(0)
     for n in range(N):
         for ip in range(H_p):
             for jp in range(W_p):
                 for f in range(F):
-                    if out[n, ip, jp, f] > 0.0:
+                    if out[n, ip, jp, f] > zero:
                         db[f] += dout[n, ip, jp, f]
                 for dh in range(PH):
                     for dw in range(PW):
@@ -146,9 +164,10 @@ def _conv_relu_maxpool_backward(x, dout, out, argmax, PH, PW, dkernel, dbias):
                         at = i * W_c + j
                         any_chose = False
                         for f in range(F):
-                            chose = argmax[n, ip, jp, f] == at and out[n, ip, jp, f] > 0.0
-                            g[f] = dout[n, ip, jp, f] if chose else 0.0
-                            any_chose = any_chose or chose
+                            chose = (argmax[n, ip, jp, f] == at) & (out[n, ip, jp, f] > zero)
+                            v = dout[n, ip, jp, f] if chose else zero
+                            g[f] = v
+                            any_chose |= chose
                         if not any_chose:
                             continue
                         for kh in range(KH):
@@ -161,6 +180,7 @@ def _conv_relu_maxpool_backward(x, dout, out, argmax, PH, PW, dkernel, dbias):
     dbias[...] = db
 
 
+bias_relu_pool_row = njit(cache=True, nogil=True)(_bias_relu_pool_row)
 bias_relu_maxpool = njit(cache=True, nogil=True)(_bias_relu_maxpool)
 maxpool_relu_backward = njit(cache=True, nogil=True)(_maxpool_relu_backward)
 conv_relu_maxpool = njit(cache=True, nogil=True)(_conv_relu_maxpool)
