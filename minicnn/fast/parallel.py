@@ -121,6 +121,7 @@ def run(tasks: list[Callable[[], None]]) -> None:
 _blas_lock = threading.Lock()
 _blas_users = 0
 _blas_limit = None
+_blas_controller = None  # made once: making one scans the process's libraries (~2 ms)
 
 
 def _take_blas_control() -> None:
@@ -139,11 +140,13 @@ def single_threaded_blas() -> Iterator[None]:
     The limit is process-wide, so it is counted: the first block to enter sets it and the last
     to leave restores what BLAS had before, whichever threads they run on and however they end.
     """
-    global _blas_users, _blas_limit
+    global _blas_users, _blas_limit, _blas_controller
     with _blas_lock:
         if _blas_users == 0:
+            if _blas_controller is None:
+                _blas_controller = threadpoolctl.ThreadpoolController().select(user_api="blas")
             _take_blas_control()
-            _blas_limit = threadpoolctl.ThreadpoolController().limit(limits=1, user_api="blas")
+            _blas_limit = _blas_controller.limit(limits=1)
         _blas_users += 1
     try:
         yield
