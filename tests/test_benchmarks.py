@@ -216,3 +216,56 @@ def test_the_roofline_flags_only_what_beats_the_peak():
                                                         "dense1", "dense2_ce"], "minicnn",
                                                  winograd)
     assert round(counted / 1e9, 2) == 2.10 and executed < counted
+
+
+@pytest.mark.slow
+def test_profile_one_core_quick(tmp_path):
+    """minicnn's plan steps and TensorFlow's oneDNN trace, one core's step layer by layer."""
+    proc = run_quick("profile_one_core.py", tmp_path, "--random-data")
+    data, markdown = read_results(tmp_path, "profile")
+    steps = data["minicnn"]["steps"]
+    assert [s["step"] for s in steps] == ["conv1+pool1", "conv2+pool2", "conv3", "flatten",
+                                          "dense1", "dense2"]
+    assert all(s["forward"]["median"] > 0 and s["backward"]["median"] > 0 for s in steps)
+    assert data["minicnn"]["whole_step"]["median"] > 0 and data["minicnn"]["threads"] == 1
+    if PINS:  # unpinned, the script says so and runs anyway
+        assert data["pinning"]["one_cpu"] == (len(os.sched_getaffinity(0)) == 1)
+    assert "## minicnn: the plan's steps" in markdown
+    assert "| step | minicnn step (algorithm) | forward median ms |" in markdown
+    assert "## Layer by layer" in markdown and "## Layer by layer" in proc.stdout
+    if HAS_TF:
+        tf = data["tensorflow"]
+        assert tf is not None, data["tensorflow_note"]
+        assert tf["primitives"] and all(r["ms_per_step"] > 0 for r in tf["primitives"])
+        assert tf["untraced_step"]["median"] > 0 and tf["gemm_share"] > 0
+        assert {r["layer"] for r in tf["primitives"]} <= {None, "conv1", "conv2", "conv3",
+                                                           "dense1", "dense2"}
+        assert "## TensorFlow: oneDNN primitives" in markdown
+        assert "| kind | shape | layer and pass | ms per step | calls per step |" in markdown
+    # The attribution on one step of TF 2.21's trace: blocks of conv3's weight gradient
+    # (288x384:384x64) and dense1's forward (128x288:288x64) have conv2's dimensions, but the
+    # blocks of conv2's passes tile them without them; they stay unattributed.
+    profile = load_script("profile_one_core")
+    from minicnn.models import mnist_cnn
+
+    step = {"888x9:9x32": 97, "392x9:9x32": 1, "696x288:288x64": 22, "176x288:288x64": 1,
+            "121x64:64x288": 128, "288x400:400x64": 38, "288x288:288x64": 1,
+            "288x384:384x64": 6, "128x288:288x64": 2}
+    trace = "\n".join(["onednn_verbose,v1,primitive,exec,cpu,gemm_api,,undef,x,,,888x9:9x32,1",
+                       profile.MARKER]
+                      + [f"onednn_verbose,v1,primitive,exec,cpu,gemm_api,,undef,src_f32::blocked"
+                         f":ab:f0,,,{shape},0.5" for shape, n in step.items() for _ in range(n)]
+                      + [profile.END_MARKER])
+    rows = profile.aggregate(profile.parse_trace(trace), steps=1)
+    gemms = profile.layer_gemms(mnist_cnn(seed=0).layers, 128)
+    profile.attribute(rows, gemms, steps=1)
+    where = {r["shape"]: (r["layer"], r["pass"]) for r in rows}
+    calls = {r["shape"]: r["calls_per_step"] for r in rows}
+    assert calls["888x9:9x32"] == 97  # the line before the marker is left out
+    assert where["888x9:9x32"] == ("conv1", "forward")
+    assert where["121x64:64x288"] == ("conv2", "input gradient")
+    assert where["288x400:400x64"] == ("conv2", "weight gradient")
+    assert where["288x384:384x64"] == where["128x288:288x64"] == (None, None)
+    assert where["288x288:288x64"] == (None, None)  # conv2 forward or weight gradient
+    coverage = {(g["layer"], g["pass"]): g["coverage"] for g in gemms}
+    assert coverage[("conv2", "forward")] == 1.0 and coverage[("conv3", "forward")] == 0.0
