@@ -241,29 +241,18 @@ class ModeSpy(layers.Layer):
         return dout
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_every_entry_point_passes_its_mode_to_every_step(fast, monkeypatch):
-    """fit gives training=True; its validation pass, evaluate, predict and model(x) give False,
-    to a plain layer (the spy) and to every fused step alike."""
+def assert_entry_points_pass_their_modes(model, spy, step_classes, kinds, x, y, monkeypatch):
+    """fit gives training=True; evaluate, predict and model(x) give False, model(x, training=True)
+    True: to the spy layer in `model` and to every step of the kinds in `step_classes` (whose
+    forward is patched to record it); every call runs each of `kinds`, the plan's step kinds."""
     seen_by_steps: list[tuple[str, bool]] = []
-    for cls in (ConvPoolStep, ConvStep, LayerStep):
+    for cls in step_classes:
         original = cls.forward
 
         def spying(self, x, training=False, _original=original):
             seen_by_steps.append((type(self).__name__, training))
             return _original(self, x, training=training)
         monkeypatch.setattr(cls, "forward", spying)
-
-    spy = ModeSpy()
-    model = Sequential([Conv2D(4, 3, activation="relu", input_shape=(10, 10, 1)),
-                        MaxPooling2D(2), spy, Conv2D(4, 3, activation="relu"), Flatten(),
-                        Dense(3, activation="softmax")], seed=0)
-    model.compile("adam", "categorical_crossentropy", fast=fast)
-    kinds = {type(step).__name__ for step in model.plan}
-    assert kinds == ({"ConvPoolStep", "ConvStep", "LayerStep"} if fast else {"LayerStep"})
-    rng = np.random.default_rng(0)
-    x = rng.random((12, 10, 10, 1), dtype=np.float32)
-    y = to_categorical(rng.integers(0, 3, 12), 3)
 
     def modes(run) -> set:
         spy.seen.clear()
@@ -277,6 +266,24 @@ def test_every_entry_point_passes_its_mode_to_every_step(fast, monkeypatch):
     assert modes(lambda: model.predict(x)) == ({False}, {False})
     assert modes(lambda: model(x)) == ({False}, {False})
     assert modes(lambda: model(x, training=True)) == ({True}, {True})
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_every_entry_point_passes_its_mode_to_every_step(fast, monkeypatch):
+    """fit gives training=True; its validation pass, evaluate, predict and model(x) give False,
+    to a plain layer (the spy) and to every fused step alike."""
+    spy = ModeSpy()
+    model = Sequential([Conv2D(4, 3, activation="relu", input_shape=(10, 10, 1)),
+                        MaxPooling2D(2), spy, Conv2D(4, 3, activation="relu"), Flatten(),
+                        Dense(3, activation="softmax")], seed=0)
+    model.compile("adam", "categorical_crossentropy", fast=fast)
+    kinds = {type(step).__name__ for step in model.plan}
+    assert kinds == ({"ConvPoolStep", "ConvStep", "LayerStep"} if fast else {"LayerStep"})
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 10, 10, 1), dtype=np.float32)
+    y = to_categorical(rng.integers(0, 3, 12), 3)
+    assert_entry_points_pass_their_modes(model, spy, (ConvPoolStep, ConvStep, LayerStep), kinds,
+                                         x, y, monkeypatch)
     spy.seen.clear()
     model.fit(x, y, batch_size=4, validation_split=0.5, verbose=0)
     assert spy.seen == [True] * 2 + [False] * 2  # 2 training batches, then 2 validation ones

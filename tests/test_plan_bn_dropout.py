@@ -43,7 +43,7 @@ from minicnn.layers.dropout import DropoutCache
 from minicnn.models import Sequential, cifar10_cnn, fashion_mnist_cnn
 from minicnn.utils import to_categorical
 from tests.strategies import distinct_values, dtypes, seeds, standard_normal
-from tests.test_plan import ModeSpy, scale_close
+from tests.test_plan import ModeSpy, assert_entry_points_pass_their_modes, scale_close
 from tests.tolerances import FLOAT32_RTOL, KERNEL_ATOL, KERNEL_RTOL, PLAN_TRAINING_ATOL
 
 
@@ -374,15 +374,6 @@ def test_one_thread_and_two_give_the_same_bits():
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_every_entry_point_passes_its_mode_to_the_new_steps(fast, monkeypatch):
-    seen_by_steps: list[tuple[str, bool]] = []
-    for cls in (BatchNormStep, DropoutStep, ConvPoolStep, ConvStep, LayerStep):
-        original = cls.forward
-
-        def spying(self, x, training=False, _original=original):
-            seen_by_steps.append((type(self).__name__, training))
-            return _original(self, x, training=training)
-        monkeypatch.setattr(cls, "forward", spying)
-
     spy = ModeSpy()
     model = Sequential([Conv2D(4, 3, activation="relu", input_shape=(10, 10, 1)),
                         BatchNormalization(), MaxPooling2D(2), Dropout(0.3), spy, Flatten(),
@@ -395,19 +386,9 @@ def test_every_entry_point_passes_its_mode_to_the_new_steps(fast, monkeypatch):
     rng = np.random.default_rng(0)
     x = rng.random((12, 10, 10, 1), dtype=np.float32)
     y = to_categorical(rng.integers(0, 3, 12), 3)
-
-    def modes(run) -> set:
-        spy.seen.clear()
-        seen_by_steps.clear()
-        run()
-        assert {kind for kind, _ in seen_by_steps} == kinds_run
-        return set(spy.seen), {flag for _, flag in seen_by_steps}
-
-    assert modes(lambda: model.fit(x[:8], y[:8], batch_size=4, verbose=0)) == ({True}, {True})
-    assert modes(lambda: model.evaluate(x, y, verbose=0)) == ({False}, {False})
-    assert modes(lambda: model.predict(x)) == ({False}, {False})
-    assert modes(lambda: model(x)) == ({False}, {False})
-    assert modes(lambda: model(x, training=True)) == ({True}, {True})
+    assert_entry_points_pass_their_modes(
+        model, spy, (BatchNormStep, DropoutStep, ConvPoolStep, ConvStep, LayerStep), kinds_run,
+        x, y, monkeypatch)
     moving = model.layers[1].moving_mean.value.copy()
     model.predict(x)
     assert_exact(model.layers[1].moving_mean.value, moving)  # inference leaves them alone
