@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from minicnn import layers as L
-from minicnn.fast import make_plan, parallel
+from minicnn.fast import backward_pass, make_plan, parallel
 from minicnn.fast.conv import ConvStep
 from minicnn.fast.conv_pool import ConvPoolStep
 from minicnn.fast.step import Step
@@ -155,10 +155,8 @@ class Replica:
         if self.pieces is None:
             raise RuntimeError("Replica.backward() needs a forward() first")
         with cut_as(self.pieces), parallel.single_threaded_blas():
-            for step in reversed(self.steps):
-                if dout is None:  # as in training: nothing before this step has weights
-                    break
-                dout = step.backward(dout)
+            for _ in backward_pass(self.steps, dout):
+                pass
         partials = []
         P = len(self.pieces)
         for step in self.steps:

@@ -15,7 +15,8 @@ layers (`model.plan` lists them, `step.layers` names what each covers):
   (`workspace.py`);
 - a BatchNormalization (with the non-overlapping MaxPooling2D after it, if any) and a Dropout
   run in two passes and one (`BatchNormStep`, `DropoutStep`), equal to the layers bit for bit;
-- the first step skips its input gradient.
+- the first step with weights skips its input gradient, and the steps before it never run
+  backward (`backward_pass`).
 Every step computes what its layers compute, to float rounding, and tests/test_plan.py proves it
 on shapes hypothesis draws; every kernel here has a plain reference twin. `compile(fast=False)`
 runs the reference layers instead (as `record()` and `gradient_check()` always do).
@@ -25,8 +26,8 @@ from minicnn.fast.batch_norm import BatchNormStep
 from minicnn.fast.conv import ConvStep
 from minicnn.fast.conv_pool import ConvPoolStep
 from minicnn.fast.dropout import DropoutStep
-from minicnn.fast.plan import make_plan
+from minicnn.fast.plan import backward_pass, make_plan
 from minicnn.fast.step import LayerStep, Step
 
 __all__ = ["BatchNormStep", "ConvPoolStep", "ConvStep", "DropoutStep", "LayerStep", "Step",
-           "make_plan"]
+           "backward_pass", "make_plan"]

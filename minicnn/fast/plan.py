@@ -10,13 +10,15 @@
 No step computes an input gradient that nothing would use: the first step with weights to
 train skips it (the gradient of the data, or of what augmentation or Rescaling made of it), and
 the steps before that one get no backward call at all (a backward pass stops at the first step
-that returns None).
+that returns None: `backward_pass`).
 With fast=False every layer is a LayerStep: the reference code, one layer at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+
+import numpy as np
 
 from minicnn.fast.batch_norm import BatchNormStep
 from minicnn.fast.conv import ConvStep
@@ -53,3 +55,18 @@ def make_plan(layers: Sequence[Layer], fast: bool = True) -> tuple[Step, ...]:
             steps.append(LayerStep(layers[k]))
             k += 1
     return tuple(steps)
+
+
+def backward_pass(steps: Sequence[Step], dout: np.ndarray | None
+                  ) -> Iterator[tuple[Step, np.ndarray, np.ndarray | None]]:
+    """Run `steps` backward from dout, last first, yielding (step, its dout, its dx) for each.
+
+    It stops after a step returns None: the plan made it skip its input gradient because
+    nothing before it has weights to train, so the steps before it need no backward call.
+    """
+    for step in reversed(steps):
+        if dout is None:
+            return
+        dx = step.backward(dout)
+        yield step, dout, dx
+        dout = dx

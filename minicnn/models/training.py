@@ -33,7 +33,7 @@ import numpy as np
 
 from minicnn import gradcheck, losses, optimizers
 from minicnn.callbacks import Callback, CallbackList, History, LearningCheck, ProgbarLogger
-from minicnn.fast import Step, make_plan, parallel
+from minicnn.fast import Step, backward_pass, make_plan, parallel
 from minicnn.metrics import ACCURACY_NAMES
 from minicnn.recording import BackwardSummary, Recording
 
@@ -160,12 +160,10 @@ class Trainer:
         g = head.backward(y, out, steps[-1])
         if rec is not None:
             rec.backward(steps[-1].layers[0], self.loss.gradient(y, out), g)  # dL/dy_pred
-        for step in reversed(steps[:-1]):
-            if g is None:  # the plan skipped it: nothing before this step has weights to train
-                break
-            dout, g = g, step.backward(g)
+        for step, dout, dx in backward_pass(steps[:-1], g):
             if rec is not None:
-                rec.backward(step.layers[0], dout, g)
+                rec.backward(step.layers[0], dout, dx)
+            g = dx
         return g
 
     def _add_penalty_gradients(self) -> None:
