@@ -182,9 +182,10 @@ ROUNDING = 1e3
 QUOTIENT_NOISE = 10
 
 
-def _rounding_floor(f0: float, epsilon: float) -> float:
-    """The smallest slope a difference quotient with step `epsilon` resolves at f = f0."""
-    return ROUNDING * np.finfo(np.float64).eps * max(1.0, abs(f0)) / epsilon
+def _rounding_floor(f0: float, epsilon: float, epsilons: float = ROUNDING) -> float:
+    """The smallest slope a difference quotient with step `epsilon` resolves at f = f0, when
+    `epsilons` float64 epsilons of max(1, |f0|) are rounding."""
+    return epsilons * np.finfo(np.float64).eps * max(1.0, abs(f0)) / epsilon
 
 
 class _Unrepeatable(Exception):
@@ -268,7 +269,7 @@ def _check_tensor(name: str, value: np.ndarray, analytic: np.ndarray, f: Callabl
         numeric[k] = (sides[k, 0] - sides[k, 1]) / (2 * epsilon)
         smooth[k] = not _at_kink(f, value, index, old, epsilon, f0, *sides[k])
     exact = analytic.reshape(-1)[picks].astype(np.float64)
-    noise = QUOTIENT_NOISE * np.finfo(np.float64).eps * max(1.0, abs(f0)) / epsilon
+    noise = _rounding_floor(f0, epsilon, QUOTIENT_NOISE)
     diff, scale = _differences(exact, numeric, smooth, noise)
     # A corner whose slopes differ by less than KINK_JUMP of the larger one (a leaky ReLU of
     # slope 0.99995) is no candidate, yet moves the central difference by up to half that
