@@ -311,7 +311,7 @@ def time_minicnn(x, y, rounds: int, warmup: int) -> dict:
     import minicnn
 
     minicnn.set_num_threads(1)  # before the plan is built: it may pick by thread count
-    from minicnn.fast import parallel
+    from minicnn.fast import backward_pass, parallel
     from minicnn.losses import LossHead
     from minicnn.models import mnist_cnn
 
@@ -319,6 +319,7 @@ def time_minicnn(x, y, rounds: int, warmup: int) -> dict:
     steps = model.plan
     names = short_names(model.layers)
     head = LossHead(model.loss, steps[-1].layers[-1])
+    position = {step: k for k, step in enumerate(steps)}
     forward: list[list[float]] = [[] for _ in steps]
     backward: list[list[float]] = [[] for _ in steps]
     whole: list[float] = []
@@ -334,13 +335,11 @@ def time_minicnn(x, y, rounds: int, warmup: int) -> dict:
         g = head.backward(y, h, steps[-1])
         if record:
             backward[-1].append(time.perf_counter() - t)
-        for k in range(len(steps) - 2, -1, -1):
-            if g is None:  # the plan skipped it: no earlier step has weights to train
-                break
-            t = time.perf_counter()
-            g = steps[k].backward(g)
+        t = time.perf_counter()
+        for step, _, _ in backward_pass(steps[:-1], g):  # each step's backward, then its yield
             if record:
-                backward[k].append(time.perf_counter() - t)
+                backward[position[step]].append(time.perf_counter() - t)
+            t = time.perf_counter()
 
     with parallel.single_threaded_blas():  # as train_on_batch runs the steps
         for _ in range(warmup):
