@@ -1,6 +1,40 @@
-"""minicnn: a from-scratch convolutional-network engine in NumPy with numba kernels."""
+"""minicnn: a from-scratch convolutional-network engine in NumPy with numba kernels.
+
+`import minicnn as keras` gives Keras's top-level names: `keras.Sequential`, `keras.Model`,
+`keras.Input`, and the modules `keras.layers`, `keras.models`, `keras.datasets`,
+`keras.callbacks`, `keras.optimizers`, `keras.losses`, `keras.metrics`, `keras.utils`,
+`keras.regularizers`, `keras.initializers`. Each is imported the first time it is used (PEP 562),
+so `import minicnn` itself stays light; TensorFlow and Ray are never imported by it.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
+
+# Keras's top-level modules, imported on first use.
+_MODULES = ("callbacks", "datasets", "initializers", "layers", "losses", "metrics", "models",
+            "optimizers", "regularizers", "utils")
+# Keras's top-level classes and functions: name -> the module that defines them.
+_NAMES = {"Sequential": "minicnn.models", "Model": "minicnn.models",
+          "Input": "minicnn.layers", "Layer": "minicnn.layers"}
+
+__all__ = [*_MODULES, *_NAMES, "get_num_threads", "set_num_threads"]
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        module = importlib.import_module(f"minicnn.{name}")
+        globals()[name] = module
+        return module
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'minicnn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 def set_num_threads(n: int) -> None:

@@ -10,8 +10,11 @@ from collections.abc import Sequence
 
 
 def render_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]],
-                 widths: Sequence[int], right_from: int, footer: Sequence[str] = ()) -> str:
-    """A box-drawn table in Keras's style; columns from `right_from` on are right-aligned."""
+                 widths: Sequence[int], right_from: int, footer: Sequence[str] = (),
+                 right_to: int | None = None) -> str:
+    """A box-drawn table in Keras's style; columns right_from to right_to (exclusive; the
+    last, when None) are right-aligned. A cell may hold several lines, separated by newlines."""
+    right = range(right_from, len(widths) if right_to is None else right_to)
 
     def rule(left: str, fill: str, cross: str, right: str) -> str:
         return left + cross.join(fill * w for w in widths) + right
@@ -19,12 +22,13 @@ def render_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str
     def row(cells: Sequence[str], bar: str) -> str:
         # A cell too long for its column wraps at spaces onto more lines, as Keras's does
         # ("global_average_pooling2d" over "(GlobalAveragePooling2D)").
-        wrapped = [textwrap.wrap(c, w - 2, break_on_hyphens=False) or [""]
+        wrapped = [[piece for line in c.split("\n")
+                    for piece in (textwrap.wrap(line, w - 2, break_on_hyphens=False) or [""])]
                    for c, w in zip(cells, widths, strict=True)]
         lines = []
         for k in range(max(len(cell) for cell in wrapped)):
             texts = [cell[k] if k < len(cell) else "" for cell in wrapped]
-            parts = [f"{t:>{w - 2}}" if j >= right_from else f"{t:<{w - 2}}"
+            parts = [f"{t:>{w - 2}}" if j in right else f"{t:<{w - 2}}"
                      for j, (t, w) in enumerate(zip(texts, widths, strict=True))]
             lines.append(f"{bar} " + f" {bar} ".join(parts) + f" {bar}")
         return "\n".join(lines)

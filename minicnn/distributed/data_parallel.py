@@ -91,12 +91,13 @@ class _Split:
     """A model's plan cut into the workers' front and the driver's tail (replica.py)."""
 
     def __init__(self, model) -> None:
-        self.plan = model.plan
-        k = replica.front_length(self.plan)
-        front, self.tail = self.plan[:k], self.plan[k:]
+        self.plan = model.graph_plan
+        chain = self.plan.front()
+        k = replica.front_length(chain, whole_model=len(chain) == len(self.plan.steps))
+        front, self.tail = chain[:k], self.plan.tail(k)
         self.params = replica.front_params(front)
         if not self.params:
-            first = self.plan[k].layers[0]
+            first = self.plan.steps[k].layers[0]
             raise ValueError(
                 f"DataParallel splits the convolutional front of a model (Conv2D layers with "
                 f"'relu' or no activation, with the pooling and per-sample layers between "
@@ -145,7 +146,7 @@ class _Session:
     def train_step(self, idx: np.ndarray) -> tuple[float, int]:
         """One optimizer step on samples idx; returns their summed loss and correct count."""
         model, ray = self.model, self.ray
-        model._seed_draws()  # the driver's own drawing layers, in the tail
+        model._seed_draws(self.plan)  # the driver's own drawing layers, in the tail
         n = len(idx)
         pieces = parallel.chunks(n)  # the local step's cut of the batch
         weights = ray.put([p.value for p in self.params])
@@ -160,10 +161,10 @@ class _Session:
                                         n, a, model.seed, model.optimizer.iterations)
         rows = self._run([(w, "forward", self.forward_args[w]) for w, _, _ in shares])
         h = rows[0] if len(rows) == 1 else np.concatenate(rows)
-        out = model._forward(h, training=True, steps=self.tail)
+        out = model._forward([h], training=True, plan=self.tail)
         y = self.y[idx]
-        batch = model._loss_and_correct(y, out, self.plan)
-        g = model._backward_steps(y, out, self.tail)
+        batch = model._loss_and_correct(y, out, self.tail)
+        g = model._backward_from_loss(y, out, self.tail)[0]
         partials = self._run([(w, "backward", (g[a:b],)) for w, a, b in shares])
         for j, p in enumerate(self.params):
             # The local step's sum: np.sum over its (chunks, ...) partials, in chunk order.

@@ -32,11 +32,11 @@ PER_SAMPLE = (L.Flatten, L.MaxPooling2D, L.AveragePooling2D, L.GlobalAveragePool
 CHUNKED = (ConvStep, ConvPoolStep)
 
 
-def front_length(plan: tuple[Step, ...]) -> int:
-    """How many steps at the start of `plan` workers can run (never the last, whose output the
-    loss reads on the driver)."""
-    k = 0
-    while k < len(plan) - 1 and _per_sample(plan[k]):
+def front_length(chain: tuple[Step, ...], whole_model: bool = True) -> int:
+    """How many steps at the start of `chain` (the plan's front) workers can run; never the
+    model's last step, whose output the loss reads on the driver."""
+    k, end = 0, len(chain) - 1 if whole_model else len(chain)
+    while k < end and _per_sample(chain[k]):
         k += 1
     return k
 

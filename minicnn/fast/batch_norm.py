@@ -53,7 +53,7 @@ class BatchNormStep(Step):
 
     @staticmethod
     def applies(bn: Layer, pool: Layer | None = None) -> bool:
-        return (type(bn) is BatchNormalization and bn.built
+        return (type(bn) is BatchNormalization and bn.built and bn.trainable
                 and (pool is None or (type(pool) is MaxPooling2D and pool.padding == "valid"
                                       and pool.strides == pool.pool_size)))
 

@@ -28,14 +28,17 @@ from minicnn.fast.step import LayerStep, Step
 from minicnn.layers.base import Layer
 
 
-def make_plan(layers: Sequence[Layer], fast: bool = True) -> tuple[Step, ...]:
-    """The steps that run `layers` (all built) forward in order, and backward in reverse."""
+def make_plan(layers: Sequence[Layer], fast: bool = True,
+              upstream_params: bool = False) -> tuple[Step, ...]:
+    """The steps that run `layers` (all built) forward in order, and backward in reverse.
+    `upstream_params`: something before the first layer has weights to train, so even the
+    first step must compute its input gradient (a chain inside a graph)."""
     if not fast:
         return tuple(LayerStep(layer) for layer in layers)
     steps: list[Step] = []
     k = 0
     while k < len(layers):
-        input_gradient = any(layer.params for layer in layers[:k])
+        input_gradient = upstream_params or any(layer.params for layer in layers[:k])
         if k + 1 < len(layers) and ConvPoolStep.applies(layers[k], layers[k + 1]):
             steps.append(ConvPoolStep(layers[k], layers[k + 1], input_gradient))
             k += 2

@@ -14,7 +14,7 @@ from minicnn.layers.global_pool import (
     GlobalMaxPool2D,
     GlobalMaxPooling2D,
 )
-from minicnn.layers.input import Input
+from minicnn.layers.node import Input, InputLayer
 from minicnn.layers.pool import MaxPool2D, MaxPooling2D
 from minicnn.layers.random_flip import RandomFlip
 from minicnn.layers.random_translation import RandomTranslation
@@ -34,6 +34,7 @@ __all__ = [
     "GlobalMaxPool2D",
     "GlobalMaxPooling2D",
     "Input",
+    "InputLayer",
     "Layer",
     "LeakyReLU",
     "MaxPool2D",
@@ -60,7 +61,7 @@ def __getattr__(name: str):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import difflib
 
-    have = [n for n in __all__ if n not in ("Layer", "Parameter", "clear_session")]
+    have = [n for n in __all__ if n[0].isupper() and n not in ("Layer", "Parameter")]
     # A typo (Maxpooling2D), not another layer with a similar name (Conv1D for Conv2D).
     close = difflib.get_close_matches(name, have, n=1, cutoff=0.85)
     raise AttributeError(

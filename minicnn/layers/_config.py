@@ -40,6 +40,8 @@ def config_of(layer, read_init: bool) -> dict:
             keys.append(arg.name)
     for key in keys:
         config[key] = _json_value(layer, key, getattr(layer, key))
+    if not getattr(layer, "trainable", True):
+        config["trainable"] = False  # Keras's key; only a frozen layer carries it
     return config
 
 
@@ -68,6 +70,8 @@ def layer_from(cls, config: dict):
     """`cls(**config)`; name, dtype and input_shape are set after construction when `__init__`
     does not take them (a layer of your own written as
     `def __init__(self, rate): super().__init__()`)."""
+    config = dict(config)
+    trainable = config.pop("trainable", True)
     params = inspect.signature(cls.__init__).parameters
     takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
     later = {key: config[key] for key in _ALWAYS
@@ -79,4 +83,6 @@ def layer_from(cls, config: dict):
         layer.dtype = np.dtype(later["dtype"])
     if later.get("input_shape") is not None:
         layer.input_shape = (None, *later["input_shape"])
+    if trainable is False:
+        layer.trainable = False
     return layer

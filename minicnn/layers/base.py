@@ -19,29 +19,15 @@ by running `forward` once on a zero input. Only an optimizer's `step` changes `p
 
 from __future__ import annotations
 
-import re
-from collections import defaultdict
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from minicnn import initializers
 from minicnn.layers import _config
-
-_name_counts: defaultdict[str, int] = defaultdict(int)
-
-
-def clear_session() -> None:
-    """Restart automatic layer names (conv2d, conv2d_1, ...) from zero, as Keras's does."""
-    _name_counts.clear()
-
-
-def _auto_name(cls: type) -> str:
-    base = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls.__name__)
-    base = re.sub(r"([a-z])([A-Z])", r"\1_\2", base).lower()
-    count = _name_counts[base]
-    _name_counts[base] += 1
-    return base if count == 0 else f"{base}_{count}"
+from minicnn.layers._names import _auto_name, _name_counts, clear_session  # noqa: F401
+from minicnn.layers.node import KerasTensor, Node, is_symbolic
 
 
 @dataclass(eq=False)
@@ -62,6 +48,14 @@ class Parameter:
         return f"Parameter({self.name!r}, shape={self.value.shape}, dtype={self.value.dtype})"
 
 
+def _same_shape(a, b) -> bool:
+    if a is None or b is None:
+        return False
+    if isinstance(a, list):
+        return isinstance(b, list) and [tuple(s) for s in a] == [tuple(s) for s in b]
+    return not isinstance(b, list) and tuple(a) == tuple(b)
+
+
 def shape_str(shape) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + (
         ",)" if len(shape) == 1 else ")")
@@ -80,6 +74,13 @@ class Layer:
         self.cache = None
         self._params: list[Parameter] = []
         self.rng: np.random.Generator | None = None
+        self.trainable = True
+        self._inbound_nodes: list[Node] = []  # one per call on symbolic tensors
+
+    # Keras's switch: a layer with trainable=False keeps its weights as they are in fit (they
+    # move to `non_trainable_params`), and a BatchNormalization also normalises with its moving
+    # statistics. Gradients still flow *through* the layer to the layers before it.
+    trainable: bool = True
 
     # -- building ---------------------------------------------------------------------------
     def build(self, input_shape: tuple) -> None:
@@ -153,20 +154,83 @@ class Layer:
     def backward(self, dout: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement backward(dout)")
 
-    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+    def __call__(self, x, training: bool = False):
+        """On arrays: the layer's output (built on first use). On symbolic tensors (`Input()` and
+        what layers made of it): a new symbolic tensor, and a Node recording the call, which is
+        how the functional API builds a graph. A list is several inputs (merge layers)."""
+        if is_symbolic(x):
+            return self._call_symbolic(x)
+        if isinstance(x, (list, tuple)):
+            xs = [np.asarray(a) for a in x]
+            if not self.built:
+                if self.dtype is None:
+                    self.dtype = xs[0].dtype
+                self.build([(None, *a.shape[1:]) for a in xs])
+            return self.forward(xs, training=training)
         if not self.built:
             x = self._prepare(x)
         return self.forward(x, training=training)
 
+    def _call_symbolic(self, inputs) -> KerasTensor:
+        multi = isinstance(inputs, (list, tuple))
+        tensors = list(inputs) if multi else [inputs]
+        for t in tensors:
+            if not isinstance(t, KerasTensor):
+                raise TypeError(
+                    f"Layer '{self.name}' ({type(self).__name__}) was called on a list mixing "
+                    f"symbolic tensors (from Input()) and other values; received {t!r}. In "
+                    "the functional API every input of a layer call is a symbolic tensor.")
+        shape = [t.shape for t in tensors] if multi else tensors[0].shape
+        if not self.built:
+            if self.dtype is None:
+                self.dtype = tensors[0].dtype
+            self.build(shape)
+            out_shape = self.output_shape
+        else:
+            self.check_input_shape(shape, context="Calling a layer on a symbolic tensor: ")
+            out_shape = (self.output_shape if _same_shape(shape, self.input_shape)
+                         else self.compute_output_shape(shape))
+        index = len(self._inbound_nodes)
+        out = KerasTensor(out_shape, self.dtype,
+                          name=self.name if index == 0 else f"{self.name}_{index}")
+        self._inbound_nodes.append(Node(self, tensors, out, index, multi_input=multi))
+        return out
+
+    def _call_clone(self) -> Layer:
+        """A copy for one more call of the same layer: the same Parameters, its own cache."""
+        return copy.copy(self)
+
+    @property
+    def output(self) -> KerasTensor:
+        """The symbolic output of the layer's call, as Keras's `layer.output` (a layer called
+        once on symbolic tensors)."""
+        nodes = getattr(self, "_inbound_nodes", [])
+        if len(nodes) != 1:
+            calls = "never been called" if not nodes else f"been called {len(nodes)} times"
+            raise AttributeError(
+                f"Layer '{self.name}' has {calls} on symbolic tensors, so it has no single "
+                "output; build the model with the functional API (Input, Model) first.")
+        return nodes[0].output
+
     # -- weights ------------------------------------------------------------------------------
     @property
     def params(self) -> list[Parameter]:
-        """The trainable weights: what optimizers and the gradient checker see."""
-        return [p for p in self._params if p.trainable]
+        """The trainable weights: what optimizers and the gradient checker see (none while the
+        layer is frozen with `trainable = False`)."""
+        return [p for p in self._params if p.trainable] if self.trainable else []
 
     @property
     def non_trainable_params(self) -> list[Parameter]:
-        return [p for p in self._params if not p.trainable]
+        """The weights fit leaves alone: state (moving statistics), or all of them when frozen."""
+        return [p for p in self._params if not (p.trainable and self.trainable)]
+
+    @property
+    def trainable_weights(self) -> list[Parameter]:
+        return self.params
+
+    @property
+    def non_trainable_weights(self) -> list[Parameter]:
+        return self.non_trainable_params
 
     @property
     def weights(self) -> list[Parameter]:

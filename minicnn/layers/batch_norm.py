@@ -85,6 +85,9 @@ class BatchNormalization(Layer):
         """x (N, ..., C) -> y (N, ..., C)."""
         x = self._prepare(x)
         axes = tuple(range(x.ndim - 1))  # every axis but the channels
+        # Frozen (trainable=False), it normalises with its moving statistics even inside fit,
+        # and leaves them alone: Keras's rule, so that fine-tuning does not wreck them.
+        training = bool(training) and self.trainable
         if training:
             mu, var = x.mean(axis=axes), x.var(axis=axes)
             m = self.momentum

@@ -15,13 +15,15 @@ import numpy as np
 from minicnn import layers as layers_module
 from minicnn import losses, optimizers
 from minicnn.layers.base import Layer, shape_str
+from minicnn.models.functional import Model
+from minicnn.models.graph_config import functional_from_config
 from minicnn.models.model_file import ModelFileError, read_model_file
 from minicnn.models.sequential import Sequential
 
 _LAYER_DTYPES = (None, "float32", "float64")  # what a layer's config may say; None: float32
 
 
-def load_model(filepath, custom_objects: dict | None = None) -> Sequential:
+def load_model(filepath, custom_objects: dict | None = None) -> Model:
     """A model saved with `model.save()`: same layers, weights, and optimizer state.
 
     `custom_objects` maps class names to the classes of your own layers (or optimizers), as in
@@ -38,26 +40,9 @@ def load_model(filepath, custom_objects: dict | None = None) -> Sequential:
     known.update(custom_objects or {})
     stored = _StoredWeights(file.weights)
     try:
-        model = Sequential(name=arch.get("name"), seed=arch.get("seed"))
+        model = _build(arch, known, stored)
         model.epochs_trained = _count(arch.get("epochs_trained", 0), "epochs_trained")
-        for spec in arch["layers"]:
-            cls = known.get(spec["class_name"])
-            if cls is None:
-                raise ValueError(f"unknown layer class {spec['class_name']!r}; pass it in "
-                                 f"custom_objects={{'{spec['class_name']}': TheClass}} (on the "
-                                 f"command line: --custom-objects FILE.py). minicnn's own "
-                                 f"layers are in minicnn.layers; to write one: "
-                                 f"{layers_module._CUSTOM_LAYER_GUIDE}")
-            if spec["config"].get("dtype") not in _LAYER_DTYPES:
-                raise ValueError(f"layer {spec['config'].get('name')!r} has dtype "
-                                 f"{spec['config']['dtype']!r}; minicnn layers compute in "
-                                 f"float32 or float64")
-            layer = cls.from_config(spec["config"])
-            with stored.checking(layer):
-                model.add(layer)
-        if not model.built:
-            raise ValueError("the first layer has no input_shape")
-        weights = [p for layer in model.layers for p in layer.weights]  # trainable or not
+        weights = model.weights  # trainable or not
         for p, w in zip(weights, file.weights, strict=False):
             if p.value.dtype != w.dtype:
                 raise ValueError(f"{p.name} is {p.value.dtype} but the file holds it as "
@@ -83,6 +68,44 @@ def load_model(filepath, custom_objects: dict | None = None) -> Sequential:
         raise ModelFileError(f"Cannot rebuild the model in '{file.path}': it needs more memory "
                              f"than is available ({e})") from e
     return model
+
+
+def _build(arch: dict, known: dict, stored: _StoredWeights) -> Model:
+    """The model `arch` describes, each weight checked against the file as it is made."""
+    if arch.get("class_name") == "Functional":
+        def call(layer, inputs):
+            with stored.checking(layer):
+                return layer(inputs)
+
+        return functional_from_config(arch, Model, lambda spec: _layer(spec, known, stored), call)
+    model = Sequential(name=arch.get("name"), seed=arch.get("seed"))
+    for spec in arch["layers"]:
+        layer = _layer(spec, known, stored)
+        with stored.checking(layer):
+            model.add(layer)
+    if not model.built:
+        raise ValueError("the first layer has no input_shape")
+    if arch.get("trainable") is False:
+        model.trainable = False
+    return model
+
+
+def _layer(spec: dict, known: dict, stored: _StoredWeights):
+    """One layer from its entry; a nested model (class Sequential or Functional) whole."""
+    if spec["class_name"] in ("Sequential", "Functional"):
+        return _build(spec["config"], known, stored)
+    cls = known.get(spec["class_name"])
+    if cls is None:
+        raise ValueError(f"unknown layer class {spec['class_name']!r}; pass it in "
+                         f"custom_objects={{'{spec['class_name']}': TheClass}} (on the "
+                         f"command line: --custom-objects FILE.py). minicnn's own "
+                         f"layers are in minicnn.layers; to write one: "
+                         f"{layers_module._CUSTOM_LAYER_GUIDE}")
+    if spec["config"].get("dtype") not in _LAYER_DTYPES:
+        raise ValueError(f"layer {spec['config'].get('name')!r} has dtype "
+                         f"{spec['config']['dtype']!r}; minicnn layers compute in "
+                         f"float32 or float64")
+    return cls.from_config(spec["config"])
 
 
 def _optimizer_class(name: str, custom_objects: dict | None) -> type:

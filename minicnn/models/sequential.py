@@ -1,24 +1,21 @@
-"""Sequential: a linear stack of layers, their weights, and saving them.
+"""Sequential: a linear stack of layers, the simplest graph.
 
-The passes (compile, fit, evaluate, predict, the study tools) come from `Trainer`, in
-training.py; this half is the container: which layers, in what order, built for what shape,
-holding which weights, and how they are written to a file (model_file.py).
+A Sequential is a `Model` (functional.py) whose graph is a chain: each layer reads what the one
+before it made. It builds lazily (Keras's way): once the first layer knows its input shape,
+from `input_shape=...`, an `Input(...)` first, or the first data it sees.
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from minicnn.layers.base import Layer, _auto_name, shape_str
-from minicnn.layers.input import Input
-from minicnn.models.model_file import read_model_file, write_model_file
-from minicnn.models.summary import summary_text
-from minicnn.models.training import Trainer
+from minicnn.layers._names import unique_name
+from minicnn.layers.base import Layer, shape_str
+from minicnn.layers.node import Graph, KerasTensor
+from minicnn.models.functional import Model
 
 
-class Sequential(Trainer):
+class Sequential(Model):
     """A linear stack of layers. `Sequential([layers...], name=None, seed=None)`.
 
     `seed` fixes every random choice (weight initialization and each epoch's shuffle), so a run
@@ -26,23 +23,27 @@ class Sequential(Trainer):
     """
 
     def __init__(self, layers: list[Layer] | None = None, name: str | None = None,
-                 seed: int | None = None):
-        self.name = name or _auto_name(type(self))
-        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
-        self._rng = np.random.default_rng(self.seed)
+                 seed: int | None = None, trainable: bool = True):
+        self._init_container(name or unique_name("sequential"), seed)
+        self._multi_in = self._multi_out = False
         self._layers: list[Layer] = []
-        self._input: Input | None = None  # an Input() added first, for the first real layer
-        self._init_training()
+        self._input: KerasTensor | None = None  # an Input() added first, for the first layer
         for layer in layers or []:
             self.add(layer)
+        if not trainable:
+            self.trainable = False
 
     # -- structure ------------------------------------------------------------------------------
     @property
     def layers(self) -> list[Layer]:
         return list(self._layers)
 
-    def add(self, layer: Layer | Input) -> None:
-        if isinstance(layer, Input):
+    @property
+    def _compute_layers(self) -> list[Layer]:
+        return self._layers
+
+    def add(self, layer: Layer | KerasTensor) -> None:
+        if isinstance(layer, KerasTensor) and getattr(layer.node.layer, "is_input_layer", False):
             if self._layers or self._input is not None:
                 raise ValueError("An Input can only be the first element of a Sequential model. "
                                  f"Received {layer!r} after {self._layers or [self._input]}")
@@ -57,14 +58,16 @@ class Sequential(Trainer):
             raise ValueError(f"All layers added to a Sequential model should have unique names. "
                              f"Name '{layer.name}' is already the name of a layer in this model.")
         if self._input is not None and not self._layers:
-            shape = (None, *self._input.shape)
-            if layer.input_shape is not None and layer.input_shape != shape:
+            shape = self._input.shape
+            if layer.input_shape is not None and tuple(layer.input_shape) != shape:
                 raise ValueError(
                     f"Layer '{layer.name}' has input_shape={layer.input_shape[1:]} but follows "
-                    f"Input(shape={self._input.shape})")
-            layer.input_shape = shape
+                    f"Input(shape={shape[1:]})")
+            if not isinstance(layer, Model):
+                layer.input_shape = shape
         self._layers.append(layer)
-        self._plans.clear()
+        self._graph = None
+        self._reset_plans()
         if self._layers[0].input_shape is not None:  # Keras builds as soon as the shape is known
             self.build(self._layers[0].input_shape)
 
@@ -72,13 +75,52 @@ class Sequential(Trainer):
     def built(self) -> bool:
         return bool(self._layers) and all(layer.built for layer in self._layers)
 
+    @built.setter
+    def built(self, value) -> None:
+        pass
+
     @property
     def input_shape(self) -> tuple | None:
         return self._layers[0].input_shape if self._layers else None
 
+    @input_shape.setter
+    def input_shape(self, shape) -> None:
+        if shape is not None and self._layers and not self.built:
+            self.build(shape)
+
     @property
     def output_shape(self) -> tuple | None:
         return self._layers[-1].output_shape if self.built else None
+
+    @output_shape.setter
+    def output_shape(self, shape) -> None:
+        pass
+
+    @property
+    def inputs(self) -> list[KerasTensor]:
+        return list(self._chain().inputs)
+
+    @property
+    def outputs(self) -> list[KerasTensor]:
+        return list(self._chain().outputs)
+
+    @property
+    def _graph(self) -> Graph | None:
+        return self._chain() if self.built else None
+
+    @_graph.setter
+    def _graph(self, graph) -> None:
+        self.__dict__["_chain_graph"] = graph
+
+    def _chain(self) -> Graph:
+        graph = self.__dict__.get("_chain_graph")
+        if graph is None:
+            shape = self.input_shape
+            tensor = KerasTensor(shape, self._layers[0].dtype or np.float32,
+                                 name=f"{self.name}_input")
+            graph = Graph.chain(self._layers, tensor)
+            self.__dict__["_chain_graph"] = graph
+        return graph
 
     def build(self, input_shape: tuple | None = None) -> None:
         """Build every layer in turn for inputs of `input_shape` (batch dimension first)."""
@@ -98,105 +140,20 @@ class Sequential(Trainer):
                     f"Layer '{layer.name}' was built for input shape "
                     f"{shape_str(layer.input_shape)} but follows an output of {shape_str(shape)}")
             shape = layer.output_shape
+        self.__dict__["_chain_graph"] = None
+        self._reset_plans()
 
-    @property
-    def params(self):
-        return [p for layer in self._layers for p in layer.params]
-
-    @property
-    def dtype(self):
-        return next((layer.dtype for layer in self._layers if layer.params), np.dtype("float32"))
-
-    def count_params(self) -> int:
-        return sum(layer.count_params() for layer in self._layers)
-
-    def get_weights(self) -> list[np.ndarray]:
-        return [w for layer in self._layers for w in layer.get_weights()]
-
-    def set_weights(self, weights: list[np.ndarray]) -> None:
-        weights = list(weights)
-        expected = sum(len(layer.weights) for layer in self._layers)
-        if len(weights) != expected:
-            raise ValueError(f"Model '{self.name}' expects {expected} weight arrays, "
-                             f"received {len(weights)}")
-        k = 0
-        for layer in self._layers:
-            layer.set_weights(weights[k:k + len(layer.weights)])
-            k += len(layer.weights)
-
-    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
-        """A layer by its name or by its index in `layers`, as Keras's `get_layer`."""
-        if (name is None) == (index is None):
-            raise ValueError("Provide only a layer name or a layer index. Received: "
-                             f"index={index}, name={name}.")
-        if index is not None:
-            if not -len(self._layers) <= index < len(self._layers):
-                raise ValueError(f"Was asked to retrieve layer at index {index} but model only "
-                                 f"has {len(self._layers)} layers.")
-            return self._layers[index]
-        for layer in self._layers:
-            if layer.name == name:
-                return layer
-        raise ValueError(f"No such layer: {name}. Existing layers are: "
-                         f"{[layer.name for layer in self._layers]}.")
-
-    def summary(self, print_fn=None) -> None:
-        """Print Keras 3's table of the layers, their output shapes and parameter counts."""
-        (print_fn or print)(summary_text(self))
-
-    # -- saving ---------------------------------------------------------------------------------
     def get_config(self) -> dict:
         """The architecture as JSON-ready data: name, seed, layers, and compile settings."""
         config = {"class_name": "Sequential", "name": self.name, "seed": self.seed,
                   "epochs_trained": self.epochs_trained,
                   "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
                              for layer in self._layers]}
+        if not self.trainable:
+            config["trainable"] = False
         if self.compiled:
-            config["compile"] = {
-                "optimizer": {"class_name": type(self.optimizer).__name__,
-                              "config": self.optimizer.get_config(),
-                              "iterations": self.optimizer.iterations},
-                "loss": self.loss.name, "metrics": list(self.metrics), "fast": self.fast}
+            config["compile"] = self._compile_config()
         return config
-
-    def save(self, filepath: str | os.PathLike) -> None:
-        """Write architecture, weights and optimizer state to one .npz file, atomically
-        (`models.load_model` reads it back)."""
-        if not self.built:
-            raise ValueError(f"Model '{self.name}' is not built yet, so it has no weights to "
-                             "save: fit it, call it on data, or give the first layer an "
-                             "input_shape.")
-        # slot/k belongs to weight/k: a non-trainable weight (moving statistics) gets none.
-        weights = [p for layer in self._layers for p in layer.weights]
-        slots = self.optimizer.slots(weights) if self.compiled else []
-        write_model_file(filepath, self.get_config(), self.get_weights(), slots)
-
-    def save_weights(self, filepath: str | os.PathLike) -> None:
-        """Write the architecture and weights, without optimizer state, to one .npz file,
-        atomically; `load_weights` reads it (or a file from `save()`) back."""
-        if not os.fspath(filepath).endswith(".npz"):
-            raise ValueError("The filename must end in `.npz` (minicnn keeps weights in a NumPy "
-                             "archive; Keras's `.weights.h5` becomes `.weights.npz`). "
-                             f"Received: filepath={os.fspath(filepath)}")
-        if not self.built:
-            raise ValueError(f"Model '{self.name}' is not built yet, so it has no weights to "
-                             "save: fit it, call it on data, or give the first layer an "
-                             "input_shape.")
-        config = {key: value for key, value in self.get_config().items() if key != "compile"}
-        write_model_file(filepath, config, self.get_weights(), [])
-
-    def load_weights(self, filepath: str | os.PathLike) -> None:
-        """Load the weights of a model saved with `save()` or `save_weights()` into this model
-        of the same shape."""
-        file = read_model_file(filepath)
-        mine, theirs = self.get_weights(), [tuple(w.shape) for w in file.weights]
-        if [w.shape for w in mine] != theirs:
-            saved = ", ".join(f"{s['config'].get('name')} ({s['class_name']})"
-                              for s in file.architecture["layers"])
-            raise ValueError(
-                f"Weights in '{file.path}' do not fit model '{self.name}': the file has weight "
-                f"shapes {theirs} (layers: {saved}); the model has {[w.shape for w in mine]}")
-        self.set_weights(file.weights)
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name!r} layers={len(self._layers)}>"

@@ -1,4 +1,8 @@
-"""`model.summary()`: the same table Keras 3 prints, box characters included."""
+"""`model.summary()`: the same table Keras 3 prints, box characters included.
+
+A Sequential gets three columns; a functional model a fourth, "Connected to", naming for each
+layer the tensors it reads as `layer[call][0]` (one line each, cut with "…" where too long).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,20 @@ from minicnn._table import readable_size, render_table
 from minicnn.layers.base import shape_str
 
 _WIDTHS = (33, 24, 15)  # Keras's columns for a line length of 76
+_FUNCTIONAL_WIDTHS = (21, 19, 12, 19)  # and with "Connected to"
 
 
 def summary_text(model) -> str:
-    rows = [(f"{layer.name} ({type(layer).__name__})",
-             "?" if layer.output_shape is None else shape_str(layer.output_shape),
-             f"{layer.count_params():,}") for layer in model.layers]
-    trainable = [p for layer in model.layers for p in layer.params]
-    frozen = [p for layer in model.layers for p in layer.non_trainable_params]
+    functional = type(model).__name__ != "Sequential" and hasattr(model, "_graph")
+    rows = []
+    for layer in model.layers:
+        shape = getattr(layer, "output_shape", None)
+        row = [f"{layer.name} ({type(layer).__name__})",
+               "?" if shape is None else _shapes(shape), f"{layer.count_params():,}"]
+        if functional:
+            row.append(_connections(model, layer, _FUNCTIONAL_WIDTHS[3] - 2))
+        rows.append(tuple(row))
+    trainable, frozen = model.params, model.non_trainable_params
     count, size = sum(p.value.size for p in trainable), sum(p.value.nbytes for p in trainable)
     fixed, fixed_size = sum(p.value.size for p in frozen), sum(p.value.nbytes for p in frozen)
     optimizer_count, optimizer_size = _optimizer_variables(model)
@@ -23,8 +33,26 @@ def summary_text(model) -> str:
               f" Non-trainable params: {fixed:,} ({readable_size(fixed_size)})"]
     if optimizer_count:
         footer.append(f" Optimizer params: {optimizer_count:,} ({readable_size(optimizer_size)})")
+    if functional:
+        return render_table(f'Model: "{model.name}"',
+                            ("Layer (type)", "Output Shape", "Param #", "Connected to"), rows,
+                            _FUNCTIONAL_WIDTHS, right_from=2, right_to=3, footer=footer)
     return render_table(f'Model: "{model.name}"', ("Layer (type)", "Output Shape", "Param #"),
                         rows, _WIDTHS, right_from=2, footer=footer)
+
+
+def _shapes(shape) -> str:
+    return ", ".join(shape_str(s) for s in shape) if isinstance(shape, list) else shape_str(shape)
+
+
+def _connections(model, layer, width: int) -> str:
+    """The tensors `layer` reads in this model, `name[call][0]`, one per line, as Keras."""
+    names = [f"{t.node.layer.name}[{t.node.index}][0]"
+             for node in model._graph.nodes if node.layer is layer for t in node.inputs]
+    if not names:
+        return "-"
+    lines = [n + ("," if k < len(names) - 1 else "") for k, n in enumerate(names)]
+    return "\n".join(line if len(line) <= width else line[:width - 1] + "…" for line in lines)
 
 
 def _optimizer_variables(model) -> tuple[int, int]:

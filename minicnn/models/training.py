@@ -24,7 +24,6 @@ layers and their weights.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import threading
 from collections.abc import Iterator
@@ -33,7 +32,10 @@ import numpy as np
 
 from minicnn import gradcheck, losses, optimizers
 from minicnn.callbacks import Callback, CallbackList, History, LearningCheck, ProgbarLogger
-from minicnn.fast import Step, backward_pass, make_plan, parallel
+from minicnn.fast import Step, parallel
+from minicnn.fast.graph_plan import GraphPlan
+from minicnn.layers.base import shape_str
+from minicnn.layers.node import KerasTensor
 from minicnn.metrics import ACCURACY_NAMES
 from minicnn.recording import BackwardSummary, Recording
 
@@ -49,7 +51,7 @@ def step_generator(model_seed: int, layer, iterations: int, k: int) -> np.random
 
 
 class Trainer:
-    """compile / fit / evaluate / predict over the model's `layers` (a mixin of Sequential)."""
+    """compile / fit / evaluate / predict over the model's graph (a mixin of Model)."""
 
     def _init_training(self) -> None:
         self.optimizer = self.loss = None
@@ -63,7 +65,12 @@ class Trainer:
         # Epochs trained so far, over every fit() call: epoch k's shuffle is drawn from
         # (seed, k), so fit(epochs=1) three times shuffles as fit(epochs=3) does.
         self.epochs_trained = 0
-        self._plans: dict[bool, tuple[Step, ...]] = {}
+        # The training plans (one per fast/reference and set of frozen layers) and the idle
+        # inference plans: an inference call takes one (or builds one) and gives it back, so
+        # plans are built once, yet no two calls ever share one.
+        self._plans: dict[tuple, GraphPlan] = {}
+        self._idle: dict[tuple, list[GraphPlan]] = {}
+        self._idle_lock = threading.Lock()
         self._local = threading.local()  # what is one thread's own: an open recording
         self._training = threading.RLock()  # a callback inside fit may call backward_summary
 
@@ -85,33 +92,69 @@ class Trainer:
         self.fast = bool(fast)
         self.compiled = True
 
+    def _compile_config(self) -> dict:
+        """What compile() was given, as JSON data, for the model file."""
+        return {"optimizer": {"class_name": type(self.optimizer).__name__,
+                              "config": self.optimizer.get_config(),
+                              "iterations": self.optimizer.iterations},
+                "loss": self.loss.name, "metrics": list(self.metrics), "fast": self.fast}
+
+    def _reset_plans(self) -> None:
+        """Forget every plan: the layers changed."""
+        self._plans.clear()
+        with self._idle_lock:
+            self._idle.clear()
+
+    def _plan_key(self, fast: bool) -> tuple:
+        # A frozen layer changes the plan (which steps skip their input gradient, how a
+        # BatchNormalization runs), so the plans are kept per set of trainable weights.
+        return (fast, self.dtype, tuple(layer.trainable for layer in self._compute_layers),
+                tuple(id(p) for p in self.params))
+
     @property
     def plan(self) -> tuple[Step, ...]:
         """The steps fit, evaluate and predict run, in order; `step.layers` are the layers each
         covers. Read-only: rebuilt when layers are added or `compile(fast=...)` changes."""
-        return self._plan(self.fast)
+        return self._graph_plan(self.fast).steps
 
-    def _plan(self, fast: bool) -> tuple[Step, ...]:
+    @property
+    def graph_plan(self) -> GraphPlan:
+        """The plan with its graph: which tensors each step reads and writes
+        (minicnn/fast/graph_plan.py)."""
+        return self._graph_plan(self.fast)
+
+    def _graph_plan(self, fast: bool) -> GraphPlan:
         if not self.built:
             raise ValueError(f"Model '{self.name}' has no plan before it is built: give the "
                              "first layer input_shape=... or call the model on data.")
-        if fast not in self._plans:
-            self._plans[fast] = make_plan(self.layers, fast=fast)
-        return self._plans[fast]
+        key = self._plan_key(fast)
+        if key not in self._plans:
+            self._plans[key] = GraphPlan(self._graph, fast=fast)
+        return self._plans[key]
 
-    def _steps(self) -> tuple[Step, ...]:
+    def _steps(self) -> GraphPlan:
         """The plan a training pass runs. A recording shows every layer's own pass, so it runs
         the reference layers."""
-        return self._plan(self.fast and self._recording is None)
+        return self._graph_plan(self.fast and self._recording is None)
 
-    def _inference_steps(self) -> tuple[Step, ...]:
+    @contextlib.contextmanager
+    def _inference_plan(self) -> Iterator[GraphPlan]:
         """A plan for one inference call, over shallow copies of the layers: the same Parameter
         objects, but caches and scratch arrays of the call's own, so that calls from several
-        threads never write to anything they share."""
+        threads never write to anything they share. Plans are reused from call to call."""
         if not self.built:
-            self._plan(self.fast)  # raises the not-built error
-        clones = [copy.copy(layer) for layer in self.layers]
-        return make_plan(clones, fast=self.fast and self._recording is None)
+            self._graph_plan(self.fast)  # raises the not-built error
+        key = self._plan_key(self.fast and self._recording is None)
+        with self._idle_lock:
+            idle = self._idle.get(key)
+            plan = idle.pop() if idle else None
+        if plan is None:
+            plan = GraphPlan(self._graph, fast=key[0], clone=True)
+        try:
+            yield plan
+        finally:
+            with self._idle_lock:
+                self._idle.setdefault(key, []).append(plan)
 
     @property
     def _recording(self) -> Recording | None:
@@ -133,51 +176,60 @@ class Trainer:
         if not self.compiled:
             raise RuntimeError(f"You must call `compile()` before using the model "
                                f"(called `{method}()` on model '{self.name}').")
+        if self._graph is not None and len(self._graph.outputs) > 1:
+            raise NotImplementedError(
+                f"`{method}()`: model '{self.name}' has {len(self._graph.outputs)} outputs; "
+                "minicnn trains and evaluates models with one output (one loss per output is "
+                "not supported yet). predict() and model(x) work on it.")
 
-    # -- one batch ------------------------------------------------------------------------------
-    def _forward(self, x: np.ndarray, training: bool, steps: tuple[Step, ...]) -> np.ndarray:
+    # -- one batch: the training pass -----------------------------------------------------------
+    def _forward(self, xs: list[np.ndarray], training: bool, plan: GraphPlan) -> np.ndarray:
+        """The model's output for inputs xs (a list, one array per model input) through `plan`;
+        the output of a one-output model, else the list of outputs."""
         rec = self._recording
         if rec is not None:
-            rec.start(x)
-        for step in steps:
-            y = step.forward(x, training=training)
-            if rec is not None:
-                rec.forward(step.layers[0], x, y)
-            x = y
-        return x
+            rec.start(xs[0])
+        outs = plan.forward(xs, training=training, hook=None if rec is None else rec.forward)
+        return outs[0] if len(outs) == 1 else outs
 
-    def _backward(self, y: np.ndarray, out: np.ndarray) -> None:
-        """Fill every parameter's .grad with dL/dW of the mean loss over the batch (y, out)."""
-        self._backward_steps(y, out, self._steps())
+    def _head(self, plan: GraphPlan) -> losses.LossHead:
+        """The loss on top of the plan's output layer, built once per plan and loss."""
+        head = getattr(plan, "loss_head", None)
+        if head is None or head.loss is not self.loss:
+            head = plan.loss_head = losses.LossHead(self.loss, plan.output_layers[0])
+        return head
+
+    def _backward(self, y: np.ndarray, out: np.ndarray, plan: GraphPlan | None = None) -> None:
+        """Fill every parameter's .grad with dL/dW of the mean loss (penalties included) over
+        the batch (y, out)."""
+        self._backward_from_loss(y, out, self._steps() if plan is None else plan)
         self._add_penalty_gradients()
 
-    def _backward_steps(self, y: np.ndarray, out: np.ndarray,
-                        steps: tuple[Step, ...]) -> np.ndarray | None:
-        """Backward from the loss through `steps` (the plan, or its tail that ends in the output
-        layer), in reverse; returns dL/dx of the first of them (None if it skips it)."""
-        rec = self._recording
-        head = losses.LossHead(self.loss, steps[-1].layers[-1])
-        g = head.backward(y, out, steps[-1])
+    def _backward_from_loss(self, y: np.ndarray, out: np.ndarray,
+                            plan: GraphPlan) -> list[np.ndarray | None]:
+        """Backward from the loss through `plan`, last step first; returns dL/dx of each input
+        (None where no step needed it)."""
+        rec, head = self._recording, self._head(plan)
+        hook = None
         if rec is not None:
-            rec.backward(steps[-1].layers[0], self.loss.gradient(y, out), g)  # dL/dy_pred
-        for step, dout, dx in backward_pass(steps[:-1], g):
-            if rec is not None:
-                rec.backward(step.layers[0], dout, dx)
-            g = dx
-        return g
+            def hook(layer, dout, dx):
+                # The head's step gets dL/dy_pred shown, whatever the fused pass started from.
+                rec.backward(layer, self.loss.gradient(y, out) if dout is None else dout, dx)
+        return plan.backward([None], heads={0: lambda step: head.backward(y, out, step)},
+                             hook=hook)
 
     def _add_penalty_gradients(self) -> None:
-        for layer in self.layers:  # the penalties' gradients: d(loss + penalty)/dW
+        for layer in self._compute_layers:  # the penalties' gradients: d(loss + penalty)/dW
             reg = getattr(layer, "kernel_regularizer", None)
-            if reg is not None:
+            if reg is not None and layer.params:
                 layer.kernel.grad += reg.gradient(layer.kernel.value)
 
     def _loss_and_correct(self, y: np.ndarray, out: np.ndarray,
-                          steps: tuple[Step, ...]) -> tuple[float, int]:
-        """Summed loss and number of correct predictions over the batch `steps` just ran; the
+                          plan: GraphPlan) -> tuple[float, int]:
+        """Summed loss and number of correct predictions over the batch `plan` just ran; the
         loss includes the weights' penalties (kernel_regularizer), as Keras reports it."""
-        per_sample = losses.LossHead(self.loss, steps[-1].layers[-1]).per_sample(y, out)
-        penalty = sum(reg(layer.kernel.value) for step in steps for layer in step.layers
+        per_sample = self._head(plan).per_sample(y, out)
+        penalty = sum(reg(layer.kernel.value) for layer in self._compute_layers
                       if (reg := getattr(layer, "kernel_regularizer", None)) is not None)
         per_sample = per_sample + penalty
         targets = self.loss.targets(y, out)
@@ -187,51 +239,90 @@ class Trainer:
     def train_on_batch(self, x, y) -> list[float] | float:
         """One optimizer step on the batch (x, y); returns [loss, *metrics] of that batch."""
         self._require_compiled("train_on_batch")
-        x, y = self._as_data(x, y, "train_on_batch")
+        xs, y = self._as_data(x, y, "train_on_batch")
         with self._one_training_call("train_on_batch"):
-            loss_sum, correct = self._train_step(x, y)
-        values = list(self._logs(loss_sum, correct, len(x)).values())
+            loss_sum, correct = self._train_step(xs, y)
+        values = list(self._logs(loss_sum, correct, len(y)).values())
         return values if len(values) > 1 else values[0]
 
-    def _train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-        """Forward, loss, backward, optimizer step; returns the batch's summed loss and hits."""
-        self._seed_draws()
-        steps = self._steps()
-        out = self._forward(x, training=True, steps=steps)
-        batch = self._loss_and_correct(y, out, steps)
+    def _train_step(self, xs, y: np.ndarray) -> tuple[float, int]:
+        """Forward, loss, backward, optimizer step; returns the batch's summed loss and hits.
+        xs: one array per model input (a bare array for a one-input model)."""
+        xs = xs if isinstance(xs, list) else [xs]
+        plan = self._steps()
+        self._seed_draws(plan)
+        out = self._forward(xs, training=True, plan=plan)
+        batch = self._loss_and_correct(y, out, plan)
         if self._recording is not None:
-            self._recording.loss = batch[0] / len(x)
-        self._backward(y, out)
+            self._recording.loss = batch[0] / len(y)
+        self._backward(y, out, plan)
         self.optimizer.step(self.params)
         return batch
 
-    def _seed_draws(self) -> None:
-        """Give each layer that draws in training (Dropout, RandomFlip) this step's generator."""
-        for k, layer in enumerate(self.layers):
+    def _seed_draws(self, plan: GraphPlan) -> None:
+        """Give each node that draws in training (Dropout, RandomFlip) this step's generator,
+        from its place k among the graph's nodes (a Sequential's: its layer's index)."""
+        for k, layer in enumerate(plan.node_layers):
             if getattr(layer, "draws_in_training", False):
                 layer.rng = step_generator(self.seed, layer, self.optimizer.iterations, k)
 
     # -- data checks ----------------------------------------------------------------------------
-    def _as_input(self, x, method: str) -> np.ndarray:
-        x = np.asarray(x)
-        if not self.built:
-            self.build((None, *x.shape[1:]))
-        self.layers[0].check_input_shape(x.shape, context=f"{method}(): ")
-        # Like Keras, data of another dtype (uint8 images, float64 arrays) is cast to the
-        # model's dtype once here, at the boundary; layers themselves never change a dtype.
-        return np.ascontiguousarray(x, dtype=self.dtype)
+    def _as_inputs(self, x, method: str) -> list[np.ndarray]:
+        """x as one contiguous array per model input, in the model's dtype, checked."""
+        if not self.built and not isinstance(x, (list, tuple, dict)):
+            self.build((None, *np.shape(x)[1:]))
+        inputs = self._graph.inputs
+        if isinstance(x, dict):
+            missing = [t.name for t in inputs if t.name not in x]
+            if missing:
+                raise ValueError(f"{method}(): the inputs are given by name, and {missing} "
+                                 f"is missing; model '{self.name}' takes "
+                                 f"{[t.name for t in inputs]}")
+            xs = [x[t.name] for t in inputs]
+        elif isinstance(x, (list, tuple)) and len(inputs) > 1:
+            xs = list(x)
+        else:
+            xs = [x]
+        if len(xs) != len(inputs):
+            raise ValueError(f"{method}(): model '{self.name}' takes {len(inputs)} inputs "
+                             f"({[t.name for t in inputs]}), received {len(xs)}")
+        out = []
+        for t, a in zip(inputs, xs, strict=True):
+            a = np.asarray(a)
+            expected = t.shape
+            if a.ndim != len(expected) or any(
+                    e is not None and e != g for e, g in zip(expected[1:], a.shape[1:],
+                                                              strict=True)):
+                where = (f"layer '{self.layers[0].name}' ({type(self.layers[0]).__name__})"
+                         if len(inputs) == 1 and not getattr(self.layers[0], "is_input_layer",
+                                                             False)
+                         else f"input '{t.name}' of model '{self.name}'")
+                raise ValueError(
+                    f"{method}(): Input to {where} is incompatible: expected shape "
+                    f"{shape_str(expected)}, received shape {shape_str(a.shape)}")
+            # Like Keras, data of another dtype (uint8 images, float64 arrays) is cast to the
+            # model's dtype once here, at the boundary; layers themselves never change a dtype.
+            out.append(np.ascontiguousarray(a, dtype=self.dtype))
+        if len({len(a) for a in out}) > 1:
+            raise ValueError(f"{method}(): all inputs must have the same number of samples; "
+                             f"received {[len(a) for a in out]}")
+        return out
 
-    def _as_data(self, x, y, method: str) -> tuple[np.ndarray, np.ndarray]:
-        x = self._as_input(x, method)
+    def _as_input(self, x, method: str) -> np.ndarray:
+        """x for a one-input model (the study tools' and the CLI's case)."""
+        return self._as_inputs(x, method)[0]
+
+    def _as_data(self, x, y, method: str) -> tuple[list[np.ndarray], np.ndarray]:
+        xs = self._as_inputs(x, method)
         y = np.asarray(y)
-        if len(x) != len(y):
+        if len(xs[0]) != len(y):
             raise ValueError(f"{method}(): x and y must have the same number of samples; x has "
-                             f"{len(x)}, y has {len(y)}")
+                             f"{len(xs[0])}, y has {len(y)}")
         probe = np.zeros((1, *self.output_shape[1:]), dtype=self.dtype)
         self.loss.targets(y[:1], probe)  # raises with a hint when labels have the wrong form
         if self.loss.name == "categorical_crossentropy":
             y = y.astype(self.dtype, copy=False)
-        return x, y
+        return xs, y
 
     @staticmethod
     def _check_batch_size(batch_size) -> int:
@@ -268,18 +359,19 @@ class Trainer:
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"Invalid value for argument `validation_split`. Expected a value "
                              f"in [0, 1). Received validation_split={validation_split!r}")
-        x, y = self._as_data(x, y, "fit")
+        xs, y = self._as_data(x, y, "fit")
         if validation_data is not None:
-            x_val, y_val = self._as_data(*validation_data[:2], "fit (validation_data)")
+            xs_val, y_val = self._as_data(*validation_data[:2], "fit (validation_data)")
         elif validation_split:
-            split_at = math.floor(len(x) * (1.0 - validation_split))
-            if split_at in (0, len(x)):
-                raise ValueError(f"Training data contains {len(x)} samples, too few to split "
+            split_at = math.floor(len(y) * (1.0 - validation_split))
+            if split_at in (0, len(y)):
+                raise ValueError(f"Training data contains {len(y)} samples, too few to split "
                                  f"with validation_split={validation_split}.")
-            x, x_val, y, y_val = x[:split_at], x[split_at:], y[:split_at], y[split_at:]
+            xs, xs_val = [a[:split_at] for a in xs], [a[split_at:] for a in xs]
+            y, y_val = y[:split_at], y[split_at:]
         else:
-            x_val = y_val = None
-        steps = math.ceil(len(x) / batch_size)
+            xs_val = y_val = None
+        steps = math.ceil(len(y) / batch_size)
         self.history = History()
         params = {"verbose": verbose, "epochs": epochs, "steps": steps}
         self.history.params = params
@@ -291,15 +383,19 @@ class Trainer:
         # with that run's shuffles.
         self.epochs_trained = max(self.epochs_trained, initial_epoch)
         if distribute is None:
-            self._fit_epochs(len(x), lambda idx: self._train_step(x[idx], y[idx]), x_val, y_val,
-                             batch_size, steps, epochs, initial_epoch, shuffle, callbacks, params)
+            self._fit_epochs(len(y), lambda idx: self._train_step([a[idx] for a in xs], y[idx]),
+                             xs_val, y_val, batch_size, steps, epochs, initial_epoch, shuffle,
+                             callbacks, params)
         else:
-            with distribute.session(self, x, y) as session:
-                self._fit_epochs(len(x), session.train_step, x_val, y_val, batch_size, steps,
+            if len(xs) > 1:
+                raise NotImplementedError(f"fit(distribute=...) trains models with one input; "
+                                          f"model '{self.name}' has {len(xs)}")
+            with distribute.session(self, xs[0], y) as session:
+                self._fit_epochs(len(y), session.train_step, xs_val, y_val, batch_size, steps,
                                  epochs, initial_epoch, shuffle, callbacks, params)
         return self.history
 
-    def _fit_epochs(self, n, train_step, x_val, y_val, batch_size, steps, epochs,
+    def _fit_epochs(self, n, train_step, xs_val, y_val, batch_size, steps, epochs,
                     initial_epoch, shuffle, callbacks, params) -> None:
         """The epochs of fit over n training samples; `train_step(idx)` trains on the samples
         idx and returns their summed loss and number of correct predictions."""
@@ -324,10 +420,10 @@ class Trainer:
                 callbacks.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
-            if x_val is not None:
-                val_loss, val_correct = self._evaluate_arrays(x_val, y_val, batch_size)
+            if xs_val is not None:
+                val_loss, val_correct = self._evaluate_arrays(xs_val, y_val, batch_size)
                 logs.update({f"val_{k}": v for k, v in
-                             self._logs(val_loss, val_correct, len(x_val)).items()})
+                             self._logs(val_loss, val_correct, len(y_val)).items()})
             callbacks.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
@@ -339,19 +435,20 @@ class Trainer:
             logs[metric] = correct / seen
         return logs
 
-    def _evaluate_arrays(self, x, y, batch_size: int, callbacks=None) -> tuple[float, int]:
+    def _evaluate_arrays(self, xs, y, batch_size: int, callbacks=None) -> tuple[float, int]:
         loss_sum, correct = 0.0, 0
-        steps = self._inference_steps()
-        for step, start in enumerate(range(0, len(x), batch_size)):
-            if callbacks:
-                callbacks.on_test_batch_begin(step)
-            out = self._forward(x[start:start + batch_size], training=False, steps=steps)
-            batch_loss, batch_correct = self._loss_and_correct(y[start:start + batch_size], out,
-                                                               steps)
-            loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
-            if callbacks:
-                callbacks.on_test_batch_end(step, self._logs(loss_sum, correct,
-                                                             min(start + batch_size, len(x))))
+        with self._inference_plan() as plan:
+            for step, start in enumerate(range(0, len(y), batch_size)):
+                if callbacks:
+                    callbacks.on_test_batch_begin(step)
+                out = self._forward([a[start:start + batch_size] for a in xs], training=False,
+                                    plan=plan)
+                batch_loss, batch_correct = self._loss_and_correct(y[start:start + batch_size],
+                                                                   out, plan)
+                loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
+                if callbacks:
+                    callbacks.on_test_batch_end(step, self._logs(
+                        loss_sum, correct, min(start + batch_size, len(y))))
         return loss_sum, correct
 
     def evaluate(self, x=None, y=None, batch_size: int = 32, verbose: int | str = "auto",
@@ -360,14 +457,14 @@ class Trainer:
         ("auto") draws a progress bar, 2 prints one line, 0 nothing, as Keras."""
         self._require_compiled("evaluate")
         batch_size = self._check_batch_size(batch_size)
-        x, y = self._as_data(x, y, "evaluate")
-        steps = math.ceil(len(x) / batch_size)
+        xs, y = self._as_data(x, y, "evaluate")
+        steps = math.ceil(len(y) / batch_size)
         cbs = CallbackList([*(callbacks or []), ProgbarLogger(verbose)], self,
                            {"verbose": verbose, "steps": steps})
         cbs.on_test_begin()
         with parallel.single_threaded_blas():
-            loss_sum, correct = self._evaluate_arrays(x, y, batch_size, cbs)
-        logs = self._logs(loss_sum, correct, len(x))
+            loss_sum, correct = self._evaluate_arrays(xs, y, batch_size, cbs)
+        logs = self._logs(loss_sum, correct, len(y))
         cbs.on_test_end(logs)
         if return_dict:
             return logs
@@ -376,28 +473,34 @@ class Trainer:
 
     def predict(self, x, batch_size: int = 32, verbose: int | str = "auto",
                 callbacks: list[Callback] | None = None) -> np.ndarray:
-        """The model's outputs (class probabilities for a softmax head), (N, *output_shape);
-        verbose as in `evaluate`."""
+        """The model's outputs (class probabilities for a softmax head), (N, *output_shape), or
+        a list of them for a model with several outputs; verbose as in `evaluate`."""
         batch_size = self._check_batch_size(batch_size)
-        x = self._as_input(x, "predict")
+        xs = self._as_inputs(x, "predict")
+        n = len(xs[0])
         cbs = CallbackList([*(callbacks or []), ProgbarLogger(verbose)], self,
-                           {"verbose": verbose, "steps": math.ceil(len(x) / batch_size)})
+                           {"verbose": verbose, "steps": math.ceil(n / batch_size)})
         cbs.on_predict_begin()
-        out = np.empty((len(x), *self.output_shape[1:]), dtype=self.dtype)
-        steps = self._inference_steps()
-        with parallel.single_threaded_blas():
-            for step, start in enumerate(range(0, len(x), batch_size)):
+        outs = [np.empty((n, *t.shape[1:]), dtype=self.dtype) for t in self._graph.outputs]
+        with parallel.single_threaded_blas(), self._inference_plan() as plan:
+            for step, start in enumerate(range(0, n, batch_size)):
                 cbs.on_predict_batch_begin(step)
-                out[start:start + batch_size] = self._forward(x[start:start + batch_size], False,
-                                                              steps)
+                got = self._forward([a[start:start + batch_size] for a in xs], False, plan)
+                for o, g in zip(outs, got if len(outs) > 1 else [got], strict=True):
+                    o[start:start + batch_size] = g
                 cbs.on_predict_batch_end(step)
         cbs.on_predict_end()
-        return out
+        return outs[0] if len(outs) == 1 else outs
 
     def __call__(self, x, training: bool = False) -> np.ndarray:
         """The model's output for x, (N, *output_shape), as Keras's `model(x, training=...)`."""
-        x = self._as_input(x, "call")
-        return self._forward(x, training=training, steps=self._inference_steps())
+        if isinstance(x, KerasTensor) or (isinstance(x, (list, tuple)) and x
+                                          and isinstance(x[0], KerasTensor)):
+            return self._call_symbolic(x)  # the model as a layer of another model
+        xs = self._as_inputs(x, "call")
+        with self._inference_plan() as plan:
+            out = self._forward(xs, training=training, plan=plan)
+        return [np.copy(o) for o in out] if isinstance(out, list) else np.copy(out)
 
     # -- looking inside -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -420,13 +523,13 @@ class Trainer:
         if x is None or y is None:
             raise ValueError("backward_summary() needs a batch: backward_summary(x, y), e.g. "
                              "the first 128 training images and their labels")
-        x, y = self._as_data(x, y, "backward_summary")
+        xs, y = self._as_data(x, y, "backward_summary")
         with self._one_training_call("backward_summary"), self.record() as rec:
-            steps = self._steps()
-            out = self._forward(x, training=True, steps=steps)
-            rec.loss = self._loss_and_correct(y, out, steps)[0] / len(x)
-            self._backward(y, out)
-        summary = BackwardSummary(self.name, rec, self.optimizer, self.layers)
+            plan = self._steps()
+            out = self._forward(xs, training=True, plan=plan)
+            rec.loss = self._loss_and_correct(y, out, plan)[0] / len(y)
+            self._backward(y, out, plan)
+        summary = BackwardSummary(self.name, rec, self.optimizer, self._compute_layers)
         if print_fn is not False:
             (print_fn or print)(str(summary))
         return summary
@@ -437,9 +540,14 @@ class Trainer:
         differences on (x, y): see minicnn/gradcheck.py. `max_checks` elements are sampled per
         tensor (None checks every one). The model itself is not changed."""
         self._require_compiled("gradient_check")
-        x, y = self._as_data(x, y, "gradient_check")
+        xs, y = self._as_data(x, y, "gradient_check")
+        if len(self._graph.nodes) != len(self._compute_layers) or any(
+                node.multi_input for node in self._graph.nodes) or len(xs) > 1:
+            raise NotImplementedError(
+                f"gradient_check() checks a chain of layers; model '{self.name}' is a graph. "
+                "Check its layers one by one with minicnn.gradcheck.check_layer.")
         return gradcheck.check_layers(
-            self.layers, x, y=y, loss=self.loss, seed=seed,
+            self._compute_layers, xs[0], y=y, loss=self.loss, seed=seed,
             epsilon=gradcheck.EPSILON if epsilon is None else epsilon,
             tolerance=gradcheck.TOLERANCE if tolerance is None else tolerance,
             max_checks=max_checks, title=f"model '{self.name}' with {self.loss.name}")
