@@ -146,7 +146,7 @@ class _Session:
     def train_step(self, idx: np.ndarray) -> tuple[float, int]:
         """One optimizer step on samples idx; returns their summed loss and correct count."""
         model, ray = self.model, self.ray
-        model._seed_draws(self.plan)  # the driver's own drawing layers, in the tail
+        model.training_pass(self.plan).seed_draws(model.optimizer.iterations)  # the tail's
         n = len(idx)
         pieces = parallel.chunks(n)  # the local step's cut of the batch
         weights = ray.put([p.value for p in self.params])
@@ -161,16 +161,17 @@ class _Session:
                                         n, a, model.seed, model.optimizer.iterations)
         rows = self._run([(w, "forward", self.forward_args[w]) for w, _, _ in shares])
         h = rows[0] if len(rows) == 1 else np.concatenate(rows)
-        out = model._forward([h], training=True, plan=self.tail)
+        tail = model.training_pass(self.tail)
+        out = tail.forward([h], training=True)
         y = self.y[idx]
-        batch = model._loss_and_correct(y, out, self.tail)
-        g = model._backward_from_loss(y, out, self.tail)[0]
+        batch = tail.loss(y, out)
+        g = tail.backward(y, out, penalties=False)[0]
         partials = self._run([(w, "backward", (g[a:b],)) for w, a, b in shares])
         for j, p in enumerate(self.params):
             # The local step's sum: np.sum over its (chunks, ...) partials, in chunk order.
             stacked = np.concatenate([part[j] for part in partials])
             np.sum(stacked, axis=0, out=p.grad.reshape(stacked.shape[1:]))
-        model._add_penalty_gradients()
+        tail.add_penalty_gradients()
         model.optimizer.step(model.params)
         return batch
 

@@ -22,7 +22,7 @@ from minicnn.fast import backward_pass, make_plan, parallel
 from minicnn.fast.conv import ConvStep
 from minicnn.fast.conv_pool import ConvPoolStep
 from minicnn.fast.step import Step
-from minicnn.models.training import step_generator
+from minicnn.models.step import step_generator
 
 # Layers that compute each sample's output from that sample alone and have no weights: they
 # may sit in a worker's front. Exact types: a subclass may do anything.

@@ -1,24 +1,24 @@
 """The training loop: compile, fit, evaluate, predict, and the passes the study tools look at.
 
-One training step, in `_train_step`:
+One training step, in `_train_step`, is the model's `TrainingPass` (step.py):
     forward through every step of the plan (each keeps what its backward needs),
     the loss and the first backward step, from the loss head (`losses.LossHead`: the fused
     (p - y) / N when the output is a softmax),
     backward through every step in reverse (each fills its parameters' .grad),
     one optimizer step (the only place weights change).
-The plan (`model.plan`, see minicnn/fast/) decides how the layers run: fused and on threads by
-default, or the reference layers one by one with `compile(fast=False)`. Layers get
+The plan (`model.graph_plan`, see minicnn/fast/) decides how the layers run: fused and on
+threads by default, or the reference layers one by one with `compile(fast=False)`. Layers get
 `training=True` in fit and `training=False` in predict, evaluate and the validation pass.
 
-Threads: `predict`, `evaluate` and `model(x)` run on a plan of their own for each call, over
+Threads: `predict`, `evaluate` and `model(x)` each take a plan no other call is using, over
 shallow copies of the layers (the same weights, their own caches and scratch arrays), so any
-number of threads may call them at once. Training changes the model's state, so one training
-call at a time: `fit`, `train_on_batch` or `backward_summary` while another runs in another
-thread raises a RuntimeError before touching anything (an inference call during training reads
-the weights as they are at that moment).
+number of threads may call them at once; plans are kept for the next call. Training changes
+the model's state, so one training call at a time: `fit`, `train_on_batch` or
+`backward_summary` while another runs in another thread raises a RuntimeError before touching
+anything (an inference call during training reads the weights as they are at that moment).
 
-`Trainer` is the half of `Sequential` that runs passes; `Sequential` (sequential.py) holds the
-layers and their weights.
+`Trainer` is the half of `Model` that runs passes; `Model` (functional.py) holds the layers,
+their graph and their weights.
 """
 
 from __future__ import annotations
@@ -37,17 +37,8 @@ from minicnn.fast.graph_plan import GraphPlan
 from minicnn.layers.base import shape_str
 from minicnn.layers.node import KerasTensor
 from minicnn.metrics import ACCURACY_NAMES
+from minicnn.models.step import TrainingPass
 from minicnn.recording import BackwardSummary, Recording
-
-
-def step_generator(model_seed: int, layer, iterations: int, k: int) -> np.random.Generator:
-    """The generator a drawing layer (Dropout, RandomFlip) at place `k` of the model uses in the
-    training step after `iterations` steps: seeded from (its seed or the model's, the step
-    number, its place), so that a run resumed from a model file, which keeps the step count,
-    draws exactly what a run straight through would (and a data-parallel worker draws what the
-    local run draws)."""
-    seed = getattr(layer, "seed", None)
-    return np.random.default_rng((model_seed if seed is None else seed, iterations, k))
 
 
 class Trainer:
@@ -182,59 +173,16 @@ class Trainer:
                 "minicnn trains and evaluates models with one output (one loss per output is "
                 "not supported yet). predict() and model(x) work on it.")
 
-    # -- one batch: the training pass -----------------------------------------------------------
-    def _forward(self, xs: list[np.ndarray], training: bool, plan: GraphPlan) -> np.ndarray:
-        """The model's output for inputs xs (a list, one array per model input) through `plan`;
-        the output of a one-output model, else the list of outputs."""
-        rec = self._recording
-        if rec is not None:
-            rec.start(xs[0])
-        outs = plan.forward(xs, training=training, hook=None if rec is None else rec.forward)
-        return outs[0] if len(outs) == 1 else outs
-
-    def _head(self, plan: GraphPlan) -> losses.LossHead:
-        """The loss on top of the plan's output layer, built once per plan and loss."""
-        head = getattr(plan, "loss_head", None)
-        if head is None or head.loss is not self.loss:
-            head = plan.loss_head = losses.LossHead(self.loss, plan.output_layers[0])
-        return head
-
-    def _backward(self, y: np.ndarray, out: np.ndarray, plan: GraphPlan | None = None) -> None:
-        """Fill every parameter's .grad with dL/dW of the mean loss (penalties included) over
-        the batch (y, out)."""
-        self._backward_from_loss(y, out, self._steps() if plan is None else plan)
-        self._add_penalty_gradients()
-
-    def _backward_from_loss(self, y: np.ndarray, out: np.ndarray,
-                            plan: GraphPlan) -> list[np.ndarray | None]:
-        """Backward from the loss through `plan`, last step first; returns dL/dx of each input
-        (None where no step needed it)."""
-        rec, head = self._recording, self._head(plan)
-        hook = None
-        if rec is not None:
-            def hook(layer, dout, dx):
-                # The head's step gets dL/dy_pred shown, whatever the fused pass started from.
-                rec.backward(layer, self.loss.gradient(y, out) if dout is None else dout, dx)
-        return plan.backward([None], heads={0: lambda step: head.backward(y, out, step)},
-                             hook=hook)
-
-    def _add_penalty_gradients(self) -> None:
-        for layer in self._compute_layers:  # the penalties' gradients: d(loss + penalty)/dW
-            reg = getattr(layer, "kernel_regularizer", None)
-            if reg is not None and layer.params:
-                layer.kernel.grad += reg.gradient(layer.kernel.value)
-
-    def _loss_and_correct(self, y: np.ndarray, out: np.ndarray,
-                          plan: GraphPlan) -> tuple[float, int]:
-        """Summed loss and number of correct predictions over the batch `plan` just ran; the
-        loss includes the weights' penalties (kernel_regularizer), as Keras reports it."""
-        per_sample = self._head(plan).per_sample(y, out)
-        penalty = sum(reg(layer.kernel.value) for layer in self._compute_layers
-                      if (reg := getattr(layer, "kernel_regularizer", None)) is not None)
-        per_sample = per_sample + penalty
-        targets = self.loss.targets(y, out)
-        correct = int((targets.argmax(axis=-1) == out.argmax(axis=-1)).sum())
-        return float(per_sample.sum(dtype=np.float64)), correct
+    # -- one batch: the training pass (step.py) ----------------------------------------------
+    def training_pass(self, plan: GraphPlan | None = None) -> TrainingPass:
+        """The pass (forward, loss, backward, penalties, draws) over `plan`, by default the one
+        fit runs; made once per plan and loss (minicnn/models/step.py)."""
+        if plan is None:
+            plan = self._steps()
+        passes = getattr(plan, "training_pass", None)
+        if passes is None or passes.model is not self or passes.head.loss is not self.loss:
+            passes = plan.training_pass = TrainingPass(self, plan)
+        return passes
 
     def train_on_batch(self, x, y) -> list[float] | float:
         """One optimizer step on the batch (x, y); returns [loss, *metrics] of that batch."""
@@ -249,22 +197,15 @@ class Trainer:
         """Forward, loss, backward, optimizer step; returns the batch's summed loss and hits.
         xs: one array per model input (a bare array for a one-input model)."""
         xs = xs if isinstance(xs, list) else [xs]
-        plan = self._steps()
-        self._seed_draws(plan)
-        out = self._forward(xs, training=True, plan=plan)
-        batch = self._loss_and_correct(y, out, plan)
-        if self._recording is not None:
-            self._recording.loss = batch[0] / len(y)
-        self._backward(y, out, plan)
+        passes, rec = self.training_pass(), self._recording
+        passes.seed_draws(self.optimizer.iterations)
+        out = passes.forward(xs, training=True, recording=rec)
+        batch = passes.loss(y, out)
+        if rec is not None:
+            rec.loss = batch[0] / len(y)
+        passes.backward(y, out, recording=rec)
         self.optimizer.step(self.params)
         return batch
-
-    def _seed_draws(self, plan: GraphPlan) -> None:
-        """Give each node that draws in training (Dropout, RandomFlip) this step's generator,
-        from its place k among the graph's nodes (a Sequential's: its layer's index)."""
-        for k, layer in enumerate(plan.node_layers):
-            if getattr(layer, "draws_in_training", False):
-                layer.rng = step_generator(self.seed, layer, self.optimizer.iterations, k)
 
     # -- data checks ----------------------------------------------------------------------------
     def _as_inputs(self, x, method: str) -> list[np.ndarray]:
@@ -438,13 +379,13 @@ class Trainer:
     def _evaluate_arrays(self, xs, y, batch_size: int, callbacks=None) -> tuple[float, int]:
         loss_sum, correct = 0.0, 0
         with self._inference_plan() as plan:
+            passes = self.training_pass(plan)
             for step, start in enumerate(range(0, len(y), batch_size)):
                 if callbacks:
                     callbacks.on_test_batch_begin(step)
-                out = self._forward([a[start:start + batch_size] for a in xs], training=False,
-                                    plan=plan)
-                batch_loss, batch_correct = self._loss_and_correct(y[start:start + batch_size],
-                                                                   out, plan)
+                out = passes.forward([a[start:start + batch_size] for a in xs], training=False,
+                                     recording=self._recording)
+                batch_loss, batch_correct = passes.loss(y[start:start + batch_size], out)
                 loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
                 if callbacks:
                     callbacks.on_test_batch_end(step, self._logs(
@@ -485,7 +426,8 @@ class Trainer:
         with parallel.single_threaded_blas(), self._inference_plan() as plan:
             for step, start in enumerate(range(0, n, batch_size)):
                 cbs.on_predict_batch_begin(step)
-                got = self._forward([a[start:start + batch_size] for a in xs], False, plan)
+                got = self.training_pass(plan).forward(
+                    [a[start:start + batch_size] for a in xs], False, self._recording)
                 for o, g in zip(outs, got if len(outs) > 1 else [got], strict=True):
                     o[start:start + batch_size] = g
                 cbs.on_predict_batch_end(step)
@@ -499,7 +441,7 @@ class Trainer:
             return self._call_symbolic(x)  # the model as a layer of another model
         xs = self._as_inputs(x, "call")
         with self._inference_plan() as plan:
-            out = self._forward(xs, training=training, plan=plan)
+            out = self.training_pass(plan).forward(xs, training, self._recording)
         return [np.copy(o) for o in out] if isinstance(out, list) else np.copy(out)
 
     # -- looking inside -------------------------------------------------------------------------
@@ -525,10 +467,10 @@ class Trainer:
                              "the first 128 training images and their labels")
         xs, y = self._as_data(x, y, "backward_summary")
         with self._one_training_call("backward_summary"), self.record() as rec:
-            plan = self._steps()
-            out = self._forward(xs, training=True, plan=plan)
-            rec.loss = self._loss_and_correct(y, out, plan)[0] / len(y)
-            self._backward(y, out, plan)
+            passes = self.training_pass()
+            out = passes.forward(xs, training=True, recording=rec)
+            rec.loss = passes.loss(y, out)[0] / len(y)
+            passes.backward(y, out, recording=rec)
         summary = BackwardSummary(self.name, rec, self.optimizer, self._compute_layers)
         if print_fn is not False:
             (print_fn or print)(str(summary))
