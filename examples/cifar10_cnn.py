@@ -31,7 +31,8 @@ import numpy as np
 
 from minicnn import models
 from minicnn.datasets import cifar10
-from minicnn.utils import to_categorical, to_keras
+from minicnn.models import to_keras
+from minicnn.utils import to_categorical
 
 SIZES = {"train": 50_000, "test": 10_000}
 # Stripe colours of the generated classes: class k has colour k % 5, stripes across (k < 5) or

@@ -10,8 +10,8 @@ training and at inference. Run it from the project root:
 
 It reads Fashion-MNIST from $MINICNN_FASHION_MNIST_DATA when set (else from, or into, the cache;
 see `minicnn.datasets.fashion_mnist`). With --compare-tf, TensorFlow's Keras trains the same
-recipe from the same initial weights (`minicnn.utils.to_keras`: the layouts are Keras's) on the same
-batches in the same order, the two alternating epoch by epoch, and the script prints both test
+recipe from the same initial weights (`minicnn.models.to_keras`: the layouts are Keras's) on the
+same batches in the same order, the two alternating epoch by epoch, and the script prints both test
 accuracies, their difference in points and both epoch times. Like examples/mnist_cnn.py it ends
 by checking minicnn's test accuracy against the bar for the run (`accuracy_bar`).
 """
@@ -29,7 +29,8 @@ import numpy as np
 
 from minicnn import models
 from minicnn.datasets import fashion_mnist
-from minicnn.utils import to_categorical, to_keras
+from minicnn.models import to_keras
+from minicnn.utils import to_categorical
 
 VALIDATION_SPLIT = 0.1  # the last 10% of the training images, never trained on, as the notebook
 TF_GAP_POINTS = 0.5  # issue 11: after 10 epochs, within this many points of TensorFlow's accuracy
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     # -- 3. Training ------------------------------------------------------------------------------
     if args.compare_tf:
         keras = import_keras()  # only here: without --compare-tf, TensorFlow is never loaded
-        # The same layers, minicnn's initial weights, compiled alike (minicnn.utils.to_keras)
+        # The same layers, minicnn's initial weights, compiled alike (minicnn.models.to_keras)
         twin = to_keras(model, compile=True)
         print(f"Keras {keras.__version__} (TensorFlow) beside it: the same recipe, minicnn's "
               "initial weights, the same batches; the two alternate epoch by epoch")

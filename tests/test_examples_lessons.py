@@ -131,7 +131,7 @@ def test_cifar10_example_falls_back_to_generated_data(tmp_path):
 @needs_fashion
 def test_compare_tf_runs_both_from_the_same_weights(fashion, cifar, monkeypatch, capsys):
     from minicnn import models
-    from minicnn.utils import to_keras
+    from minicnn.models import to_keras
 
     fashion.import_keras()
     # The twin starts where minicnn starts: the same predictions, BatchNormalization included

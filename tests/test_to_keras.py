@@ -1,4 +1,4 @@
-"""minicnn.utils.to_keras: the same model in Keras, the same predictions.
+"""minicnn.models.to_keras: the same model in Keras, the same predictions.
 
 Every recipe and a model with every layer Keras mirrors are rebuilt in Keras with minicnn's
 weights copied in, and both predict the same probabilities within the float32 tolerances the
@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 
 from minicnn import layers, models
-from minicnn.models import Sequential
-from minicnn.utils import to_keras
+from minicnn.models import Sequential, to_keras
 from tests.tolerances import TF_FORWARD_ATOL, TF_FORWARD_RTOL
 
 keras = pytest.importorskip("keras")

@@ -18,6 +18,7 @@ Sequential; its forward and backward run its own graph.
 from __future__ import annotations
 
 import copy
+import json
 import os
 
 import numpy as np
@@ -26,7 +27,7 @@ from minicnn.fast.graph_plan import GraphPlan
 from minicnn.layers._names import unique_name
 from minicnn.layers.base import Layer, Parameter, shape_str
 from minicnn.layers.node import Graph, KerasTensor
-from minicnn.models.graph_config import functional_config
+from minicnn.models.graph_config import MODEL_CLASSES, functional_config, model_from_config
 from minicnn.models.model_file import read_model_file, write_model_file
 from minicnn.models.summary import summary_text
 from minicnn.models.training import Trainer
@@ -295,6 +296,16 @@ class Model(Trainer, Layer):
         calls that feed it (`inbound_nodes`), and the graph's input and output tensors."""
         return functional_config(self)
 
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> Model:
+        """The model `get_config()` describes, with fresh weights (Keras's `from_config`)."""
+        return model_from_config(config, custom_objects)
+
+    def to_json(self, **kwargs) -> str:
+        """The architecture as a JSON string (`models.model_from_json` reads it back)."""
+        return json.dumps({k: v for k, v in self.get_config().items() if k != "compile"},
+                          **kwargs)
+
     def save(self, filepath: str | os.PathLike) -> None:
         """Write architecture, weights and optimizer state to one .npz file, atomically
         (`models.load_model` reads it back)."""
@@ -335,4 +346,7 @@ class Model(Trainer, Layer):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} layers={len(self.layers)}>"
+
+
+MODEL_CLASSES["Functional"] = Model
 

@@ -16,6 +16,7 @@ model, from 0. A model used as a layer is stored whole, as its own config.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from minicnn.layers.node import Input
@@ -61,11 +62,57 @@ def functional_config(model) -> dict:
     return config
 
 
-def functional_from_config(arch: dict, model_class: type, make_layer: Callable[[dict], object],
-                           call: Callable[[object, object], object]):
-    """The Model `arch` describes. `make_layer(spec)` makes each layer (or nested model) from
-    its entry; `call(layer, inputs)` calls it on symbolic tensors (so a loader can check each
-    weight as it is made)."""
+# The model classes by the class name their configs carry ("Functional", "Sequential"): each
+# registers itself where it is defined, so that this module needs to import neither.
+MODEL_CLASSES: dict[str, type] = {}
+
+
+def model_from_config(arch: dict, custom_objects: dict | None = None,
+                      checking: Callable[[object], contextlib.AbstractContextManager]
+                      | None = None):
+    """The model `arch` (a `get_config()`) describes, with fresh weights. `custom_objects` maps
+    class names to your own layers; `checking(layer)`, when given, is entered around each
+    layer's build (load_model checks each weight against the file as it is made)."""
+    from minicnn import layers as layers_module
+
+    known = {name: getattr(layers_module, name) for name in layers_module.__all__}
+    known.update(custom_objects or {})
+    checking = checking or (lambda layer: contextlib.nullcontext())
+
+    def layer_of(spec: dict):
+        if spec["class_name"] in MODEL_CLASSES:
+            return build(spec["config"])
+        cls = known.get(spec["class_name"])
+        if cls is None:
+            raise ValueError(f"unknown layer class {spec['class_name']!r}; pass it in "
+                             f"custom_objects={{'{spec['class_name']}': TheClass}} (on the "
+                             f"command line: --custom-objects FILE.py). minicnn's own "
+                             f"layers are in minicnn.layers; to write one: "
+                             f"{layers_module._CUSTOM_LAYER_GUIDE}")
+        if spec["config"].get("dtype") not in (None, "float32", "float64"):
+            raise ValueError(f"layer {spec['config'].get('name')!r} has dtype "
+                             f"{spec['config']['dtype']!r}; minicnn layers compute in "
+                             f"float32 or float64")
+        return cls.from_config(spec["config"])
+
+    def build(arch: dict):
+        if arch.get("class_name", "Sequential") != "Sequential":
+            return _functional(arch, layer_of, checking)
+        model = MODEL_CLASSES["Sequential"](name=arch.get("name"), seed=arch.get("seed"))
+        for spec in arch["layers"]:
+            layer = layer_of(spec)
+            with checking(layer):
+                model.add(layer)
+        if not model.built:
+            raise ValueError("the first layer has no input_shape")
+        if arch.get("trainable") is False:
+            model.trainable = False
+        return model
+
+    return build(arch)
+
+
+def _functional(arch: dict, layer_of, checking):
     made: dict[tuple[str, int], object] = {}  # (layer name, call) -> its output tensor
     pending = []
     for spec in arch["layers"]:
@@ -74,7 +121,7 @@ def functional_from_config(arch: dict, model_class: type, make_layer: Callable[[
             made[(spec["name"], 0)] = Input(tuple(config["batch_shape"][1:]),
                                             name=spec["name"], dtype=config.get("dtype"))
         else:
-            pending.append((spec, make_layer(spec), list(spec["inbound_nodes"])))
+            pending.append((spec, layer_of(spec), list(spec["inbound_nodes"])))
     # Calls in dependency order: a call runs once every tensor it reads has been made.
     while pending:
         progressed = False
@@ -83,7 +130,8 @@ def functional_from_config(arch: dict, model_class: type, make_layer: Callable[[
                 inbound = nodes.pop(0)
                 inputs = [made[(r[0], r[1])] for r in inbound["inputs"]]
                 index = len(spec["inbound_nodes"]) - len(nodes) - 1
-                made[(spec["name"], index)] = call(layer, inputs if inbound["list"] else inputs[0])
+                with checking(layer):
+                    made[(spec["name"], index)] = layer(inputs if inbound["list"] else inputs[0])
                 progressed = True
         pending = [p for p in pending if p[2]]
         if pending and not progressed:
@@ -97,7 +145,7 @@ def functional_from_config(arch: dict, model_class: type, make_layer: Callable[[
         return [made[(r[0], r[1])] for r in refs]
 
     inputs, outputs = tensors(arch["input_layers"]), tensors(arch["output_layers"])
-    model = model_class(inputs if arch.get("multi_input") else inputs[0],
+    model = MODEL_CLASSES["Functional"](inputs if arch.get("multi_input") else inputs[0],
                   outputs if arch.get("multi_output") else outputs[0],
                   name=arch.get("name"), seed=arch.get("seed"))
     if arch.get("trainable") is False:

@@ -9,18 +9,15 @@ edited to say `filters=10**9` is an error naming the layer, not a 36 GB allocati
 from __future__ import annotations
 
 import contextlib
+import json
 
 import numpy as np
 
-from minicnn import layers as layers_module
 from minicnn import losses, optimizers
 from minicnn.layers.base import Layer, shape_str
 from minicnn.models.functional import Model
-from minicnn.models.graph_config import functional_from_config
+from minicnn.models.graph_config import model_from_config
 from minicnn.models.model_file import ModelFileError, read_model_file
-from minicnn.models.sequential import Sequential
-
-_LAYER_DTYPES = (None, "float32", "float64")  # what a layer's config may say; None: float32
 
 
 def load_model(filepath, custom_objects: dict | None = None) -> Model:
@@ -36,11 +33,9 @@ def load_model(filepath, custom_objects: dict | None = None) -> Model:
     """
     file = read_model_file(filepath)
     arch = file.architecture
-    known = {name: getattr(layers_module, name) for name in layers_module.__all__}
-    known.update(custom_objects or {})
     stored = _StoredWeights(file.weights)
     try:
-        model = _build(arch, known, stored)
+        model = model_from_config(arch, custom_objects, checking=stored.checking)
         model.epochs_trained = _count(arch.get("epochs_trained", 0), "epochs_trained")
         weights = model.weights  # trainable or not
         for p, w in zip(weights, file.weights, strict=False):
@@ -70,42 +65,24 @@ def load_model(filepath, custom_objects: dict | None = None) -> Model:
     return model
 
 
-def _build(arch: dict, known: dict, stored: _StoredWeights) -> Model:
-    """The model `arch` describes, each weight checked against the file as it is made."""
-    if arch.get("class_name") == "Functional":
-        def call(layer, inputs):
-            with stored.checking(layer):
-                return layer(inputs)
-
-        return functional_from_config(arch, Model, lambda spec: _layer(spec, known, stored), call)
-    model = Sequential(name=arch.get("name"), seed=arch.get("seed"))
-    for spec in arch["layers"]:
-        layer = _layer(spec, known, stored)
-        with stored.checking(layer):
-            model.add(layer)
-    if not model.built:
-        raise ValueError("the first layer has no input_shape")
-    if arch.get("trainable") is False:
-        model.trainable = False
-    return model
+def model_from_json(json_string: str, custom_objects: dict | None = None) -> Model:
+    """The model `model.to_json()` describes, with fresh weights, as Keras's."""
+    try:
+        config = json.loads(json_string)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"Invalid value for argument `json_string`: not JSON ({e})") from e
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise ValueError("Invalid value for argument `json_string`. Expected the JSON of "
+                         "model.to_json(), an object with a list of `layers`.")
+    return model_from_config(config, custom_objects)
 
 
-def _layer(spec: dict, known: dict, stored: _StoredWeights):
-    """One layer from its entry; a nested model (class Sequential or Functional) whole."""
-    if spec["class_name"] in ("Sequential", "Functional"):
-        return _build(spec["config"], known, stored)
-    cls = known.get(spec["class_name"])
-    if cls is None:
-        raise ValueError(f"unknown layer class {spec['class_name']!r}; pass it in "
-                         f"custom_objects={{'{spec['class_name']}': TheClass}} (on the "
-                         f"command line: --custom-objects FILE.py). minicnn's own "
-                         f"layers are in minicnn.layers; to write one: "
-                         f"{layers_module._CUSTOM_LAYER_GUIDE}")
-    if spec["config"].get("dtype") not in _LAYER_DTYPES:
-        raise ValueError(f"layer {spec['config'].get('name')!r} has dtype "
-                         f"{spec['config']['dtype']!r}; minicnn layers compute in "
-                         f"float32 or float64")
-    return cls.from_config(spec["config"])
+def clone_model(model: Model, custom_objects: dict | None = None) -> Model:
+    """A new model with the same architecture and new layers (new weights: copy them with
+    `clone.set_weights(model.get_weights())`), as Keras's `clone_model`."""
+    config = {k: v for k, v in model.get_config().items() if k != "compile"}
+    config.pop("seed", None)  # a fresh seed: fresh draws, as Keras's clone has
+    return model_from_config(config, custom_objects)
 
 
 def _optimizer_class(name: str, custom_objects: dict | None) -> type:

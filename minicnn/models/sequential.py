@@ -13,6 +13,7 @@ from minicnn.layers._names import unique_name
 from minicnn.layers.base import Layer, shape_str
 from minicnn.layers.node import Graph, KerasTensor
 from minicnn.models.functional import Model
+from minicnn.models.graph_config import MODEL_CLASSES
 
 
 class Sequential(Model):
@@ -157,3 +158,6 @@ class Sequential(Model):
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name!r} layers={len(self._layers)}>"
+
+
+MODEL_CLASSES["Sequential"] = Sequential
