@@ -409,6 +409,28 @@ def check_layers(layers: Sequence[Layer], x: np.ndarray, *, y=None, loss=None, d
     return GradCheckReport(title, checks, epsilon, tolerance, problems, len(stack) > 1)
 
 
+def check_function(tensors: Sequence[tuple[str, np.ndarray, np.ndarray]],
+                   f: Callable[[], float], *, title: str, seed: int = 0,
+                   epsilon: float = EPSILON, tolerance: float = TOLERANCE,
+                   max_checks: int | None = None) -> GradCheckReport:
+    """Check the analytic gradients of a scalar function of several arrays: for each
+    (name, value, analytic) in `tensors`, elements of `value` (float64, nudged in place and
+    restored) against the central differences of `f()`. This is how a whole graph model is
+    checked (`model.gradient_check` on a functional model): f runs its forward pass and loss."""
+    rng = np.random.default_rng(seed)
+    global_state = _global_state()
+    try:
+        checks = [_check_tensor(name, value, analytic, f, epsilon, tolerance, max_checks, rng)
+                  for name, value, analytic in tensors]
+    except _Unrepeatable as e:
+        return GradCheckReport(title, [], epsilon, tolerance, [Problem(
+            title, "f is not repeatable", f"Two runs of the same pass gave different losses "
+            f"({e}): something draws random numbers the check cannot replay.")])
+    finally:
+        _set_global_state(global_state)
+    return GradCheckReport(title, checks, epsilon, tolerance)
+
+
 def _check_stack(stack, x, y, loss, dout, rng, epsilon, tolerance, max_checks,
                  check_input, training) -> tuple[list[TensorCheck], list[Problem]]:
     """One forward pass keeping each layer's input, then, from the top, each layer's backward

@@ -60,25 +60,35 @@ class Recording:
     def __len__(self) -> int:
         return len(self.layers)
 
-    # Called by Sequential while the recording is open.
+    # Called by the model's TrainingPass while the recording is open. A layer called twice (a
+    # shared layer) gets a record per call, `rec[name]` being its first; each backward finds
+    # the record of its own call by the layer instance that ran it.
     def start(self, x: np.ndarray) -> None:
         self.layers, self.loss, self.batch_size = [], None, len(x)
+        self._by_instance: dict[int, LayerRecord] = {}
 
-    def forward(self, layer: Layer, x: np.ndarray, y: np.ndarray) -> None:
+    def forward(self, layer: Layer, x, y: np.ndarray) -> None:
+        """x: the layer's input, or the list of its inputs (a merge layer)."""
         cols_shape = None
         if isinstance(layer, Conv2D):
             (KH, KW) = layer.kernel_size
             cols_shape = (int(np.prod(y.shape[:3])), KH * KW * x.shape[-1])
         mask = getattr(layer.cache, "mask", None) if isinstance(layer, Dropout) else None
-        self.layers.append(LayerRecord(layer.name, type(layer).__name__, np.array(x),
-                                       np.array(y), cols_shape=cols_shape,
-                                       mask=None if mask is None else np.array(mask)))
+        record = LayerRecord(layer.name, type(layer).__name__, _copy(x), np.array(y),
+                             cols_shape=cols_shape, mask=None if mask is None else np.array(mask))
+        self.layers.append(record)
+        self._by_instance[id(layer)] = record
 
-    def backward(self, layer: Layer, dout: np.ndarray, dx: np.ndarray | None) -> None:
-        record = self[layer.name]
+    def backward(self, layer: Layer, dout: np.ndarray, dx) -> None:
+        record = self._by_instance.get(id(layer)) or self[layer.name]
         record.dout = np.array(dout)
-        record.dx = None if dx is None else np.array(dx)
+        record.dx = None if dx is None else _copy(dx)
         record.grads = {p.name: p.grad.copy() for p in layer.params}
+
+
+def _copy(a):
+    """A copy of an array, or of each array of a list (a merge layer's inputs or dx)."""
+    return [np.array(x) for x in a] if isinstance(a, list) else np.array(a)
 
 
 def _norm(a: np.ndarray | None) -> float | None:

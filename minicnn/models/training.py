@@ -24,6 +24,7 @@ their graph and their weights.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import threading
 from collections.abc import Iterator
@@ -39,6 +40,20 @@ from minicnn.layers.node import KerasTensor
 from minicnn.metrics import ACCURACY_NAMES
 from minicnn.models.step import TrainingPass
 from minicnn.recording import BackwardSummary, Recording
+
+# What a deep copy of a model makes anew rather than copies.
+_NOT_COPIED = ("_plans", "_idle", "_idle_lock", "_nested_plans", "_local", "_training",
+               "_chain_graph")
+
+
+def _is_chain(model) -> bool:
+    """A model whose layers run one after the other, each once (what check_layers checks)."""
+    graph = model._graph
+    return (len(graph.inputs) == 1 and len(graph.nodes) == len(model._compute_layers)
+            and not any(node.multi_input for node in graph.nodes)
+            and all(node.inputs[0] is (graph.nodes[k - 1].output if k else graph.inputs[0])
+                    for k, node in enumerate(graph.nodes))
+            and not any(hasattr(layer, "_graph") for layer in model._compute_layers))
 
 
 class Trainer:
@@ -59,9 +74,13 @@ class Trainer:
         # The training plans (one per fast/reference and set of frozen layers) and the idle
         # inference plans: an inference call takes one (or builds one) and gives it back, so
         # plans are built once, yet no two calls ever share one.
+        self._init_locks()
+
+    def _init_locks(self) -> None:
         self._plans: dict[tuple, GraphPlan] = {}
         self._idle: dict[tuple, list[GraphPlan]] = {}
         self._idle_lock = threading.Lock()
+        self._nested_plans = {}
         self._local = threading.local()  # what is one thread's own: an open recording
         self._training = threading.RLock()  # a callback inside fit may call backward_summary
 
@@ -483,13 +502,46 @@ class Trainer:
         tensor (None checks every one). The model itself is not changed."""
         self._require_compiled("gradient_check")
         xs, y = self._as_data(x, y, "gradient_check")
-        if len(self._graph.nodes) != len(self._compute_layers) or any(
-                node.multi_input for node in self._graph.nodes) or len(xs) > 1:
-            raise NotImplementedError(
-                f"gradient_check() checks a chain of layers; model '{self.name}' is a graph. "
-                "Check its layers one by one with minicnn.gradcheck.check_layer.")
+        epsilon = gradcheck.EPSILON if epsilon is None else epsilon
+        tolerance = gradcheck.TOLERANCE if tolerance is None else tolerance
+        if not _is_chain(self):
+            return self._graph_gradient_check(xs, y, max_checks, seed, epsilon, tolerance)
         return gradcheck.check_layers(
             self._compute_layers, xs[0], y=y, loss=self.loss, seed=seed,
-            epsilon=gradcheck.EPSILON if epsilon is None else epsilon,
-            tolerance=gradcheck.TOLERANCE if tolerance is None else tolerance,
-            max_checks=max_checks, title=f"model '{self.name}' with {self.loss.name}")
+            epsilon=epsilon, tolerance=tolerance, max_checks=max_checks,
+            title=f"model '{self.name}' with {self.loss.name}")
+
+    def _graph_gradient_check(self, xs, y, max_checks, seed, epsilon, tolerance):
+        """The whole graph checked at once: each weight and the input against central
+        differences of the loss, on a float64 copy run on its reference layers."""
+        twin = copy.deepcopy(self).set_dtype(np.float64)
+        passes = TrainingPass(twin, GraphPlan(twin._graph, fast=False,
+                                              inputs_need_gradient=True))
+        xs = [a.astype(np.float64) for a in xs]
+        y = y.astype(np.float64) if y.dtype.kind == "f" else y
+        iterations = twin.optimizer.iterations
+
+        def f() -> float:
+            passes.seed_draws(iterations)
+            return passes.loss(y, passes.forward(xs, training=True))[0] / len(y)
+
+        passes.seed_draws(iterations)
+        dxs = passes.backward(y, passes.forward(xs, training=True))
+        tensors = [(p.name, p.value, p.grad.copy()) for p in twin.params]
+        tensors += [(f"input {t.name}", a, dx) for t, a, dx in
+                    zip(twin._graph.inputs, xs, dxs, strict=True) if dx is not None]
+        return gradcheck.check_function(tensors, f, seed=seed, epsilon=epsilon,
+                                        tolerance=tolerance, max_checks=max_checks,
+                                        title=f"model '{self.name}' with {self.loss.name}")
+
+    def __deepcopy__(self, memo):
+        """A model copy with copies of every layer and weight (and the optimizer's state), and
+        locks and plans of its own."""
+        clone = copy.copy(self)
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            if key not in _NOT_COPIED:
+                clone.__dict__[key] = copy.deepcopy(value, memo)
+        clone.__dict__.pop("_chain_graph", None)
+        clone._init_locks()
+        return clone
