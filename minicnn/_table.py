@@ -22,8 +22,10 @@ def render_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str
     def row(cells: Sequence[str], bar: str) -> str:
         # A cell too long for its column wraps at spaces onto more lines, as Keras's does
         # ("global_average_pooling2d" over "(GlobalAveragePooling2D)").
-        wrapped = [[piece for line in c.split("\n")
-                    for piece in (textwrap.wrap(line, w - 2, break_on_hyphens=False) or [""])]
+        # A word longer than the column is cut with an ellipsis, as rich (Keras's printer) does.
+        wrapped = [[_fit(piece, w - 2) for line in c.split("\n")
+                    for piece in (textwrap.wrap(line, w - 2, break_on_hyphens=False,
+                                                break_long_words=False) or [""])]
                    for c, w in zip(cells, widths, strict=True)]
         lines = []
         for k in range(max(len(cell) for cell in wrapped)):
@@ -40,6 +42,10 @@ def render_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str
             lines.append(rule("├", "─", "┼", "┤"))
     lines.append(rule("└", "─", "┴", "┘"))
     return "\n".join([*lines, *footer])
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def readable_size(n_bytes: float) -> str:

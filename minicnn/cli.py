@@ -84,7 +84,7 @@ DATASETS = {d.name: d for d in (
     Dataset("fashion_mnist", "Fashion-MNIST", (28, 28, 1), "fashion_mnist_cnn", "class"),
     Dataset("cifar10", "CIFAR-10", (32, 32, 3), "cifar10_cnn", "class"),
 )}
-MODELS = ("mnist_cnn", "fashion_mnist_cnn", "cifar10_cnn")  # minicnn.models.RECIPES' names
+MODELS = ("mnist_cnn", "fashion_mnist_cnn", "cifar10_cnn", "resnet20")  # models.RECIPES
 DATASET_FILE = "dataset.txt"  # `train` writes the set's name here, beside model.npz
 
 

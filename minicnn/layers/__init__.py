@@ -14,6 +14,18 @@ from minicnn.layers.global_pool import (
     GlobalMaxPool2D,
     GlobalMaxPooling2D,
 )
+from minicnn.layers.merge import (
+    Add,
+    Average,
+    Concatenate,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    multiply,
+    subtract,
+)
 from minicnn.layers.node import Input, InputLayer
 from minicnn.layers.pool import MaxPool2D, MaxPooling2D
 from minicnn.layers.random_flip import RandomFlip
@@ -22,9 +34,12 @@ from minicnn.layers.rescaling import Rescaling
 
 __all__ = [
     "Activation",
+    "Add",
+    "Average",
     "AveragePooling2D",
     "AvgPool2D",
     "BatchNormalization",
+    "Concatenate",
     "Conv2D",
     "Dense",
     "Dropout",
@@ -39,13 +54,20 @@ __all__ = [
     "LeakyReLU",
     "MaxPool2D",
     "MaxPooling2D",
+    "Multiply",
     "Parameter",
     "RandomFlip",
     "RandomTranslation",
     "ReLU",
     "Rescaling",
     "Softmax",
+    "Subtract",
+    "add",
+    "average",
     "clear_session",
+    "concatenate",
+    "multiply",
+    "subtract",
 ]
 
 # Where a missing layer's error sends the reader (load_model's too): the guide to writing one.

@@ -126,11 +126,37 @@ class Graph:
 
     @property
     def layers(self) -> list:
-        """Every layer that computes in the graph, once each, in the order of their first node."""
-        seen: dict[int, object] = {}
-        for node in self.nodes:
-            seen.setdefault(id(node.layer), node.layer)
-        return list(seen.values())
+        """Every layer that computes in the graph, once each, in Keras's order (`keras_order`)."""
+        return [layer for layer in self.keras_order()
+                if not getattr(layer, "is_input_layer", False)]
+
+    def keras_order(self) -> list:
+        """Every layer, input layers included, once each, in the order Keras's functional
+        `model.layers` lists them (and so `model.weights`, `get_weights`): by decreasing depth
+        (the longest path to an output, a shared layer's deepest call), and at equal depth in the
+        order a depth-first walk from the outputs first reaches them."""
+        input_nodes = [t.node for t in self.inputs]
+        all_nodes = [n for n in input_nodes if n is not None] + self.nodes
+        first_seen: dict[int, int] = {}
+        stack, done = list(reversed(self.outputs)), set()
+        while stack:
+            node = stack.pop().node
+            if node is None or id(node) in done:
+                continue
+            done.add(id(node))
+            first_seen.setdefault(id(node.layer), len(first_seen))
+            stack.extend(reversed(node.inputs))
+        node_depth: dict[int, int] = {}
+        layer_depth: dict[int, int] = {}
+        for node in reversed(all_nodes):  # outputs first, every consumer before what it reads
+            depth = max(node_depth.get(id(node), 0), layer_depth.get(id(node.layer), 0))
+            layer_depth[id(node.layer)] = node_depth[id(node)] = depth
+            for t in node.inputs:
+                if t.node is not None:
+                    node_depth[id(t.node)] = max(depth + 1, node_depth.get(id(t.node), 0))
+        layers = {id(n.layer): n.layer for n in all_nodes}
+        return sorted(layers.values(), key=lambda layer: (-layer_depth[id(layer)],
+                                                          first_seen.get(id(layer), 0)))
 
     def consumers(self) -> dict[int, list[Node]]:
         """For each tensor (by id), the nodes that read it."""

@@ -97,8 +97,8 @@ class Model(Trainer, Layer):
     # -- structure ----------------------------------------------------------------------------
     @property
     def layers(self) -> list:
-        """The input layers, then every layer in the order it first computes (Keras's order)."""
-        return [t.node.layer for t in self._graph.inputs] + self._graph.layers
+        """Every layer, input layers included, in Keras's order (Graph.keras_order)."""
+        return self._graph.keras_order()
 
     @property
     def _compute_layers(self) -> list:

@@ -114,26 +114,31 @@ def model_from_config(arch: dict, custom_objects: dict | None = None,
 
 def _functional(arch: dict, layer_of, checking):
     made: dict[tuple[str, int], object] = {}  # (layer name, call) -> its output tensor
-    pending = []
+    pending = []  # [spec, layer (made at its first call), the calls still to make]
     for spec in arch["layers"]:
         if spec["class_name"] == "InputLayer":
             config = spec["config"]
             made[(spec["name"], 0)] = Input(tuple(config["batch_shape"][1:]),
                                             name=spec["name"], dtype=config.get("dtype"))
         else:
-            pending.append((spec, layer_of(spec), list(spec["inbound_nodes"])))
-    # Calls in dependency order: a call runs once every tensor it reads has been made.
+            pending.append([spec, None, list(spec["inbound_nodes"])])
+    # Calls in dependency order, sweeping the layers in their listed (Keras's) order: each
+    # layer is made and built at its first call, so weights are created in the file's order.
     while pending:
         progressed = False
-        for spec, layer, nodes in pending:
+        for entry in pending:
+            spec, nodes = entry[0], entry[2]
             while nodes and all((r[0], r[1]) in made for r in nodes[0]["inputs"]):
+                if entry[1] is None:
+                    entry[1] = layer_of(spec)
                 inbound = nodes.pop(0)
                 inputs = [made[(r[0], r[1])] for r in inbound["inputs"]]
                 index = len(spec["inbound_nodes"]) - len(nodes) - 1
-                with checking(layer):
-                    made[(spec["name"], index)] = layer(inputs if inbound["list"] else inputs[0])
+                with checking(entry[1]):
+                    made[(spec["name"], index)] = entry[1](
+                        inputs if inbound["list"] else inputs[0])
                 progressed = True
-        pending = [p for p in pending if p[2]]
+        pending = [entry for entry in pending if entry[2]]
         if pending and not progressed:
             raise ValueError(f"the graph cannot be rebuilt: layer {pending[0][0]['name']!r} "
                              f"reads tensors no layer makes")

@@ -1,6 +1,7 @@
 """The built-in recipes: the models the CLI, the examples, the benchmarks and the tests share.
 
-Each is a function `recipe(seed=None, compile=True) -> Sequential` taking inputs scaled to [0, 1]
+Each is a function `recipe(seed=None, compile=True) -> Model` (a Sequential but for the ResNet)
+taking inputs scaled to [0, 1]
 (the examples divide the uint8 pixels by 255, as the tutorials do), and `RECIPES` names them for
 `minicnn train --model NAME`.
 """
@@ -9,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from minicnn import layers, optimizers
+import numpy as np
+
+from minicnn import layers, optimizers, regularizers
+from minicnn.models.functional import Model
 from minicnn.models.sequential import Sequential
 from minicnn.schedules import InverseTimeDecay
 
@@ -99,8 +103,66 @@ def cifar10_cnn(seed: int | None = None, compile: bool = True, augment: bool = T
     return model
 
 
-RECIPES: dict[str, Callable[..., Sequential]] = {
+def resnet_cifar(depth: int = 20, seed: int | None = None, compile: bool = True,
+                 augment: bool = True) -> Model:
+    """He et al. (2016)'s CIFAR-10 ResNet (v1), as keras.io's `cifar10_resnet` builds it, for
+    (32, 32, 3) inputs: depth = 6n + 2 (20, 32, 44, 56, 110).
+
+    A 3x3 conv of 16 filters, then three stages of n residual blocks with 16, 32 and 64 filters
+    (the first block of stages 2 and 3 halves the size with stride 2); each block is
+    conv3x3-BN-ReLU-conv3x3-BN, added to its input (through a 1x1 conv of stride 2 where the
+    shape changes), then a ReLU; global average pooling and Dense(10, softmax). Every conv is
+    He-normal initialised with an L2(1e-4) penalty; Adam(1e-3). With `augment`, random flips
+    and shifts of up to 4 pixels (1/8), as the paper's padding and cropping. ResNet-20 has
+    274,442 parameters (1,360 of them BatchNormalization's moving statistics).
+    """
+    if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"Invalid value for argument `depth`. Expected 6n + 2 (20, 32, 44, 56, "
+                         f"110). Received depth={depth!r}")
+    rng = np.random.default_rng(seed)
+
+    def made(layer):
+        layer.rng = rng  # every weight drawn from the recipe's seed, in order
+        return layer
+
+    def conv(filters, kernel_size=3, strides=1):
+        return made(layers.Conv2D(filters, kernel_size, strides=strides, padding="same",
+                                  kernel_initializer="he_normal",
+                                  kernel_regularizer=regularizers.L2(1e-4)))
+
+    inputs = layers.Input((32, 32, 3))
+    x = inputs
+    if augment:
+        x = made(layers.RandomFlip("horizontal"))(x)
+        x = made(layers.RandomTranslation(0.125, 0.125, fill_mode="constant",
+                                          interpolation="nearest"))(x)
+    x = layers.Activation("relu")(made(layers.BatchNormalization())(conv(16)(x)))
+    for stage, filters in enumerate((16, 32, 64)):
+        for block in range((depth - 2) // 6):
+            strides = 2 if stage > 0 and block == 0 else 1
+            y = conv(filters, strides=strides)(x)
+            y = layers.Activation("relu")(made(layers.BatchNormalization())(y))
+            y = made(layers.BatchNormalization())(conv(filters)(y))
+            shortcut = conv(filters, 1, strides)(x) if strides > 1 else x
+            x = layers.Activation("relu")(layers.add([shortcut, y]))
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = made(layers.Dense(10, activation="softmax", kernel_initializer="he_normal"))(x)
+    model = Model(inputs, outputs, name=f"resnet{depth}", seed=seed)
+    if compile:
+        model.compile(optimizer=optimizers.Adam(1e-3), loss="categorical_crossentropy",
+                      metrics=["accuracy"])
+    return model
+
+
+def resnet20(seed: int | None = None, compile: bool = True, augment: bool = True) -> Model:
+    """`resnet_cifar(depth=20)`: the recipe `minicnn train --dataset cifar10 --model resnet20`
+    trains."""
+    return resnet_cifar(20, seed=seed, compile=compile, augment=augment)
+
+
+RECIPES: dict[str, Callable[..., Model]] = {
     "mnist_cnn": mnist_cnn,
     "fashion_mnist_cnn": fashion_mnist_cnn,
     "cifar10_cnn": cifar10_cnn,
+    "resnet20": resnet20,
 }

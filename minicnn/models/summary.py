@@ -21,7 +21,7 @@ def summary_text(model) -> str:
         row = [f"{layer.name} ({type(layer).__name__})",
                "?" if shape is None else _shapes(shape), f"{layer.count_params():,}"]
         if functional:
-            row.append(_connections(model, layer, _FUNCTIONAL_WIDTHS[3] - 2))
+            row.append(_connections(model, layer))
         rows.append(tuple(row))
     trainable, frozen = model.params, model.non_trainable_params
     count, size = sum(p.value.size for p in trainable), sum(p.value.nbytes for p in trainable)
@@ -45,14 +45,11 @@ def _shapes(shape) -> str:
     return ", ".join(shape_str(s) for s in shape) if isinstance(shape, list) else shape_str(shape)
 
 
-def _connections(model, layer, width: int) -> str:
+def _connections(model, layer) -> str:
     """The tensors `layer` reads in this model, `name[call][0]`, one per line, as Keras."""
     names = [f"{t.node.layer.name}[{t.node.index}][0]"
              for node in model._graph.nodes if node.layer is layer for t in node.inputs]
-    if not names:
-        return "-"
-    lines = [n + ("," if k < len(names) - 1 else "") for k, n in enumerate(names)]
-    return "\n".join(line if len(line) <= width else line[:width - 1] + "…" for line in lines)
+    return ",\n".join(names) if names else "-"
 
 
 def _optimizer_variables(model) -> tuple[int, int]:

@@ -1,0 +1,220 @@
+"""Merge layers: Add, Subtract, Multiply, Average, Concatenate, and Keras's functions for them.
+
+A merge layer reads a list of tensors: `forward([x_1, ..., x_n])` -> y and
+`backward(dout)` -> [dx_1, ..., dx_n], one gradient per input, in order (the graph adds each to
+what its tensor already received: the fan-out rule, docs/backprop.md). They have no weights.
+
+    Add:         y = sum_i x_i              dx_i = dout
+    Subtract:    y = x_1 - x_2              dx_1 = dout, dx_2 = -dout
+    Multiply:    y = prod_i x_i             dx_i = dout * prod_{j != i} x_j
+    Average:     y = (1/n) sum_i x_i        dx_i = dout / n
+    Concatenate: y = [x_1 | ... | x_n]      dx_i = the slice of dout where x_i went
+
+Shapes (batch dimension first) must be equal, except along the axis a Concatenate joins.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn.layers.base import Layer, shape_str
+
+
+def _fits(expected: tuple, got: tuple, skip_axis: int | None = None) -> bool:
+    """Same rank, and equal sizes (None matches any) past the batch axis, but `skip_axis`."""
+    return len(expected) == len(got) and all(
+        k == skip_axis or a is None or b is None or a == b
+        for k, (a, b) in enumerate(zip(expected, got, strict=True)) if k > 0)
+
+
+class Merge(Layer):
+    """What the merge layers share: a list of inputs, their shapes checked, no weights."""
+
+    min_inputs = 2
+    max_inputs: int | None = None
+
+    def build(self, input_shape: list) -> None:
+        """input_shape: one shape per input, batch dimension first (may be None)."""
+        if not isinstance(input_shape, list) or not all(
+                isinstance(s, (tuple, list)) for s in input_shape):
+            raise ValueError(f"A merge layer should be called on a list of inputs. Layer "
+                             f"'{self.name}' ({type(self).__name__}) received: "
+                             f"input_shape={input_shape}")
+        shapes = [(None, *tuple(s)[1:]) for s in input_shape]
+        n = len(shapes)
+        if n < self.min_inputs or (self.max_inputs is not None and n > self.max_inputs):
+            wanted = (f"exactly {self.max_inputs}" if self.max_inputs == self.min_inputs
+                      else f"at least {self.min_inputs}")
+            raise ValueError(f"A `{type(self).__name__}` layer should be called on {wanted} "
+                             f"inputs. Layer '{self.name}' received {n} inputs.")
+        if self.dtype is None:
+            self.dtype = np.dtype(np.float32)
+        self.output_shape = self.compute_output_shape(shapes)
+        self.input_shape, self.built = shapes, True
+
+    def compute_output_shape(self, input_shape: list) -> tuple:
+        first = tuple(input_shape[0])
+        for shape in input_shape[1:]:
+            if not _fits(first, tuple(shape)):
+                raise ValueError(
+                    f"Inputs have incompatible shapes. Layer '{self.name}' "
+                    f"({type(self).__name__}) received shapes {shape_str(first[1:])} and "
+                    f"{shape_str(tuple(shape)[1:])}")
+        return (None, *first[1:])
+
+    def check_input_shape(self, shape, context: str = "") -> None:
+        shapes = [tuple(s) for s in shape] if isinstance(shape, (list, tuple)) and shape and \
+            isinstance(shape[0], (tuple, list)) else None
+        if shapes is None or len(shapes) != len(self.input_shape) or not all(
+                _fits(e, g) for e, g in zip(self.input_shape, shapes, strict=True)):
+            raise ValueError(
+                f"{context}Input to layer '{self.name}' ({type(self).__name__}) is incompatible: "
+                f"expected shapes {[shape_str(s) for s in self.input_shape]}, received "
+                f"{shape if shapes is None else [shape_str(s) for s in shapes]}")
+
+    def _inputs(self, inputs) -> list[np.ndarray]:
+        if not isinstance(inputs, (list, tuple)):
+            raise ValueError(f"A merge layer should be called on a list of inputs. Layer "
+                             f"'{self.name}' ({type(self).__name__}) received {type(inputs)}")
+        xs = [np.asarray(x) for x in inputs]
+        if not self.built:
+            if self.dtype is None:
+                self.dtype = xs[0].dtype
+            self.build([(None, *x.shape[1:]) for x in xs])
+        self.check_input_shape([x.shape for x in xs])
+        return xs
+
+
+class Add(Merge):
+    def forward(self, inputs, training: bool = False) -> np.ndarray:
+        """[x_1 (N, ...), ..., x_n] -> y (N, ...), their sum."""
+        xs = self._inputs(inputs)
+        y = xs[0].copy()
+        for x in xs[1:]:
+            y += x
+        self.cache = len(xs)
+        return y
+
+    def backward(self, dout: np.ndarray) -> list[np.ndarray]:
+        return [dout] * self._cached()  # the same array: the graph's sums never write into it
+
+
+class Subtract(Merge):
+    max_inputs = 2
+
+    def forward(self, inputs, training: bool = False) -> np.ndarray:
+        """[x_1, x_2] (N, ...) -> y = x_1 - x_2."""
+        x1, x2 = self._inputs(inputs)
+        self.cache = True
+        return x1 - x2
+
+    def backward(self, dout: np.ndarray) -> list[np.ndarray]:
+        self._cached()
+        return [dout, -dout]
+
+
+class Multiply(Merge):
+    def forward(self, inputs, training: bool = False) -> np.ndarray:
+        """[x_1, ..., x_n] (N, ...) -> y, their element-wise product; keeps the inputs."""
+        xs = self._inputs(inputs)
+        y = xs[0].copy()
+        for x in xs[1:]:
+            y *= x
+        self.cache = xs
+        return y
+
+    def backward(self, dout: np.ndarray) -> list[np.ndarray]:
+        """dx_i = dout * the product of the other inputs, formed without dividing by x_i (which
+        may be 0): prefix products from the left times suffix products from the right."""
+        xs = self._cached()
+        n = len(xs)
+        before = [np.ones_like(dout)]
+        for x in xs[:-1]:
+            before.append(before[-1] * x)
+        dxs, after = [None] * n, dout
+        for i in range(n - 1, -1, -1):
+            dxs[i] = before[i] * after
+            after = after * xs[i]
+        return dxs
+
+
+class Average(Merge):
+    def forward(self, inputs, training: bool = False) -> np.ndarray:
+        """[x_1, ..., x_n] (N, ...) -> y = (x_1 + ... + x_n) / n."""
+        xs = self._inputs(inputs)
+        y = xs[0].copy()
+        for x in xs[1:]:
+            y += x
+        self.cache = len(xs)
+        return y / y.dtype.type(len(xs))
+
+    def backward(self, dout: np.ndarray) -> list[np.ndarray]:
+        n = self._cached()
+        return [dout / dout.dtype.type(n)] * n
+
+
+class Concatenate(Merge):
+    """`Concatenate(axis=-1)`: joins its inputs along `axis` (never the batch axis)."""
+
+    def __init__(self, axis: int = -1, *, name: str | None = None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if not isinstance(axis, int) or isinstance(axis, bool):
+            raise ValueError(f"Invalid value for argument `axis`. Expected an int. "
+                             f"Received axis={axis!r}")
+        self.axis = axis
+
+    def _axis(self, ndim: int) -> int:
+        axis = self.axis % ndim if -ndim <= self.axis < ndim else None
+        if axis is None or axis == 0:
+            raise ValueError(f"Invalid value for argument `axis` of layer '{self.name}': "
+                             f"{self.axis} for inputs of rank {ndim} (the batch axis 0 cannot "
+                             "be joined)")
+        return axis
+
+    def compute_output_shape(self, input_shape: list) -> tuple:
+        first = tuple(input_shape[0])
+        axis = self._axis(len(first))
+        for shape in input_shape[1:]:
+            if not _fits(first, tuple(shape), skip_axis=axis):
+                raise ValueError(
+                    f"A `Concatenate` layer requires inputs with matching shapes except for the "
+                    f"concatenation axis. Layer '{self.name}' received: input_shape="
+                    f"{[shape_str(s) for s in input_shape]}")
+        sizes = [s[axis] for s in input_shape]
+        return (None, *first[1:axis], None if None in sizes else sum(sizes), *first[axis + 1:])
+
+    def forward(self, inputs, training: bool = False) -> np.ndarray:
+        """[x_1 (N, ..., C_1, ...), ...] -> y (N, ..., C_1 + ... + C_n, ...)."""
+        xs = self._inputs(inputs)
+        axis = self._axis(xs[0].ndim)
+        self.cache = (axis, np.cumsum([x.shape[axis] for x in xs])[:-1])
+        return np.concatenate(xs, axis=axis)
+
+    def backward(self, dout: np.ndarray) -> list[np.ndarray]:
+        axis, splits = self._cached()
+        return np.split(dout, splits, axis=axis)
+
+
+def add(inputs: list, **kwargs):
+    """`Add(**kwargs)(inputs)`: the sum of the inputs."""
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs: list, **kwargs):
+    """`Subtract(**kwargs)(inputs)`: inputs[0] - inputs[1]."""
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs: list, **kwargs):
+    """`Multiply(**kwargs)(inputs)`: the element-wise product of the inputs."""
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs: list, **kwargs):
+    """`Average(**kwargs)(inputs)`: the mean of the inputs."""
+    return Average(**kwargs)(inputs)
+
+
+def concatenate(inputs: list, axis: int = -1, **kwargs):
+    """`Concatenate(axis, **kwargs)(inputs)`: the inputs joined along `axis`."""
+    return Concatenate(axis=axis, **kwargs)(inputs)
