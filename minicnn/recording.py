@@ -91,8 +91,13 @@ def _copy(a):
     return [np.array(x) for x in a] if isinstance(a, list) else np.array(a)
 
 
-def _norm(a: np.ndarray | None) -> float | None:
-    return None if a is None else float(np.linalg.norm(a.astype(np.float64, copy=False)))
+def _norm(a) -> float | None:
+    """The L2 norm of an array, or of a merge layer's list of arrays taken together."""
+    if a is None:
+        return None
+    parts = a if isinstance(a, list) else [a]
+    return float(np.sqrt(sum(np.sum(np.square(p.astype(np.float64, copy=False)))
+                             for p in parts)))
 
 
 def _ends_in_relu(layer: Layer) -> bool:

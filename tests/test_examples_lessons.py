@@ -156,3 +156,35 @@ def test_compare_tf_runs_both_from_the_same_weights(fashion, cifar, monkeypatch,
     assert "# SYNTHETIC DATA, NOT CIFAR-10: 64 training and 64 test pictures" in out
     check_report(out)
     assert re.search(r"^TensorFlow test accuracy: \d\.\d{4}$", out, re.M)
+
+
+def test_the_resnet_example_writes_out_the_recipe():
+    """examples/resnet_cifar10.py's functional code builds models.resnet20: the same layers in
+    the same order, the same weights from the same seed, the same predictions."""
+    example = load_example("resnet_cifar10")
+    from minicnn import layers, models
+
+    layers.clear_session()
+    ours = example.build(seed=3)
+    layers.clear_session()
+    recipe = models.resnet20(seed=3)
+    assert [type(a).__name__ for a in ours.layers] == [type(b).__name__ for b in recipe.layers]
+    assert [a.name for a in ours.layers] == [b.name for b in recipe.layers]
+    for a, b in zip(ours.get_weights(), recipe.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).random((4, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(ours.predict(x, verbose=0), recipe.predict(x, verbose=0))
+
+
+@pytest.mark.slow
+def test_resnet_example_trains_on_generated_data_and_compares_plain(tmp_path):
+    out = run_example("resnet_cifar10", "--epochs", "1", "--limit", "256", "--seed", "0",
+                      "--batch-size", "64", env={"MINICNN_CIFAR10_DATA": str(tmp_path)})
+    assert "# SYNTHETIC DATA, NOT CIFAR-10: 256 training and 256 test pictures" in out
+    assert re.search(r"^4/4 - ", out, re.M)
+    check_report(out)
+    out = run_example("resnet_cifar10", "--compare-plain")
+    assert re.search(r"^plain-20: weight-gradient norms span 10\.4x; first/last 5\.6x$", out,
+                     re.M), out
+    assert re.search(r"^ResNet-20: weight-gradient norms span 2\.8x; first/last 1\.4x$", out,
+                     re.M), out

@@ -104,7 +104,7 @@ def cifar10_cnn(seed: int | None = None, compile: bool = True, augment: bool = T
 
 
 def resnet_cifar(depth: int = 20, seed: int | None = None, compile: bool = True,
-                 augment: bool = True) -> Model:
+                 augment: bool = True, shortcuts: bool = True) -> Model:
     """He et al. (2016)'s CIFAR-10 ResNet (v1), as keras.io's `cifar10_resnet` builds it, for
     (32, 32, 3) inputs: depth = 6n + 2 (20, 32, 44, 56, 110).
 
@@ -114,7 +114,9 @@ def resnet_cifar(depth: int = 20, seed: int | None = None, compile: bool = True,
     shape changes), then a ReLU; global average pooling and Dense(10, softmax). Every conv is
     He-normal initialised with an L2(1e-4) penalty; Adam(1e-3). With `augment`, random flips
     and shifts of up to 4 pixels (1/8), as the paper's padding and cropping. ResNet-20 has
-    274,442 parameters (1,360 of them BatchNormalization's moving statistics).
+    274,442 parameters (1,376 of them BatchNormalization's moving statistics).
+    `shortcuts=False` gives the paper's "plain" network of the same depth: the same layers
+    without the additions (nor the 1x1 projections), for comparing their gradients.
     """
     if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
         raise ValueError(f"Invalid value for argument `depth`. Expected 6n + 2 (20, 32, 44, 56, "
@@ -143,11 +145,14 @@ def resnet_cifar(depth: int = 20, seed: int | None = None, compile: bool = True,
             y = conv(filters, strides=strides)(x)
             y = layers.Activation("relu")(made(layers.BatchNormalization())(y))
             y = made(layers.BatchNormalization())(conv(filters)(y))
-            shortcut = conv(filters, 1, strides)(x) if strides > 1 else x
-            x = layers.Activation("relu")(layers.add([shortcut, y]))
+            if shortcuts:
+                shortcut = conv(filters, 1, strides)(x) if strides > 1 else x
+                y = layers.add([shortcut, y])
+            x = layers.Activation("relu")(y)
     x = layers.GlobalAveragePooling2D()(x)
     outputs = made(layers.Dense(10, activation="softmax", kernel_initializer="he_normal"))(x)
-    model = Model(inputs, outputs, name=f"resnet{depth}", seed=seed)
+    model = Model(inputs, outputs, name=f"resnet{depth}" if shortcuts else f"plain{depth}",
+                  seed=seed)
     if compile:
         model.compile(optimizer=optimizers.Adam(1e-3), loss="categorical_crossentropy",
                       metrics=["accuracy"])
