@@ -322,3 +322,28 @@ def test_import_minicnn_as_keras_in_a_fresh_process():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[] []"
+
+
+@pytest.mark.slow
+def test_visualkeras_draws_a_graph_model(tmp_path):
+    pytest.importorskip("visualkeras")
+    from PIL import Image
+
+    from minicnn import plots
+
+    path = plots.plot_model(minicnn_graph(), tmp_path / "graph.png")
+    with Image.open(path) as image:
+        assert image.width > 100 and image.height > 50
+
+
+def test_to_keras_mirrors_a_graph_with_its_frozen_layers():
+    pytest.importorskip("keras")
+    model = minicnn_graph()
+    model.get_layer("branch").trainable = False
+    twin = minicnn.models.to_keras(model)
+    assert [layer.name for layer in twin.layers] == [layer.name for layer in model.layers]
+    assert not twin.get_layer("branch").trainable
+    x, _ = data(5, n=8)
+    np.testing.assert_allclose(twin.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=TF_FORWARD_ATOL)
+    assert len(twin.get_layer("shared")._inbound_nodes) == 2
