@@ -347,3 +347,78 @@ def test_to_keras_mirrors_a_graph_with_its_frozen_layers():
     np.testing.assert_allclose(twin.predict(x, verbose=0), model.predict(x, verbose=0),
                                atol=TF_FORWARD_ATOL)
     assert len(twin.get_layer("shared")._inbound_nodes) == 2
+
+
+@st.composite
+def random_graphs(draw):
+    """A random small graph over (N, H, W, C) images: convs (fused with a pool or not), batch
+    norms, merges of equal-shaped tensors, tensors read by several layers, a shared conv; then
+    Flatten and a softmax head. Returns (model, x, y)."""
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    n, size, channels = draw(st.integers(1, 4)), draw(st.sampled_from([6, 8])), 2
+    inputs = layers.Input((size, size, channels))
+    shared = layers.Conv2D(channels, 3, padding="same")
+    tensors = [inputs, shared(inputs)]
+    for _ in range(draw(st.integers(2, 8))):
+        kind = draw(st.sampled_from(["conv", "conv_pool", "bn", "add", "concat", "multiply",
+                                     "shared"]))
+        x = tensors[draw(st.integers(0, len(tensors) - 1))]
+        same = [t for t in tensors if t.shape == x.shape and t is not x]
+        if kind == "conv":
+            act = draw(st.sampled_from(["relu", None, "tanh"]))
+            y = layers.Conv2D(channels, 3, padding="same", activation=act)(x)
+        elif kind == "conv_pool" and x.shape[1] >= 4:  # a ConvPoolStep
+            y = layers.Conv2D(channels, 3, activation="relu")(x)
+            y = layers.MaxPooling2D(2)(y)
+        elif kind == "bn":
+            y = layers.BatchNormalization()(x)
+        elif kind in ("add", "multiply", "concat") and same:
+            other = same[draw(st.integers(0, len(same) - 1))]
+            merge = {"add": layers.add, "multiply": layers.multiply,
+                     "concat": layers.concatenate}[kind]
+            y = merge([x, other])
+            if kind == "concat":
+                y = layers.Conv2D(channels, 1)(y)
+        elif kind == "shared" and x.shape == inputs.shape:  # built for the input's shape
+            y = shared(x)
+        elif kind == "shared":
+            y = layers.add([shared(inputs), tensors[1]])  # one tensor read twice by a merge
+        else:
+            continue
+        tensors.append(y)
+    # Every tensor nothing reads joins the head, so no drawn layer is left out of the graph.
+    read = {id(u) for t in tensors[1:] for u in t.node.inputs}
+    leaves = [layers.Flatten()(t) for t in tensors if id(t) not in read]
+    joined = leaves[0] if len(leaves) == 1 else layers.concatenate(leaves)
+    head = layers.Dense(3, activation="softmax")(joined)
+    model = Model(inputs, head)
+    for layer in model.layers:  # distinct pool values and no ReLU inputs near 0, by seed
+        for w in layer.weights:
+            if w.trainable:
+                w.value[...] = rng.normal(0, 0.5, w.value.shape)
+    x = rng.normal(size=(n, size, size, channels)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, n)]
+    return model, x, y
+
+
+@settings(max_examples=40, deadline=None)
+@given(setup=random_graphs())
+def test_every_fast_step_on_a_random_graph_equals_the_layers(setup):
+    """The fast plan of a drawn graph (chains fused, fan-out, merges, shared layers) against the
+    reference layers one by one: outputs, every weight's gradient, the moving statistics."""
+    model, x, y = setup
+    results = {}
+    state = [w.value.copy() for w in model.weights]
+    for fast in (True, False):
+        model.set_weights(state)  # BatchNormalization's moving statistics move in training
+        model.compile("sgd", "categorical_crossentropy", fast=fast)
+        passes = model.training_pass()
+        out = passes.forward([x], training=True)
+        passes.backward(y, out)
+        results[fast] = (np.array(out), [p.grad.copy() for p in model.params],
+                         [w.value.copy() for w in model.non_trainable_params])
+    flat = {fast: [out, *grads, *moving] for fast, (out, grads, moving) in results.items()}
+    for a, b in zip(flat[True], flat[False], strict=True):
+        scale = max(float(np.abs(b).max()), 1.0)
+        assert np.abs(a - b).max() <= 10 * KERNEL_RTOL["float32"] * scale
