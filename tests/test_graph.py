@@ -422,3 +422,20 @@ def test_every_fast_step_on_a_random_graph_equals_the_layers(setup):
     for a, b in zip(flat[True], flat[False], strict=True):
         scale = max(float(np.abs(b).max()), 1.0)
         assert np.abs(a - b).max() <= 10 * KERNEL_RTOL["float32"] * scale
+
+
+def test_config_json_and_clone_rebuild_the_same_graph():
+    model = minicnn_graph()
+    x, _ = data(4, n=5)
+    for twin in (Model.from_config(model.get_config()),
+                 minicnn.models.model_from_json(model.to_json()),
+                 minicnn.models.clone_model(model)):
+        assert [(type(a), a.name) for a in twin.layers] == [(type(b), b.name)
+                                                            for b in model.layers]
+        assert len(twin.get_layer("shared")._inbound_nodes) == 2
+        assert twin.count_params() == model.count_params()
+        assert all(a is not b for a, b in zip(twin.weights, model.weights, strict=True))
+        twin.set_weights(model.get_weights())
+        np.testing.assert_array_equal(twin.predict(x, verbose=0), model.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="json_string"):
+        minicnn.models.model_from_json("{not json")
