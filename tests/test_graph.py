@@ -439,3 +439,18 @@ def test_config_json_and_clone_rebuild_the_same_graph():
         np.testing.assert_array_equal(twin.predict(x, verbose=0), model.predict(x, verbose=0))
     with pytest.raises(ValueError, match="json_string"):
         minicnn.models.model_from_json("{not json")
+
+
+def test_a_sequential_feeds_the_functional_api_as_keras_does():
+    """Keras 3 builds a Sequential as a graph: `model.inputs` and `layer.output` start a
+    feature extractor sharing its layers (the transfer-learning tutorials' pattern)."""
+    model = minicnn.models.mnist_cnn(seed=0)
+    features = Model(model.inputs, model.layers[-2].output)
+    assert features.output_shape == (None, 64)
+    assert features.get_layer("dense") is model.layers[-2]
+    x = np.random.default_rng(0).random((3, 28, 28, 1)).astype("float32")
+    h = features.predict(x, verbose=0)
+    np.testing.assert_allclose(model.layers[-1](h), model.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-7)
+    model.add(layers.Dense(2))  # a rebuild leaves one node per layer, not two
+    assert len(model.layers[0]._inbound_nodes) == 1

@@ -110,20 +110,6 @@ class Graph:
                         stack.append((t, False))
         self.nodes = order
 
-    @classmethod
-    def chain(cls, layers: Sequence, input_tensor: KerasTensor) -> Graph:
-        """The graph of a Sequential: each (built) layer reads the output of the one before it.
-        Its nodes are not recorded on the layers: rebuilding a Sequential leaves no trace."""
-        graph = cls.__new__(cls)
-        graph.inputs, graph.nodes = [input_tensor], []
-        tensor = input_tensor
-        for layer in layers:
-            out = KerasTensor(layer.output_shape, layer.dtype, name=layer.name)
-            graph.nodes.append(Node(layer, [tensor], out))
-            tensor = out
-        graph.outputs = [tensor]
-        return graph
-
     @property
     def layers(self) -> list:
         """Every layer that computes in the graph, once each, in Keras's order (`keras_order`)."""

@@ -7,11 +7,9 @@ from `input_shape=...`, an `Input(...)` first, or the first data it sees.
 
 from __future__ import annotations
 
-import numpy as np
-
 from minicnn.layers._names import unique_name
 from minicnn.layers.base import Layer, shape_str
-from minicnn.layers.node import Graph, KerasTensor
+from minicnn.layers.node import Graph, Input, KerasTensor
 from minicnn.models.functional import Model
 from minicnn.models.graph_config import MODEL_CLASSES
 
@@ -114,13 +112,27 @@ class Sequential(Model):
         self.__dict__["_chain_graph"] = graph
 
     def _chain(self) -> Graph:
+        """The chain as a graph of symbolic calls, as Keras 3 builds a Sequential: each layer
+        called on the one before's output, from an input layer (the Input() given first, else
+        one made once), so `model.inputs` and `layer.output` can start a functional model
+        (`Model(model.inputs, model.layers[-2].output)`). Rebuilt after add(); the nodes of
+        the previous build are taken off the layers."""
         graph = self.__dict__.get("_chain_graph")
         if graph is None:
-            shape = self.input_shape
-            tensor = KerasTensor(shape, self._layers[0].dtype or np.float32,
-                                 name=f"{self.name}_input")
-            graph = Graph.chain(self._layers, tensor)
-            self.__dict__["_chain_graph"] = graph
+            for node in self.__dict__.get("_chain_nodes", []):
+                if node in node.layer._inbound_nodes:
+                    node.layer._inbound_nodes.remove(node)
+            shape = tuple(self.input_shape)
+            tensor = self._input
+            if tensor is None or tensor.shape != shape:
+                tensor = Input(shape[1:], dtype=self._layers[0].dtype or "float32")
+                self._input = tensor
+            out, nodes = tensor, []
+            for layer in self._layers:
+                out = layer._call_symbolic(out)
+                nodes.append(out.node)
+            graph = Graph([tensor], [out])
+            self.__dict__["_chain_graph"], self.__dict__["_chain_nodes"] = graph, nodes
         return graph
 
     def build(self, input_shape: tuple | None = None) -> None:
