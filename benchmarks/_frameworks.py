@@ -6,7 +6,7 @@ notebook's (Conv2D 32 -> MaxPool -> Conv2D 64 -> MaxPool -> Conv2D 64 -> Flatten
 Dense 10 softmax; Adam, categorical cross-entropy, accuracy) unless the parent names another of
 minicnn's recipes (`minicnn.models.recipes`). minicnn and TensorFlow use their Keras API exactly
 as the notebook does; for another recipe TensorFlow's worker builds minicnn's recipe and runs its
-Keras twin, `minicnn.utils.to_keras(model, compile=True)`: the same layers, arguments, initial
+Keras twin, `minicnn.models.to_keras(model, compile=True)`: the same layers, arguments, initial
 weights, optimizer, loss and metrics (the worker imports minicnn for that, and nothing of it runs).
 PyTorch has no `fit`, so it runs the notebook's recipe as a plain training loop (shuffle,
 batches, Adam with Keras's epsilon, validation pass at each epoch's end), and only that one.
@@ -255,8 +255,7 @@ class TensorflowRunner(TrainRunner):
         if self.recipe == "mnist_cnn":
             self.model = keras_model()
         else:
-            from minicnn.models import recipes
-            from minicnn.utils import to_keras
+            from minicnn.models import recipes, to_keras
 
             self.model = to_keras(recipes.RECIPES[self.recipe](seed=0), compile=True)
 

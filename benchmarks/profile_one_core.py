@@ -18,7 +18,7 @@ one whole `model.train_on_batch(x, y)`. The whole step minus the sum of the step
 what the steps leave out: Python, the loss and accuracy, Adam.
 
 TensorFlow, in two subprocesses of this script (TensorFlow is never imported in this one): the
-Keras twin `minicnn.utils.to_keras(model)` with the same weights, compiled as the notebook,
+Keras twin `minicnn.models.to_keras(model)` with the same weights, compiled as the notebook,
 intra- and inter-op threads 1, TF_CPP_MIN_LOG_LEVEL=2, on the same batch. The first runs R whole
 `train_on_batch` steps after warm-up, untraced. The second has ONEDNN_VERBOSE=1 in its
 environment before TensorFlow loads; after warm-up it prints a marker, runs max(2, R // 2)
@@ -252,8 +252,7 @@ def tf_child(spec: dict) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from minicnn.models import mnist_cnn
-    from minicnn.utils import to_keras
+    from minicnn.models import mnist_cnn, to_keras
 
     x, y, _, _ = _common.load_arrays(spec["data_dir"], limit_train=spec["batch_size"],
                                      limit_test=1)
