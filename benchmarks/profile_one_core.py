@@ -310,35 +310,33 @@ def time_minicnn(x, y, rounds: int, warmup: int) -> dict:
     import minicnn
 
     minicnn.set_num_threads(1)  # before the plan is built: it may pick by thread count
-    from minicnn.fast import backward_pass, parallel
-    from minicnn.losses import LossHead
+    from minicnn.fast import parallel
     from minicnn.models import mnist_cnn
 
     model = mnist_cnn(seed=0)
     steps = model.plan
     names = short_names(model.layers)
-    head = LossHead(model.loss, steps[-1].layers[-1])
-    position = {step: k for k, step in enumerate(steps)}
+    passes = model.training_pass()  # the pass train_on_batch runs, with a hook after each step
+    position = {id(step.layers[0]): k for k, step in enumerate(steps)}
     forward: list[list[float]] = [[] for _ in steps]
     backward: list[list[float]] = [[] for _ in steps]
     whole: list[float] = []
+    clock = {"t": 0.0, "record": False}
+
+    def timed(times: list[list[float]]):
+        def hook(layer, _a, _b) -> None:  # called as each step ends: time since the last one
+            now = time.perf_counter()
+            if clock["record"]:
+                times[position[id(layer)]].append(now - clock["t"])
+            clock["t"] = time.perf_counter()
+        return hook
 
     def stepwise(record: bool) -> None:
-        h = x
-        for k, step in enumerate(steps):
-            t = time.perf_counter()
-            h = step.forward(h, training=True)
-            if record:
-                forward[k].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        g = head.backward(y, h, steps[-1])
-        if record:
-            backward[-1].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        for step, _, _ in backward_pass(steps[:-1], g):  # each step's backward, then its yield
-            if record:
-                backward[position[step]].append(time.perf_counter() - t)
-            t = time.perf_counter()
+        clock["record"] = record
+        clock["t"] = time.perf_counter()
+        out = passes.forward([x], training=True, hook=timed(forward))
+        clock["t"] = time.perf_counter()
+        passes.backward(y, out, penalties=False, hook=timed(backward))
 
     with parallel.single_threaded_blas():  # as train_on_batch runs the steps
         for _ in range(warmup):

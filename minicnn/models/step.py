@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from minicnn import losses
-from minicnn.fast.graph_plan import GraphPlan
+from minicnn.fast.graph_plan import BackwardHook, ForwardHook, GraphPlan
 from minicnn.recording import Recording
 
 
@@ -52,13 +52,14 @@ class TrainingPass:
                 layer.rng = step_generator(self.model.seed, layer, iterations, k)
 
     def forward(self, xs: Sequence[np.ndarray], training: bool,
-                recording: Recording | None = None):
+                recording: Recording | None = None, hook: ForwardHook | None = None):
         """The output for xs (one array per model input) of a one-output model, else the list
-        of outputs."""
+        of outputs. `hook(layer, x, y)` is called after each step (a recording's, when one is
+        given): how the study tools and the profiler see the pass."""
         if recording is not None:
             recording.start(xs[0])
-        outs = self.plan.forward(xs, training=training,
-                                 hook=None if recording is None else recording.forward)
+            hook = recording.forward
+        outs = self.plan.forward(xs, training=training, hook=hook)
         return outs[0] if len(outs) == 1 else outs
 
     def loss(self, y: np.ndarray, out: np.ndarray) -> tuple[float, int]:
@@ -75,11 +76,13 @@ class TrainingPass:
                    if (reg := getattr(layer, "kernel_regularizer", None)) is not None)
 
     def backward(self, y: np.ndarray, out: np.ndarray, recording: Recording | None = None,
-                 penalties: bool = True) -> list[np.ndarray | None]:
+                 penalties: bool = True,
+                 hook: BackwardHook | None = None) -> list[np.ndarray | None]:
         """Fill every trainable parameter's .grad with dL/dW of the mean loss over (y, out),
         plus the penalties' gradients unless `penalties=False` (DataParallel adds them after
-        the workers' gradients arrive); returns dL/dx of each input (None where unneeded)."""
-        hook = None
+        the workers' gradients arrive); returns dL/dx of each input (None where unneeded).
+        `hook(layer, dout, dx)` is called after each step's backward (dout None for the loss
+        head's step); a recording, when given, is shown dL/dy_pred there instead."""
         if recording is not None:
             def hook(layer, dout, dx):
                 # The head's step is shown dL/dy_pred, whatever the fused pass started from.
