@@ -223,8 +223,9 @@ def plot_filters(layer_or_model, path: str | os.PathLike, channel: int | None = 
 def _run_to_last_conv(model, image: np.ndarray) -> tuple[np.ndarray, list]:
     """The image (H, W, C), and [(Conv2D layer, its output (H_out, W_out, F)), ...].
 
-    Runs the layers one at a time in inference mode (not the fused steps `predict` runs), so
-    every conv output exists on its own; this drops any cache a training forward left in them.
+    Runs the model's own inference pass inside a recording (`model.record()`: the reference
+    layers one at a time, every output kept), so every conv output exists on its own, in a
+    Sequential or a graph alike.
     """
     x = np.asarray(image)
     if x.ndim == 3:
@@ -233,20 +234,15 @@ def _run_to_last_conv(model, image: np.ndarray) -> tuple[np.ndarray, list]:
         raise ValueError(f"Invalid value for argument `image`. Expected one image (H, W, C) or "
                          f"(1, H, W, C). Received shape {x.shape}")
     layers = list(getattr(model, "layers", ()))
-    convs = [k for k, layer in enumerate(layers) if isinstance(layer, Conv2D)]
-    if not convs:
+    if not any(isinstance(layer, Conv2D) for layer in layers):
         raise ValueError(f"Invalid value for argument `model`. Expected a model with at least "
                          f"one Conv2D layer. Received layers "
                          f"{[type(layer).__name__ for layer in layers]}")
-    if not getattr(model, "built", True):
-        model.build((None, *x.shape[1:]))
     # Cast as predict does (no rescaling): the maps show what the model computes for this input.
-    h = x.astype(getattr(model, "dtype", np.float32), copy=False)
-    outputs = []
-    for layer in layers[:convs[-1] + 1]:  # what comes after the last conv is not drawn
-        h = layer.forward(h, training=False)
-        if isinstance(layer, Conv2D):
-            outputs.append((layer, h[0]))
+    with model.record() as recording:
+        model(x.astype(getattr(model, "dtype", np.float32), copy=False))
+    outputs = [(model.get_layer(r.name), r.output[0]) for r in recording.layers
+               if r.class_name == "Conv2D"]
     return x[0], outputs
 
 
