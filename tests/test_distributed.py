@@ -126,6 +126,41 @@ def test_drawing_layers_and_batch_norm_give_the_local_weights_too(ray_instance, 
     _assert_same_training(local, spread)
 
 
+def _residual_model(seed: int):
+    """A graph: the front (RandomFlip, then Conv2D(relu) + MaxPooling2D fused) runs on the
+    workers up to the tensor that fans out; the residual Add, its branch and the head run on
+    the driver."""
+    from minicnn import layers
+    from minicnn.models import Model
+
+    rng = np.random.default_rng(seed)
+
+    def made(layer):
+        layer.rng = rng
+        return layer
+
+    inputs = layers.Input((28, 28, 1))
+    x = made(layers.RandomFlip("horizontal"))(inputs)
+    x = layers.MaxPooling2D(2)(made(layers.Conv2D(8, 3, activation="relu"))(x))
+    y = made(layers.Conv2D(8, 3, padding="same"))(x)
+    z = layers.Activation("relu")(layers.add([x, y]))
+    outputs = made(layers.Dense(10, activation="softmax"))(layers.Flatten()(z))
+    model = Model(inputs, outputs, seed=seed)
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_a_residual_graph_trains_the_local_weights_bit_for_bit(ray_instance, data):
+    from minicnn.distributed import DataParallel
+
+    x, y = data[0][:600], data[1][:600]
+    local, spread = _residual_model(7), _residual_model(7)
+    assert [type(s).__name__ for s in spread.graph_plan.front()] == ["LayerStep", "ConvPoolStep"]
+    local.fit(x, y, batch_size=128, epochs=1, verbose=0)
+    spread.fit(x, y, batch_size=128, epochs=1, verbose=0, distribute=DataParallel(workers=2))
+    _assert_same_training(local, spread)
+
+
 def test_a_model_with_nothing_to_split_is_refused(data):
     from minicnn import layers
     from minicnn.distributed import DataParallel

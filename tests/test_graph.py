@@ -447,7 +447,7 @@ def test_a_sequential_feeds_the_functional_api_as_keras_does():
     model = minicnn.models.mnist_cnn(seed=0)
     features = Model(model.inputs, model.layers[-2].output)
     assert features.output_shape == (None, 64)
-    assert features.get_layer("dense") is model.layers[-2]
+    assert features.layers[-1] is model.layers[-2]
     x = np.random.default_rng(0).random((3, 28, 28, 1)).astype("float32")
     h = features.predict(x, verbose=0)
     np.testing.assert_allclose(model.layers[-1](h), model.predict(x, verbose=0), rtol=1e-5,

@@ -109,3 +109,43 @@ def test_the_checker_catches_a_cycle_and_an_upward_import(monkeypatch):
         assert "import cycle" in str(e)
     else:
         raise AssertionError("a cycle went unnoticed")
+
+
+def private_fast_names(module: str) -> list[str]:
+    """Underscore names of minicnn.fast that `module` imports or reads as attributes of a
+    minicnn.fast module it imported: the tiers' contract is minicnn.fast's public names."""
+    tree = ast.parse(MODULES[module].read_text())
+    bound: set[str] = set()  # local names bound to a minicnn.fast module
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("minicnn.fast"):
+            for alias in node.names:
+                if alias.name.startswith("_"):
+                    found.append(f"{module} imports {node.module}.{alias.name}")
+                elif f"{node.module}.{alias.name}" in MODULES:
+                    bound.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("minicnn.fast") and alias.asname:
+                    bound.add(alias.asname)
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                and not node.attr.startswith("__") and isinstance(node.value, ast.Name)
+                and node.value.id in bound):
+            found.append(f"{module} reads {node.value.id}.{node.attr}")
+    return found
+
+
+def test_nothing_outside_the_fast_tier_uses_its_private_names():
+    found = [f for m in sorted(MODULES) if not m.startswith("minicnn.fast")
+             for f in private_fast_names(m)]
+    assert not found, "\n".join(found)
+
+
+def test_the_private_name_check_can_fail(monkeypatch, tmp_path):
+    source = tmp_path / "bad.py"
+    source.write_text("from minicnn.fast import parallel\nfrom minicnn.fast.plan import _x\n"
+                      "parallel._check_threads(1, 'n')\n")
+    monkeypatch.setitem(MODULES, "minicnn.bad", source)
+    assert private_fast_names("minicnn.bad") == [
+        "minicnn.bad imports minicnn.fast.plan._x", "minicnn.bad reads parallel._check_threads"]

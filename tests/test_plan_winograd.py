@@ -260,9 +260,9 @@ def test_a_short_cifar_fit_ends_with_the_same_weights_under_every_setting():
 
 @pytest.mark.parametrize("pool", [None, 2])
 def test_winograd_keeps_each_chunks_kernel_gradient_in_the_kernels_layout(pool):
-    """minicnn/distributed hands each chunk's partial kernel gradient (the step's "dkernel"
-    scratch, (chunks, KH * KW * C, F)) to the driver, which adds them in chunk order: under
-    Winograd too they are kernel gradients, not the transformed dU, and add up to the grad."""
+    """minicnn/distributed hands each chunk's partial kernel gradient (`step.partials()`,
+    (chunks, KH * KW * C, F)) to the driver, which adds them in chunk order: under Winograd too
+    they are kernel gradients, not the transformed dU, and add up to the grad."""
     rng = np.random.default_rng(1)
     x = rng.standard_normal((11, 10, 10, 16)).astype(np.float32)
     if pool:
@@ -270,5 +270,8 @@ def test_winograd_keeps_each_chunks_kernel_gradient_in_the_kernels_layout(pool):
     else:
         step = conv_step(x, 8, "same", "relu", True, False, "float32", rng, "winograd")
     step.backward(rng.standard_normal(step.forward(x, training=True).shape).astype(np.float32))
-    partials = step.workspace.get("dkernel", (len(parallel.chunks(11)), 9 * 16, 8), np.float32)
+    partials, bias = step.partials()
+    assert partials.shape == (len(parallel.chunks(11)), 9 * 16, 8)
     np.testing.assert_array_equal(partials.sum(axis=0), step.conv.kernel.grad.reshape(9 * 16, 8))
+    np.testing.assert_array_equal(bias.sum(axis=0), step.conv.bias.grad)
+    assert step.params == [step.conv.kernel, step.conv.bias] and step.chunked

@@ -63,7 +63,7 @@ class DataParallel:
             raise ValueError(f"Invalid value for argument `address`. Expected None, 'auto', "
                              f"'host:port' or 'ray://host:port'. Received address={address!r}")
         if threads_per_worker is not None:
-            parallel._check_threads(threads_per_worker, "threads_per_worker")
+            parallel.check_threads(threads_per_worker, "threads_per_worker")
         self.workers, self.address = workers, address
         self.threads_per_worker = threads_per_worker
         self.actors: list = []

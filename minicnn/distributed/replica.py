@@ -12,54 +12,27 @@ workers' sums would differ in the last bits).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import numpy as np
 
-from minicnn import layers as L
 from minicnn.fast import backward_pass, make_plan, parallel
-from minicnn.fast.conv import ConvStep
-from minicnn.fast.conv_pool import ConvPoolStep
 from minicnn.fast.step import Step
 from minicnn.models.step import step_generator
-
-# Layers that compute each sample's output from that sample alone and have no weights: they
-# may sit in a worker's front. Exact types: a subclass may do anything.
-PER_SAMPLE = (L.Flatten, L.MaxPooling2D, L.AveragePooling2D, L.GlobalAveragePooling2D,
-              L.GlobalMaxPooling2D, L.Dropout, L.RandomFlip, L.RandomTranslation, L.Rescaling,
-              L.Activation, L.ReLU, L.LeakyReLU, L.Softmax)
-CHUNKED = (ConvStep, ConvPoolStep)
 
 
 def front_length(chain: tuple[Step, ...], whole_model: bool = True) -> int:
     """How many steps at the start of `chain` (the plan's front) workers can run; never the
     model's last step, whose output the loss reads on the driver."""
     k, end = 0, len(chain) - 1 if whole_model else len(chain)
-    while k < end and _per_sample(chain[k]):
+    # step.per_sample: a chunked conv step, or per-sample layers without weights, whose rows
+    # are independent: a worker may run it on its share of the batch.
+    while k < end and chain[k].per_sample:
         k += 1
     return k
 
 
-def _per_sample(step: Step) -> bool:
-    """A conv step, or any step (LayerStep, the fast DropoutStep, ...) over per-sample layers
-    without weights: such a step has no sum over the batch, whatever runs it."""
-    if type(step) in CHUNKED:
-        return True
-    for layer in step.layers:
-        if type(layer) not in PER_SAMPLE or layer.weights:
-            return False
-        noise_shape = getattr(layer, "noise_shape", None)
-        # A Dropout mask shared across the batch (noise_shape[0] set) is not one draw per sample.
-        if noise_shape is not None and noise_shape[0] is not None:
-            return False
-    return True
-
-
 def front_params(steps) -> list:
-    """The Parameters of the front's conv steps, in the order workers return their partials."""
-    return [p for step in steps if type(step) in CHUNKED
-            for p in (step.conv.kernel, step.conv.bias) if p is not None]
+    """The Parameters of the front's chunked steps, in the order workers return partials."""
+    return [p for step in steps if step.chunked for p in step.params]
 
 
 class RowsOf:
@@ -83,27 +56,6 @@ class RowsOf:
             return rows
         out[...] = rows
         return out
-
-
-@contextlib.contextmanager
-def cut_as(pieces: list[tuple[int, int]]) -> Iterator[None]:
-    """Make the conv steps of this process cut a worker's rows into `pieces` (the local step's
-    chunks of the whole batch, shifted to the worker's first row) instead of their own.
-
-    This swaps `parallel.chunks` in the worker's process, which runs nothing else.
-    """
-    chunks = parallel.chunks
-
-    def cut(n: int) -> list[tuple[int, int]]:
-        if n != pieces[-1][1]:
-            raise RuntimeError(f"a worker step of {n} rows was given pieces {pieces}")
-        return list(pieces)
-
-    parallel.chunks = cut
-    try:
-        yield
-    finally:
-        parallel.chunks = chunks
 
 
 class Replica:
@@ -144,7 +96,7 @@ class Replica:
                                    start + len(idx))
         h = self.x[idx]
         self.pieces = pieces
-        with cut_as(pieces), parallel.single_threaded_blas():
+        with parallel.cut_batches(pieces), parallel.single_threaded_blas():
             for step in self.steps:
                 h = step.forward(h, training=True)
         return h
@@ -154,21 +106,8 @@ class Replica:
         gradients, one per piece, (pieces, ...) in `front_params` order."""
         if self.pieces is None:
             raise RuntimeError("Replica.backward() needs a forward() first")
-        with cut_as(self.pieces), parallel.single_threaded_blas():
+        with parallel.cut_batches(self.pieces), parallel.single_threaded_blas():
             for _ in backward_pass(self.steps, dout):
                 pass
-        partials = []
-        P = len(self.pieces)
-        for step in self.steps:
-            if type(step) not in CHUNKED:
-                continue
-            conv = step.conv
-            *field, F = conv.kernel.value.shape
-            dtype = conv.kernel.value.dtype
-            # The step's scratch arrays hold each piece's partial gradients before it sums them
-            # (minicnn/fast/conv.py, conv_pool.py): hand those over, not the sum.
-            partials.append(step.workspace.get("dkernel", (P, int(np.prod(field)), F),
-                                               dtype).copy())
-            if conv.bias is not None:
-                partials.append(step.workspace.get("dbias", (P, F), dtype).copy())
+        partials = [part for step in self.steps if step.chunked for part in step.partials()]
         return partials

@@ -34,7 +34,7 @@ from minicnn.fast.kernels.batch_norm import (
     bn_mean_var,
     bn_normalize,
 )
-from minicnn.fast.step import Step
+from minicnn.fast.step import Step, computes_as
 from minicnn.layers.base import Layer
 from minicnn.layers.batch_norm import BatchNormalization
 from minicnn.layers.pool import MaxPooling2D
@@ -53,9 +53,20 @@ class BatchNormStep(Step):
 
     @staticmethod
     def applies(bn: Layer, pool: Layer | None = None) -> bool:
-        return (type(bn) is BatchNormalization and bn.built and bn.trainable
-                and (pool is None or (type(pool) is MaxPooling2D and pool.padding == "valid"
+        return (computes_as(bn, BatchNormalization) and bn.built and bn.trainable
+                and (pool is None or (computes_as(pool, MaxPooling2D)
+                                      and pool.padding == "valid"
                                       and pool.strides == pool.pool_size)))
+
+    @classmethod
+    def takes(cls, layers, k: int) -> int:
+        if k + 1 < len(layers) and cls.applies(layers[k], layers[k + 1]):
+            return 2
+        return int(cls.applies(layers[k]))
+
+    @classmethod
+    def of(cls, layers, input_gradient: bool) -> BatchNormStep:
+        return cls(layers[0], layers[1] if len(layers) > 1 else None, input_gradient)
 
     def _chunked(self, kernel, N: int, arrays: tuple, rest: tuple, out=None) -> None:
         """kernel(*[a[chunk] for a in arrays], *rest, *[o[chunk] for o in out]) on the batch's

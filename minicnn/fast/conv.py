@@ -32,7 +32,7 @@ from minicnn.fast.kernels.winograd import (
     winograd_filter_transform,
     winograd_filter_transform_backward,
 )
-from minicnn.fast.step import Step
+from minicnn.fast.step import Step, computes_as
 from minicnn.fast.workspace import Workspace
 from minicnn.kernels import col2im, im2col
 from minicnn.layers.base import Layer
@@ -51,14 +51,32 @@ class ConvStep(Step):
         self.input_gradient = input_gradient
         self.workspace = Workspace()
         self.cache = None
+        self.pieces: int | None = None  # the chunks of the last backward
         _, H_out, W_out, F = conv.output_shape
         self.algorithm = choose_algorithm(conv.kernel_size, conv.strides, H_out, W_out,
                                           conv.input_shape[-1], F)
 
+    chunked = True
+
     @staticmethod
     def applies(layer: Layer) -> bool:
-        return (type(layer) is Conv2D and layer.built
+        return (computes_as(layer, Conv2D) and layer.built
                 and layer.activation in (activations.relu, activations.linear))
+
+    @classmethod
+    def takes(cls, layers, k: int) -> int:
+        return int(cls.applies(layers[k]))
+
+    @classmethod
+    def of(cls, layers, input_gradient: bool) -> ConvStep:
+        return cls(layers[0], input_gradient)
+
+    @property
+    def params(self) -> list:
+        return conv_params(self.conv)
+
+    def partials(self) -> list[np.ndarray]:
+        return conv_partials(self)
 
     def __repr__(self) -> str:
         return f"ConvStep({self.conv.name}, algorithm={self.algorithm!r})"
@@ -123,6 +141,7 @@ class ConvStep(Step):
         relu = conv.activation is activations.relu
         dz = work.get("dz", (N * HW, F), dout.dtype) if relu else dout
         pieces = parallel.chunks(N)
+        self.pieces = len(pieces)
         dbias = work.get("dbias", (len(pieces), F), dout.dtype)
         needs_dx = self.input_gradient
         dx = np.empty(x.shape, dtype=dout.dtype) if needs_dx else None  # handed on: never reused
@@ -160,3 +179,23 @@ class ConvStep(Step):
         if conv.bias is not None:
             np.sum(dbias, axis=0, out=conv.bias.grad)
         return dx
+
+
+def conv_params(conv: Conv2D) -> list:
+    """A conv's trainable Parameters in the order its steps' partials() hand them over."""
+    return [p for p in (conv.kernel, conv.bias) if p is not None] if conv.trainable else []
+
+
+def conv_partials(step) -> list[np.ndarray]:
+    """A conv step's per-chunk partial gradients, copied from its scratch arrays (where its
+    backward leaves them before adding them up): the kernel's (chunks, KH*KW*C, F), the
+    bias's (chunks, F)."""
+    if step.pieces is None:
+        raise RuntimeError(f"{step!r}: partials() needs a backward() first")
+    conv, P = step.conv, step.pieces
+    *field, F = conv.kernel.value.shape
+    dtype = conv.kernel.value.dtype
+    parts = [step.workspace.get("dkernel", (P, int(np.prod(field)), F), dtype).copy()]
+    if conv.bias is not None:
+        parts.append(step.workspace.get("dbias", (P, F), dtype).copy())
+    return parts if conv.trainable else []

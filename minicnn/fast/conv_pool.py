@@ -24,6 +24,7 @@ import numpy as np
 
 from minicnn import activations
 from minicnn.fast import parallel
+from minicnn.fast.conv import conv_params, conv_partials
 from minicnn.fast.conv_algorithm import choose_algorithm, winograd_chunk, winograd_chunk_backward
 from minicnn.fast.kernels import (
     bias_relu_maxpool,
@@ -35,7 +36,7 @@ from minicnn.fast.kernels.winograd import (
     winograd_filter_transform,
     winograd_filter_transform_backward,
 )
-from minicnn.fast.step import Step
+from minicnn.fast.step import Step, computes_as
 from minicnn.fast.workspace import Workspace
 from minicnn.kernels import col2im, im2col
 from minicnn.layers.base import Layer
@@ -72,9 +73,26 @@ class ConvPoolStep(Step):
     def __repr__(self) -> str:
         return f"ConvPoolStep({self.conv.name}, {self.pool.name}, algorithm={self.algorithm!r})"
 
+    chunked = True
+
+    @classmethod
+    def takes(cls, layers, k: int) -> int:
+        return 2 if k + 1 < len(layers) and cls.applies(layers[k], layers[k + 1]) else 0
+
+    @classmethod
+    def of(cls, layers, input_gradient: bool) -> ConvPoolStep:
+        return cls(layers[0], layers[1], input_gradient)
+
+    @property
+    def params(self) -> list:
+        return conv_params(self.conv)
+
+    def partials(self) -> list[np.ndarray]:
+        return conv_partials(self)
+
     @staticmethod
     def applies(conv: Layer, pool: Layer) -> bool:
-        return (type(conv) is Conv2D and type(pool) is MaxPooling2D and conv.built
+        return (computes_as(conv, Conv2D) and computes_as(pool, MaxPooling2D) and conv.built
                 and conv.activation is activations.relu and conv.strides == (1, 1)
                 and conv.padding == "valid" and conv.use_bias
                 and pool.padding == "valid" and pool.strides == pool.pool_size)
@@ -149,6 +167,7 @@ class ConvPoolStep(Step):
         KH, KW, C, PH, PW, _, _, H_c, W_c = self._regions(x.shape)
         F, HW, KKC = conv.filters, H_c * W_c, KH * KW * C
         pieces = parallel.chunks(N)
+        self.pieces = len(pieces)
         # each chunk's partial gradients, in the kernel's layout whatever the algorithm
         # (minicnn/distributed hands these partials over to be added as here)
         dkernel = work.get("dkernel", (len(pieces), KKC, F), x.dtype)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.fast.kernels.batch_norm import dropout_forward
-from minicnn.fast.step import Step
+from minicnn.fast.step import Step, computes_as
 from minicnn.fast.workspace import Workspace
 from minicnn.layers.base import Layer
 from minicnn.layers.dropout import Dropout, DropoutCache
@@ -29,7 +29,15 @@ class DropoutStep(Step):
 
     @staticmethod
     def applies(layer: Layer) -> bool:
-        return type(layer) is Dropout
+        return computes_as(layer, Dropout)
+
+    @classmethod
+    def takes(cls, layers, k: int) -> int:
+        return int(cls.applies(layers[k]))
+
+    @classmethod
+    def of(cls, layers, input_gradient: bool) -> DropoutStep:
+        return cls(layers[0])
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, ...) -> y (N, ...), the same shape and dtype."""

@@ -47,6 +47,11 @@ def _default_threads() -> int:
     return max(1, min(cores or 1, MAX_THREADS))
 
 
+def check_threads(n, argument: str) -> int:
+    """n, if it is a thread count minicnn accepts; else a ValueError naming `argument`."""
+    return _check_threads(n, argument)
+
+
 def _check_threads(n, argument: str) -> int:
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_THREADS:
         raise ValueError(f"Invalid value for argument `{argument}`. Expected an integer in "
@@ -85,9 +90,40 @@ def _helpers() -> tuple[ThreadPoolExecutor | None, int]:
 
 def chunks(n: int) -> list[tuple[int, int]]:
     """Split range(n) into min(CHUNKS, n) contiguous (start, stop) pieces (at least one): the
-    same pieces on any machine."""
+    same pieces on any machine; inside `cut_batches(pieces)`, those pieces."""
+    pieces = getattr(_cut, "pieces", None)
+    if pieces is not None:
+        if n != pieces[-1][1]:
+            raise RuntimeError(f"a step of {n} rows ran inside cut_batches({pieces})")
+        return list(pieces)
     parts = max(1, min(CHUNKS, n))
     return [(n * k // parts, n * (k + 1) // parts) for k in range(parts)]
+
+
+_cut = threading.local()
+
+
+@contextlib.contextmanager
+def cut_batches(pieces: list[tuple[int, int]]) -> Iterator[None]:
+    """Inside the block, the steps this thread runs cut their batch into `pieces` (contiguous
+    (start, stop) pairs from 0) instead of `chunks(n)`.
+
+    This is how a data-parallel worker holding rows a:b of a batch of N cuts them where
+    `chunks(N)` cuts the whole batch, so that the partial weight gradients it hands over
+    (`step.partials()`) are the very ones the local step adds up. Steps call `chunks` on the
+    thread that runs them, so the cut applies to them and to no other thread.
+    """
+    pieces = [(int(a), int(b)) for a, b in pieces]
+    if not pieces or pieces[0][0] != 0 or any(
+            a >= b or (k and a != pieces[k - 1][1]) for k, (a, b) in enumerate(pieces)):
+        raise ValueError(f"Invalid value for argument `pieces`. Expected contiguous, non-empty "
+                         f"(start, stop) pairs from 0. Received pieces={pieces}")
+    previous = getattr(_cut, "pieces", None)
+    _cut.pieces = pieces
+    try:
+        yield
+    finally:
+        _cut.pieces = previous
 
 
 def run(tasks: list[Callable[[], None]]) -> None:

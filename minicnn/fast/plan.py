@@ -1,4 +1,4 @@
-"""make_plan: which steps run a model's layers, in order.
+"""make_plan: which steps run a chain of layers, in order (a graph's chains: graph_plan.py).
 
     Conv2D(relu) + MaxPooling2D that qualify   -> ConvPoolStep (one fused pass)
     any other Conv2D with 'relu' or no activation -> ConvStep (chunked on threads)
@@ -27,6 +27,12 @@ from minicnn.fast.dropout import DropoutStep
 from minicnn.fast.step import LayerStep, Step
 from minicnn.layers.base import Layer
 
+# The steps the plan may use, asked in this order whether they take the layers at position k
+# (`Step.takes`); the first that does runs them, and a LayerStep runs any other layer as it is.
+# A step matches a layer by what it computes, not by its exact class: a subclass of Conv2D that
+# overrides neither forward nor backward keeps the fast path (`step.computes_as`).
+REGISTRY: tuple[type[Step], ...] = (ConvPoolStep, ConvStep, BatchNormStep, DropoutStep)
+
 
 def make_plan(layers: Sequence[Layer], fast: bool = True,
               upstream_params: bool = False) -> tuple[Step, ...]:
@@ -39,24 +45,10 @@ def make_plan(layers: Sequence[Layer], fast: bool = True,
     k = 0
     while k < len(layers):
         input_gradient = upstream_params or any(layer.params for layer in layers[:k])
-        if k + 1 < len(layers) and ConvPoolStep.applies(layers[k], layers[k + 1]):
-            steps.append(ConvPoolStep(layers[k], layers[k + 1], input_gradient))
-            k += 2
-        elif ConvStep.applies(layers[k]):
-            steps.append(ConvStep(layers[k], input_gradient))
-            k += 1
-        elif k + 1 < len(layers) and BatchNormStep.applies(layers[k], layers[k + 1]):
-            steps.append(BatchNormStep(layers[k], layers[k + 1], input_gradient))
-            k += 2
-        elif BatchNormStep.applies(layers[k]):
-            steps.append(BatchNormStep(layers[k], None, input_gradient))
-            k += 1
-        elif DropoutStep.applies(layers[k]):
-            steps.append(DropoutStep(layers[k]))
-            k += 1
-        else:
-            steps.append(LayerStep(layers[k]))
-            k += 1
+        step_class, n = next(((cls, n) for cls in REGISTRY if (n := cls.takes(layers, k))),
+                             (LayerStep, 1))
+        steps.append(step_class.of(layers[k:k + n], input_gradient))
+        k += n
     return tuple(steps)
 
 

@@ -20,6 +20,7 @@ class ActivationCache(NamedTuple):
 
 
 class _ActivationLayer(Layer):
+    per_sample = True  # each sample's output from that sample alone (Layer.per_sample)
     activation: activations.Activation
 
     def compute_output_shape(self, input_shape):

@@ -7,6 +7,9 @@
     weights                     every Parameter, non-trainable ones included (BatchNormalization's
                                 moving statistics), in Keras order: what get_weights, set_weights,
                                 count_params and saving cover
+    per_sample                  True when each sample's output depends on that sample alone (not
+                                BatchNormalization's batch statistics): what a data-parallel
+                                worker may run on its share of a batch (False by default)
 
 `training` says how to behave, as Keras passes it: True inside `fit`, False in `predict`,
 `evaluate` and the validation pass (a Dropout layer drops only when it is True). It does not
@@ -81,6 +84,7 @@ class Layer:
     # move to `non_trainable_params`), and a BatchNormalization also normalises with its moving
     # statistics. Gradients still flow *through* the layer to the layers before it.
     trainable: bool = True
+    per_sample: bool = False  # see the module docstring
 
     # -- building ---------------------------------------------------------------------------
     def build(self, input_shape: tuple) -> None:

@@ -28,6 +28,11 @@ class DropoutCache(NamedTuple):
 
 
 class Dropout(Layer):
+    @property
+    def per_sample(self) -> bool:
+        """One mask per sample, unless noise_shape fixes the batch entry (one mask shared)."""
+        return self.noise_shape is None or self.noise_shape[0] is None
+
     _config_keys = ("rate", "noise_shape", "seed")
     # fit gives the layer a generator for each training step, keyed by the step (see
     # Trainer._train_step), so that training resumed from a file draws the same masks.

@@ -24,6 +24,7 @@ class Pooling2D(Layer):
     """What every 2-D window pool shares: Keras's pool_size / strides / padding arguments, the
     output geometry, and the output shape. MaxPooling2D and AveragePooling2D differ only in
     forward and backward."""
+    per_sample = True  # each sample's output from that sample alone (Layer.per_sample)
 
     _config_keys = ("pool_size", "strides", "padding")
 

@@ -28,6 +28,7 @@ class FlipCache(NamedTuple):
 
 
 class RandomFlip(Layer):
+    per_sample = True  # each sample's output from that sample alone (Layer.per_sample)
     _config_keys = ("mode", "seed")
     draws_in_training = True  # see Trainer._train_step
 

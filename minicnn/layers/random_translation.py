@@ -105,6 +105,7 @@ def _move(rows: np.ndarray, cols: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 
 class RandomTranslation(Layer):
+    per_sample = True  # each sample's output from that sample alone (Layer.per_sample)
     _config_keys = ("height_factor", "width_factor", "fill_mode", "interpolation", "seed",
                     "fill_value")
     draws_in_training = True  # see Trainer._train_step

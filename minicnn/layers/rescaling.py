@@ -12,6 +12,7 @@ from minicnn.layers.base import Layer
 
 class Rescaling(Layer):
     """Keras's `Rescaling(scale, offset=0.0)`, with scalar scale and offset."""
+    per_sample = True  # each sample's output from that sample alone (Layer.per_sample)
 
     def __init__(self, scale: float, offset: float = 0.0, **kwargs):
         super().__init__(**kwargs)
