@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from minicnn import callbacks, layers
+from minicnn.callbacks import progbar
 from minicnn.models import Sequential
 from minicnn.utils import to_categorical
 
@@ -50,8 +51,9 @@ def clock(monkeypatch):
         now[0] += 0.1
         return now[0]
 
-    # Only callbacks.py's view of `time` changes; the rest of the process keeps the real clock.
-    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(perf_counter=perf_counter))
+    # Only the progress bar's view of `time` changes; the rest of the process keeps the real
+    # clock.
+    monkeypatch.setattr(progbar, "time", types.SimpleNamespace(perf_counter=perf_counter))
 
 
 def run_epoch(stream) -> str:
