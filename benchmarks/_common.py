@@ -447,12 +447,14 @@ def stamp() -> str:
 
 def write_results(out_dir: str | os.PathLike, kind: str, data: dict, markdown: str,
                   when: str | None = None) -> dict:
-    """Write `<kind>-<when>.json` and `.md`, and overwrite `<kind>-latest.md`; return the paths.
+    """Write the run's table as `<kind>-<when>.md` (the record a note or the README can cite)
+    and as `<kind>-latest.md`, and its raw numbers as `<kind>-latest.json`, overwriting the last
+    run's: git keeps one JSON per kind, its history the earlier ones. Returns the paths.
     `when`: the run's stamp (default: now), so that figures written beside can share it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     when = when or stamp()
-    paths = {"json": out / f"{kind}-{when}.json", "md": out / f"{kind}-{when}.md",
+    paths = {"json": out / f"{kind}-latest.json", "md": out / f"{kind}-{when}.md",
              "latest": out / f"{kind}-latest.md"}
     paths["json"].write_text(json.dumps(data, indent=1) + "\n")
     paths["md"].write_text(markdown + "\n")

@@ -28,8 +28,8 @@ when the FLOPs it actually executes over its median time exceed the measured pea
 _roofline.py). Arithmetic intensity: those FLOPs over the bytes of the pass's inputs, outputs
 and weights.
 
-Writes kernels-<date>.json and .md to --out (default benchmarks/results/), the roofline plot
-kernels-<date>-roofline.png beside them, and kernels-latest.md.
+Writes kernels-<date>.md, kernels-latest.md and kernels-latest.json to --out (default
+benchmarks/results/), and the roofline plot kernels-<date>-roofline.png beside them.
 """
 
 from __future__ import annotations

@@ -42,8 +42,8 @@ them: Eigen also cuts the layer dimensions, and such a block can look like anoth
 (in TF 2.21 conv3's weight gradient runs as 288x384:384x64, which has conv2's depth and F).
 Everything else is unattributed, its shape shown either way.
 
-Writes profile-<date>.json and .md to --out (default benchmarks/results/), and
-profile-latest.md.
+Writes profile-<date>.md, profile-latest.md and profile-latest.json to --out (default
+benchmarks/results/).
 """
 
 from __future__ import annotations

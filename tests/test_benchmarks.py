@@ -43,9 +43,12 @@ def run_quick(script: str, out: Path, *args: str) -> subprocess.CompletedProcess
 
 
 def read_results(out: Path, kind: str) -> tuple[dict, str]:
-    """The one JSON result of `kind` in `out`, and its Markdown, which -latest.md repeats."""
+    """The one JSON result of `kind` in `out` (the latest run's), and its Markdown: the dated
+    record, which -latest.md repeats."""
     (json_path,) = out.glob(f"{kind}-*.json")
-    markdown = json_path.with_suffix(".md").read_text()
+    assert json_path.name == f"{kind}-latest.json"
+    (dated,) = [p for p in out.glob(f"{kind}-*.md") if p.name != f"{kind}-latest.md"]
+    markdown = dated.read_text()
     assert (out / f"{kind}-latest.md").read_text() == markdown
     data = json.loads(json_path.read_text())
     for key in ("cpu_model", "cores", "ram_gb", "os", "python", "versions", "blas", "date"):
