@@ -85,15 +85,20 @@ class Merge(Layer):
         return xs
 
 
+def _sum(xs: list[np.ndarray]) -> np.ndarray:
+    """x_1 + ... + x_n, added left to right into one new array."""
+    y = xs[0].copy()
+    for x in xs[1:]:
+        y += x
+    return y
+
+
 class Add(Merge):
     def forward(self, inputs, training: bool = False) -> np.ndarray:
         """[x_1 (N, ...), ..., x_n] -> y (N, ...), their sum."""
         xs = self._inputs(inputs)
-        y = xs[0].copy()
-        for x in xs[1:]:
-            y += x
         self.cache = len(xs)
-        return y
+        return _sum(xs)
 
     def backward(self, dout: np.ndarray) -> list[np.ndarray]:
         return [dout] * self._cached()  # the same array: the graph's sums never write into it
@@ -142,11 +147,8 @@ class Average(Merge):
     def forward(self, inputs, training: bool = False) -> np.ndarray:
         """[x_1, ..., x_n] (N, ...) -> y = (x_1 + ... + x_n) / n."""
         xs = self._inputs(inputs)
-        y = xs[0].copy()
-        for x in xs[1:]:
-            y += x
         self.cache = len(xs)
-        return y / y.dtype.type(len(xs))
+        return _sum(xs) / xs[0].dtype.type(len(xs))
 
     def backward(self, dout: np.ndarray) -> list[np.ndarray]:
         n = self._cached()
