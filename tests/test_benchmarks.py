@@ -152,8 +152,10 @@ def test_bench_train_quick(tmp_path):
         assert "minicnn/TF epoch ratio (target <= 0.80" in markdown
     assert "| framework | epoch time (median) |" in proc.stdout
     # The other recipes: a training step each, at the recipe's batch size, against TensorFlow.
-    assert list(data["recipes"]) == ["fashion_mnist_cnn", "cifar10_cnn"]
-    for name, batch_size in (("fashion_mnist_cnn", 128), ("cifar10_cnn", 32)):
+    assert list(data["recipes"]) == ["fashion_mnist_cnn", "cifar10_cnn", "resnet20"]
+    for name, batch_size, issue in (("fashion_mnist_cnn", 128, "issue 11: <= 1.5x"),
+                                    ("cifar10_cnn", 32, "issue 11: <= 1.5x"),
+                                    ("resnet20", 128, "issue 18: <= 0.8x")):
         recipe = data["recipes"][name]
         assert recipe["batch_size"] == batch_size
         assert set(recipe["steps"]) == set(frameworks) - {"pytorch"}  # the notebook's only
@@ -162,8 +164,7 @@ def test_bench_train_quick(tmp_path):
         if HAS_TF:  # the same model in both: layer classes and weight shapes
             assert setups["minicnn"]["architecture"] == setups["tensorflow"]["architecture"]
             assert recipe["ratio_minicnn_tf"] > 0
-            assert f"| {name}: training step, batch {batch_size} (issue 11: <= 1.5x TF) |" \
-                in markdown
+            assert f"| {name}: training step, batch {batch_size} ({issue} TF) |" in markdown
         assert f"{name} step (batch {batch_size})" in markdown  # a column of the headline
     assert data["recipes"]["cifar10_cnn"]["data"] == "random, CIFAR-10's shapes"
     classes = [layer for layer, _ in data["recipes"]["fashion_mnist_cnn"]["setup"]["minicnn"][
