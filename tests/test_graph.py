@@ -44,8 +44,12 @@ def graph(L, Model, Input, Sequential, activation="relu", size=8):
     return Model(inputs, head(s), name="graph")
 
 
-def minicnn_graph(**kwargs) -> Model:
-    return graph(layers, Model, layers.Input, Sequential, **kwargs)
+def minicnn_graph(seed: int = 0, **kwargs) -> Model:
+    """The test graph in minicnn, its weights drawn from `seed` (every test sees the same)."""
+    model = graph(layers, Model, layers.Input, Sequential, **kwargs)
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0.0, 0.4, w.shape).astype(w.dtype) for w in model.get_weights()])
+    return model
 
 
 def data(seed: int, n: int = 6, size: int = 8, dtype=np.float32):
