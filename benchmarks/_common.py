@@ -1,4 +1,5 @@
-"""What both benchmarks share: the machine and its load, the data, worker processes, results.
+"""What the benchmark scripts share: the machine and its load, the data, worker processes, and
+writing the results (their Markdown is rendered by `_report.py`).
 
 Each framework runs in its own long-lived worker process (`_worker.py`), so thread pools and
 memory never mix and RSS is per framework. The parent drives the workers over a pipe, one JSON
@@ -209,53 +210,6 @@ class LoadMonitor:
         return result
 
 
-def load_markdown(load: dict, cores: int | None) -> str:
-    text = (f"load average (1, 5, 15 min) {', '.join(f'{v:.2f}' for v in load['load_before'])} "
-            f"before, {', '.join(f'{v:.2f}' for v in load['load_after'])} after")
-    if "other_cores" in load:
-        text += (f"; during the {load['wall_s']:.0f} s run, other programs kept "
-                 f"{load['other_cores']:.2f} of {cores} cores busy on average")
-    return text
-
-
-BUSY_CORES = 0.25  # other programs' average use above which a run is flagged as disturbed
-
-
-def load_warning(load: dict) -> list[str]:
-    """A bold warning paragraph when other programs used the machine during the run."""
-    if load.get("other_cores", 0.0) <= BUSY_CORES:
-        return []
-    return [f"**The machine was busy: other programs kept {load['other_cores']:.2f} cores busy "
-            "on average during this run, so these timings are slower and noisier than on a "
-            "quiet machine, and not by the same factor for every framework. Medians and "
-            "minima resist this better than means; compare with a run on a quiet machine.**",
-            ""]
-
-
-def machine_markdown(info: dict, load: dict) -> str:
-    v = info["versions"]
-    libs = ", ".join(f"{name} {v[name]}" for name in ("numpy", "numba", "tensorflow", "keras",
-                                                         "torch") if v.get(name))
-    blas = info["blas"].get("numpy_blas")
-    if isinstance(blas, dict):
-        blas = " ".join(str(blas[k]) for k in ("name", "version") if k in blas)
-    lines = [
-        f"- Date: {info['date']}",
-        f"- CPU: {info['cpu_model']}, {info['cores']} cores, {info['ram_gb']} GB RAM",
-        f"- OS: {info['os']}; Python {info['python']}; {libs}",
-        f"- numpy BLAS: {blas}",
-        f"- minicnn: commit {info['minicnn_commit']}"
-        + (f" with {info['minicnn_uncommitted_files']} uncommitted file(s) under minicnn/"
-           if info["minicnn_uncommitted_files"] else "")
-        + (f" (sources SHA-1 {info['minicnn_source_sha1']}, at the start of the run)"
-           if info.get("minicnn_source_sha1") else ""),
-        f"- Machine load: {load_markdown(load, info['cores'])}",
-    ]
-    if info["thread_env"]:
-        lines.append(f"- Thread variables set: {info['thread_env']}")
-    return "\n".join(lines)
-
-
 # -- data ------------------------------------------------------------------------------------------
 # Each recipe's data set: image shape, training and test counts, and the environment variable that
 # names its folder (see minicnn.datasets).
@@ -335,6 +289,11 @@ def load_arrays(directory: str | None, limit_train: int | None = None,
 def summary(samples: list[float]) -> dict:
     """min, median and count of timings in seconds."""
     return {"min": min(samples), "median": statistics.median(samples), "n": len(samples)}
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b, or None when either is missing (or b is 0)."""
+    return a / b if a is not None and b else None
 
 
 def peak_rss_mb() -> float:
@@ -421,42 +380,13 @@ def settle() -> None:
 
 
 # -- results ---------------------------------------------------------------------------------------
-def md_table(headers: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(headers) + " |",
-             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def fmt_ms(seconds: float | None, digits: int = 2) -> str:
-    return "—" if seconds is None else f"{seconds * 1e3:.{digits}f}"
-
-
-def fmt_s(seconds: float | None, digits: int = 2) -> str:
-    return "—" if seconds is None else f"{seconds:.{digits}f} s"
-
-
-def fmt_ratio(ratio: float | None) -> str:
-    return "—" if ratio is None else f"{ratio:.2f}"
-
-
-def stamp() -> str:
-    """The date and time that names a run's result files."""
-    return time.strftime("%Y-%m-%d-%H%M%S")
-
-
-def write_results(out_dir: str | os.PathLike, kind: str, data: dict, markdown: str,
-                  when: str | None = None) -> dict:
-    """Write the run's table as `<kind>-<when>.md` (the record a note or the README can cite)
-    and as `<kind>-latest.md`, and its raw numbers as `<kind>-latest.json`, overwriting the last
-    run's: git keeps one JSON per kind, its history the earlier ones. Returns the paths.
-    `when`: the run's stamp (default: now), so that figures written beside can share it."""
+def write_results(out_dir: str | os.PathLike, kind: str, data: dict, markdown: str) -> dict:
+    """Write the run's table as `<kind>-latest.md` and its raw numbers as `<kind>-latest.json`,
+    overwriting the last run's: git keeps one run per kind, its history the earlier ones (a note
+    citing a run names the commit that holds it). Returns the paths, as "md" and "json"."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    when = when or stamp()
-    paths = {"json": out / f"{kind}-latest.json", "md": out / f"{kind}-{when}.md",
-             "latest": out / f"{kind}-latest.md"}
+    paths = {"json": out / f"{kind}-latest.json", "md": out / f"{kind}-latest.md"}
     paths["json"].write_text(json.dumps(data, indent=1) + "\n")
     paths["md"].write_text(markdown + "\n")
-    paths["latest"].write_text(markdown + "\n")
     return paths

@@ -28,8 +28,9 @@ when the FLOPs it actually executes over its median time exceed the measured pea
 _roofline.py). Arithmetic intensity: those FLOPs over the bytes of the pass's inputs, outputs
 and weights.
 
-Writes kernels-<date>.md, kernels-latest.md and kernels-latest.json to --out (default
-benchmarks/results/), and the roofline plot kernels-<date>-roofline.png beside them.
+Writes kernels-latest.md (rendered by _report.py) and kernels-latest.json to --out (default
+benchmarks/results/), and the roofline plot kernels-latest-roofline.png beside them, replacing
+the last run's.
 """
 
 from __future__ import annotations
@@ -39,12 +40,9 @@ import sys
 import time
 
 import _common
+import _report
 import _roofline
 from _layer_ops import LAYERS, PAIRS, plan_name
-
-PASS_LABELS = {"fwd": "forward", "bwd": "backward (full)", "bwd_w": "backward-weights",
-               "bwd_x": "backward-input = full - weights", "step": "step"}
-IN_STEP_NOTE = "not in a training step: the first layer's input needs no gradient"
 
 
 def layer_flops(batch_size: int) -> dict:
@@ -222,68 +220,6 @@ def step_totals(rows: list[dict], frameworks: list[str], plans: dict, machine: d
     return totals
 
 
-def time_cell(s: dict | None, key: str) -> str:
-    if s is None:
-        return "—"
-    if s[key] < 0:  # a difference of two noisy timings
-        return "<0 (noise)"
-    return _common.fmt_ms(s[key], 3)
-
-
-def gflops_cell(s: dict | None) -> str:
-    """GFLOP/s and share of the peak, or the flag that replaces them."""
-    if not s or s.get("gflops") is None:
-        return "—"
-    if s.get("flag"):
-        return "timing error"
-    return f"{s['gflops']:.0f} ({s['share_of_peak']:.0%})"
-
-
-def machine_lines(machine: dict) -> list[str]:
-    return [
-        f"- SGEMM peak (numpy float32 matmul, {machine['sgemm_n']}x{machine['sgemm_n']}, best "
-        f"of {machine['sgemm_repeats']}): {machine['peak_gflops_1_thread']:.0f} GFLOP/s on one "
-        f"BLAS thread, {machine['peak_gflops_all_threads']:.0f} on all; the roof: "
-        f"{machine['peak_gflops']:.0f} GFLOP/s",
-        f"- Memory bandwidth (copy of {machine['copy_mb']} MB, read + written bytes, best of "
-        f"{machine['copy_repeats']}): {machine['bandwidth_gbs_1_thread']:.1f} GB/s from one "
-        f"thread, {machine['bandwidth_gbs_all_threads']:.1f} GB/s from one per core",
-    ]
-
-
-def roofline_markdown(rows: list[dict], frameworks: list[str], machine: dict,
-                      figure: str | None) -> list[str]:
-    table = []
-    for r in rows:
-        if not r.get("intensity"):
-            continue
-        cells = [r["layer"], PASS_LABELS[r["pass"]], f"{r['intensity']:.1f}",
-                 f"{min(machine['peak_gflops'], r['intensity'] * machine['bandwidth_gbs']):.0f}"]
-        for fw in frameworks:
-            cells.append(gflops_cell(r.get(fw)))
-        table.append(cells)
-    flagged = [f"- {r['layer']} {PASS_LABELS[r['pass']]}, {_common.LABELS[fw]}: {r[fw]['flag']}"
-               for r in rows for fw in frameworks if r.get(fw) and r[fw].get("flag")]
-    return ["## Roofline", "", *machine_lines(machine), "",
-            *([f"![roofline: GFLOP/s against arithmetic intensity]({figure})", ""]
-              if figure else []),
-            _common.md_table(["layer", "pass", "FLOP/byte", "roof GFLOP/s",
-                              *(f"{_common.LABELS[fw]} GFLOP/s (of peak)" for fw in frameworks)],
-                             table), "",
-            "FLOPs are counted as the direct convolution's (2*N*H_out*W_out*KH*KW*C*F per "
-            "pass; a Dense layer's GEMM, 2*N*in*out), whatever algorithm ran: for minicnn's "
-            "Winograd steps the GFLOP/s are *effective* (direct-convolution FLOPs over time), "
-            "and may exceed the GEMM peak, since F(2x2, 3x3) executes 16 products per 2x2 "
-            "output block instead of 36. Arithmetic intensity: those FLOPs over the bytes of "
-            "the pass's inputs, outputs and weights (float32, each once). The roof is "
-            "min(peak, intensity x bandwidth), with the all-threads figures. A figure is "
-            "flagged as a timing error, and not reported, when the FLOPs the pass actually "
-            "executes (minicnn: Winograd's 16 per block, and only the conv outputs a fused "
-            "pool reads; TensorFlow and PyTorch: the direct count, as their CPU convolutions "
-            "are direct or GEMM-based) over its median time exceed the measured peak.",
-            "", *(["Flagged:", *flagged, ""] if flagged else [])]
-
-
 def algorithm_rows(units: list[dict], samples: dict, thread_counts: list[int],
                    peak: float, batch_size: int) -> list[dict]:
     """Per conv step, algorithm and thread count: medians of forward and backward, effective
@@ -320,129 +256,6 @@ def algorithm_rows(units: list[dict], samples: dict, thread_counts: list[int],
     return out
 
 
-def algorithms_markdown(units: list[dict], rows: list[dict], config: dict) -> list[str]:
-    if not rows:
-        return []
-    unit_by = {(u["model"], u["step"]): u for u in units}
-    table, verdicts = [], []
-    for e in rows:
-        u = unit_by[(e["model"], e["step"])]
-        shape = (f"{'x'.join(map(str, u['input']))} -> {'x'.join(map(str, u['output']))} "
-                 f"'{u['padding']}'" + (f", computes {u['computed'][0]}x{u['computed'][1]}"
-                                         if u["computed"] != u["output"][:2] else ""))
-        table.append([e["model"], e["step"], shape, str(e["threads"]),
-                      e["algorithm"] + (" (picked)" if e["picked"] else ""),
-                      _common.fmt_ms(e["fwd"]["median"]), _common.fmt_ms(e["bwd"]["median"]),
-                      _common.fmt_ms(e["total_s"]), gflops_cell(e["fwd"]),
-                      "fastest" if e["fastest"] else f"{e['over_fastest']:.2f}x"])
-        if e["picked"]:
-            best = next(b for b in rows if (b["model"], b["step"], b["threads"]) == (
-                e["model"], e["step"], e["threads"]) and b["fastest"])
-            verdicts.append([e["model"], e["step"], str(e["threads"]), e["algorithm"],
-                             best["algorithm"], "yes" if e["fastest"] else
-                             f"no ({e['over_fastest']:.2f}x the fastest)"])
-    setting = units[0]["setting"] if units else "auto"
-    return ["## Conv algorithms per layer", "",
-            f"minicnn's conv steps as the fast plan builds them for `mnist_cnn` and "
-            f"`cifar10_cnn` (augmentation left out), batch {config['batch_size']}, each "
-            "algorithm forced in turn: im2col always, Winograd F(2x2, 3x3) for 3x3 stride-1 "
-            "kernels, direct up to a receptive field of 64. (picked) is the plan's choice "
-            f"(MINICNN_CONV_ALGORITHM={setting}; the rule is in "
-            "minicnn/fast/conv_algorithm.py). Backward computes the input gradient except in "
-            "a model's first step, as in training. Medians of "
-            f"{config['algorithm_rounds']} rounds x {config['algorithm_calls']} calls, per "
-            "thread count (`minicnn.set_num_threads`); GFLOP/s of the forward, effective "
-            "(direct-convolution FLOPs, see the roofline).", "",
-            _common.md_table(["model", "step", "shapes", "threads", "algorithm", "forward ms",
-                              "backward ms", "sum ms", "forward GFLOP/s (of peak)",
-                              "vs fastest"], table), "",
-            "Does the rule pick the fastest (forward + backward)?", "",
-            _common.md_table(["model", "step", "threads", "picked", "fastest", "agrees"],
-                             verdicts), ""]
-
-
-def markdown(info, load, config, frameworks, rows, totals, overheads, data_text, machine,
-             figure=None, units=(), algorithm_table=()) -> str:
-    labels = [_common.LABELS[fw] for fw in frameworks]
-    headers = ["layer", "pass", "MFLOP", "FLOP/byte"]
-    for label in labels:
-        headers += [f"{label} median ms", f"{label} min ms", f"{label} GFLOP/s (of peak)"]
-    has_tf = "tensorflow" in frameworks
-    if has_tf:
-        headers.append("minicnn/TF")
-    table = []
-    for r in rows:
-        flops = r["flops"] or r.get("flops_by_framework", {}).get(frameworks[0])
-        cells = [r["layer"], PASS_LABELS[r["pass"]] + (" *" if r["unused"] else ""),
-                 "—" if not flops else f"{flops / 1e6:.1f}",
-                 "—" if not r.get("intensity") else f"{r['intensity']:.1f}"]
-        for fw in frameworks:
-            s = r.get(fw)
-            cells += [time_cell(s, "median"), time_cell(s, "min"), gflops_cell(s)]
-        if has_tf:
-            cells.append(_common.fmt_ratio(r.get("ratio_minicnn_tf")))
-        table.append(cells)
-    total_rows = [[_common.LABELS[fw], ", ".join(totals[fw]["plan"]),
-                   _common.fmt_ms(totals[fw]["sum_of_passes_s"]),
-                   _common.fmt_ms(totals[fw]["whole_step_s"]),
-                   _common.fmt_ms(totals[fw]["floor_s"]),
-                   _common.fmt_ratio(totals[fw]["whole_over_floor"]),
-                   f"{overheads[fw] * 1e6:.1f}"] for fw in frameworks]
-    text = [
-        f"# Per-layer timings at batch {config['batch_size']}",
-        "",
-        _common.machine_markdown(info, load),
-        *machine_lines(machine),
-        f"- Data: {data_text}",
-        f"- {config['repeats']} interleaved rounds x {config['calls']} calls per op and "
-        f"framework after {config['warmup']} warm-up calls; min and median over all calls.",
-        "",
-        *_common.load_warning(load),
-        _common.md_table(headers, table),
-        "",
-        "minicnn/TF is the ratio of the medians: below 1, minicnn is faster. "
-        "backward-input is not timed alone: it is the full backward minus the weights-only "
-        "backward (medians from medians, minima from minima), for every framework alike. "
-        "GFLOP/s are from the median and count 2*M*N*K per GEMM-equivalent of the direct "
-        "convolution (see benchmarks/README.md), with their share of the measured SGEMM peak; "
-        "FLOP/byte is the pass's arithmetic intensity (see the roofline below). "
-        f"Rows marked * are {IN_STEP_NOTE}.",
-        "",
-        "## One training step",
-        "",
-        _common.md_table(["framework", "steps as run", "sum of the passes a step runs (ms)",
-                          "whole training step (ms)", "floor at the SGEMM peak (ms)",
-                          "whole / floor", "empty call overhead (µs)"], total_rows),
-        "",
-        "Steps as run: minicnn's `fit` runs each Conv2D(relu) + MaxPooling2D pair as one fused "
-        "step (when its model has such an execution plan); TensorFlow and PyTorch are listed "
-        "by layer. The sum covers, for those steps, every forward, the first one's "
-        "weights-only backward, every other full backward and the Adam step. "
-        "The whole step is minicnn's `model._train_step`, Keras's "
-        "`train_on_batch` (one compiled graph) and PyTorch's loop step. The floor is the "
-        "step's counted FLOPs at the measured all-threads SGEMM peak. The empty call "
-        "overhead is what calling a no-op costs (a `tf.function` for TensorFlow); it is in "
-        "every TensorFlow row above.",
-    ]
-    if has_tf:
-        by_key = {(r["layer"], r["pass"]): r for r in rows}
-        in_step = [by_key[key] for key in step_passes(totals["minicnn"]["plan"])
-                   if key in by_key]
-        gaps = sorted((r for r in in_step if r.get("minicnn") and r.get("tensorflow")),
-                      key=lambda r: r["tensorflow"]["median"] - r["minicnn"]["median"])
-        lines = [f"- {r['layer']} {PASS_LABELS[r['pass']]}: minicnn "
-                 f"{r['minicnn']['median'] * 1e3:.2f} ms, TensorFlow "
-                 f"{r['tensorflow']['median'] * 1e3:.2f} ms "
-                 f"({(r['minicnn']['median'] - r['tensorflow']['median']) * 1e3:+.2f} ms)"
-                 for r in gaps[:5] if r["minicnn"]["median"] > r["tensorflow"]["median"]]
-        text += ["", "## Where minicnn loses the most time per step", "",
-                 *(lines or ["- nowhere: every pass of a step is at least as fast as "
-                             "TensorFlow's"])]
-    text += ["", *roofline_markdown(rows, frameworks, machine, figure)]
-    text += algorithms_markdown(list(units), list(algorithm_table), config)
-    return "\n".join(text)
-
-
 SHORT_PASS = {"fwd": "fwd", "bwd_w": "dW", "bwd_x": "dX"}
 
 
@@ -459,8 +272,9 @@ def roofline_points(rows: list[dict], frameworks: list[str], plan: list[str]) ->
             s = r.get(fw)
             if s and s.get("gflops") and not s.get("flag"):
                 points.append({"framework": fw, "framework_label": _common.LABELS[fw],
-                               "pass": r["pass"], "pass_label": PASS_LABELS[r["pass"]].split(
-                                   " =")[0], "label": f"{r['layer']} {SHORT_PASS[r['pass']]}",
+                               "pass": r["pass"],
+                               "pass_label": _report.PASS_LABELS[r["pass"]].split(" =")[0],
+                               "label": f"{r['layer']} {SHORT_PASS[r['pass']]}",
                                "intensity": r["intensity"], "gflops": s["gflops"]})
     return points
 
@@ -512,7 +326,7 @@ def main(argv=None) -> int:
     info = _common.machine_info(frameworks)
     print("The machine's limits (SGEMM peak, copy bandwidth):", flush=True)
     machine = _roofline.measure_machine(args.quick, info["cores_usable"] or info["cores"] or 1)
-    print("\n".join(machine_lines(machine)), flush=True)
+    print("\n".join(_report.machine_lines(machine)), flush=True)
     print(f"Per-layer timings at batch {args.batch_size}: {', '.join(frameworks)}; "
           f"data: {data_text}", flush=True)
     workers = {fw: _common.Worker("kernels", fw) for fw in frameworks}
@@ -570,10 +384,10 @@ def main(argv=None) -> int:
     algorithm_table = algorithm_rows(units, algorithm_samples, thread_counts,
                                      machine["peak_gflops"], args.batch_size)
     overheads = {fw: setups[fw]["call_overhead_s"] for fw in frameworks}
-    when = _common.stamp()
-    figure = f"kernels-{when}-roofline.png"
-    text = markdown(info, load, config, frameworks, rows, totals, overheads, data_text,
-                    machine, figure, units, algorithm_table)
+    figure = "kernels-latest-roofline.png"
+    text = _report.kernels_markdown(info, load, config, frameworks, rows, totals, overheads,
+                                    data_text, machine, step_passes(totals["minicnn"]["plan"]),
+                                    figure, units, algorithm_table)
     data = {"benchmark": "kernels", "machine": info, "load": load, "config": config,
             "data": data_text, "layer_flops": layer_flops(args.batch_size), "limits": machine,
             "rows": rows, "step_totals": totals, "frameworks": per_framework,
@@ -583,14 +397,14 @@ def main(argv=None) -> int:
                                               for name, values in by_name.items()}
                                      for t, by_name in algorithm_samples.items()},
             "roofline_figure": figure}
-    paths = _common.write_results(args.out, "kernels", data, text, when)
+    paths = _common.write_results(args.out, "kernels", data, text)
     title = (f"minicnn {info['minicnn_commit']}, batch {args.batch_size}: each layer pass "
              f"under the roofs measured on {info['cpu_model']}")
     _roofline.plot(paths["md"].parent / figure, machine,
                    roofline_points(rows, frameworks, totals["minicnn"]["plan"]), title)
     print()
     print(text)
-    print(f"\nWrote {paths['json']}, {paths['md']}, {paths['latest']} and {figure}")
+    print(f"\nWrote {paths['json']}, {paths['md']} and {figure}")
     return 0
 
 

@@ -28,8 +28,8 @@ started in (no thread variables are set, except for the 1-thread half of the sca
    recipe's batch size, in alternating blocks, minicnn against TensorFlow (which runs the same
    recipe's Keras twin, `minicnn.models.to_keras`): the medians and their ratio.
 
-Writes train-<date>.md, train-latest.md and train-latest.json to --out (default
-benchmarks/results/).
+Writes train-latest.md (rendered by _report.py) and train-latest.json to --out (default
+benchmarks/results/), replacing the last run's.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import tempfile
 import time
 
 import _common
-from _train_report import markdown, ratio
+import _report
 
 VALIDATION_SPLIT = 0.1
 SCALING_BATCH_SIZES = (32, 64, 128, 256, 512)
@@ -229,7 +229,7 @@ def run_recipe(frameworks, name: str, batch_size: int, random_data: bool, n: int
     label = _common.LABELS_DATA[dataset]
     return {"batch_size": batch_size, "data": label if data_dir else f"random, {label}'s shapes",
             "data_text": data_text, "steps": steps,
-            "ratio_minicnn_tf": ratio(mc and mc["median"], tf and tf["median"]),
+            "ratio_minicnn_tf": _common.ratio(mc and mc["median"], tf and tf["median"]),
             "setup": setups}
 
 
@@ -358,13 +358,13 @@ def main(argv=None) -> int:
               "steps": f"{args.step_rounds} x {args.step_n}",
               "recipe_steps": f"{args.recipe_rounds} x {args.recipe_n}",
               "inference_repeats": args.infer_repeats}
-    text = markdown(info, load, config, frameworks, r, data_text)
+    text = _report.train_markdown(info, load, config, frameworks, r, data_text)
     data = {"benchmark": "train", "machine": info, "load": load, "config": config,
             "data": data_text, "setup": setups, **r}
     paths = _common.write_results(args.out, "train", data, text)
     print()
     print(text)
-    print(f"\nWrote {paths['json']}, {paths['md']} and {paths['latest']}")
+    print(f"\nWrote {paths['json']} and {paths['md']}")
     return 0
 
 

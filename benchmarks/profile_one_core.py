@@ -42,8 +42,8 @@ them: Eigen also cuts the layer dimensions, and such a block can look like anoth
 (in TF 2.21 conv3's weight gradient runs as 288x384:384x64, which has conv2's depth and F).
 Everything else is unattributed, its shape shown either way.
 
-Writes profile-<date>.md, profile-latest.md and profile-latest.json to --out (default
-benchmarks/results/).
+Writes profile-latest.md (rendered by _report.py) and profile-latest.json to --out (default
+benchmarks/results/), replacing the last run's.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ import time
 from pathlib import Path
 
 import _common
+import _report
 
 MARKER = "=== profile_one_core: timed steps begin ==="
 END_MARKER = "=== profile_one_core: timed steps end ==="
@@ -401,163 +402,6 @@ def layer_comparison(mc: dict, tf: dict | None) -> list[dict]:
     return out
 
 
-def _ms(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
-def _calls(value: float) -> str:
-    return f"{value:.0f}" if abs(value - round(value)) < 1e-9 else f"{value:.2f}"
-
-
-def minicnn_markdown(mc: dict, rounds: int) -> list[str]:
-    table = []
-    for r in mc["steps"]:
-        f, b = r["forward"], r["backward"]
-        table.append([r["step"], f"`{r['repr']}`", _common.fmt_ms(f["median"], 3),
-                      _common.fmt_ms(f["min"], 3), _common.fmt_ms(b and b["median"], 3),
-                      _common.fmt_ms(b and b["min"], 3),
-                      _common.fmt_ms(f["median"] + (b["median"] if b else 0.0), 3)])
-    whole = mc["whole_step"]
-    table += [["**sum of the steps**", "", "", "", "", "",
-               _common.fmt_ms(mc["sum_of_medians_s"], 3)],
-              ["**whole step** (`train_on_batch`)", "", "", "", "", "",
-               f"{_common.fmt_ms(whole['median'], 3)} (min {_common.fmt_ms(whole['min'], 3)})"],
-              ["**difference** (Python, loss, optimizer)", "", "", "", "", "",
-               _common.fmt_ms(mc["difference_s"], 3)
-               + (" (below 0: timing noise)" if mc["difference_s"] < 0 else "")]]
-    return ["## minicnn: the plan's steps", "",
-            _common.md_table(["step", "minicnn step (algorithm)", "forward median ms",
-                              "forward min ms", "backward median ms", "backward min ms",
-                              "forward + backward median ms"], table), "",
-            f"{rounds} rounds, each every step's forward (training=True) and backward as "
-            "`train_on_batch` runs them, then one whole `train_on_batch`; "
-            f"minicnn on {mc['threads']} thread, BLAS on one. The last step's backward starts "
-            "from the loss (the softmax and cross-entropy's fused gradient); the first step's "
-            "skips its input gradient. The difference is the whole step's median minus the sum "
-            "of the steps' medians: what runs between and after them (Python, the loss and "
-            "accuracy, Adam over all parameters).", ""]
-
-
-def tensorflow_markdown(tf: dict) -> list[str]:
-    steps = tf["traced_steps"]
-    total = sum(r["ms_per_step"] for r in tf["primitives"])
-    table = []
-    for r in tf["primitives"]:
-        where = (f"{r['layer']} {r['pass']}" if r["layer"]
-                 else f"unattributed: {r['note']}")
-        table.append([r["kind"], r["shape"], where, _ms(r["ms_per_step"], 3),
-                      _calls(r["calls_per_step"]),
-                      "—" if r["gflops"] is None else f"{r['gflops']:.1f}",
-                      f"{r['ms_per_step'] / total:.1%}" if total else "—"])
-    table.append(["**total**", "", "", _ms(total, 3),
-                  _calls(sum(r["calls_per_step"] for r in tf["primitives"])), "", ""])
-    untraced, traced = tf["untraced_step"], tf["traced_step"]
-    passes = [[g["layer"], g["pass"], "x".join(map(str, g["dims"])),
-               _ms(g["attributed_ms_per_step"], 3) if g["coverage"] else "—",
-               f"{g['coverage']:.0%}"] for g in tf["gemms"]]
-    lines = ["## TensorFlow: oneDNN primitives", "",
-             f"TensorFlow {tf['versions']['tensorflow']}, Keras {tf['versions']['keras']}, "
-             f"intra-op {tf['threads']['intra_op']} and inter-op {tf['threads']['inter_op']} "
-             f"thread(s), TF_ENABLE_ONEDNN_OPTS={tf['onednn_opts']}; {steps} traced steps "
-             f"after {tf['warmup']} warm-up steps, {tf['exec_lines']} oneDNN exec lines in "
-             "them.", ""]
-    if not tf["primitives"]:
-        lines += ["**The trace had no oneDNN exec lines: this TensorFlow ran no oneDNN "
-                  "primitive (is oneDNN enabled? TF_ENABLE_ONEDNN_OPTS).**", ""]
-    lines += [_common.md_table(["kind", "shape", "layer and pass", "ms per step",
-                                "calls per step", "GFLOP/s", "share of oneDNN"], table), "",
-              f"- oneDNN total per traced step: {total:.3f} ms, of which GEMMs (MxK:KxN) "
-              f"{tf['gemm_ms_per_step']:.3f} ms",
-              f"- TensorFlow's whole step (`train_on_batch`): untraced median "
-              f"{_common.fmt_ms(untraced['median'], 3)} ms (min "
-              f"{_common.fmt_ms(untraced['min'], 3)}, {untraced['n']} steps); traced median "
-              f"{_common.fmt_ms(traced['median'], 3)} ms",
-              f"- GEMMs' share of the untraced step: about {tf['gemm_share']:.0%} (traced GEMM "
-              "total over the untraced median: approximate, since tracing perturbs the run and "
-              "the two are separate processes)", "",
-              "Shapes are as oneDNN prints them (for `gemm_api`, MxK:KxN): Eigen cuts each "
-              "layer's GEMM into blocks. A shape is put on a layer and pass only when its "
-              "dimensions match exactly one pass and the blocks matching that pass add up to "
-              "its rows in exactly one way, this one among them (its tiling; see the script's "
-              "docstring); an unattributed shape names the passes whose dimensions it has. "
-              "GFLOP/s count 2*M*K*N per call. Each pass's whole GEMM and how much of it the "
-              "attributed blocks cover:",
-              "",
-              _common.md_table(["layer", "pass", "whole GEMM MxKxN", "attributed ms per step",
-                                "attributed share of its MACs"], passes), ""]
-    return lines
-
-
-def comparison_markdown(mc: dict, tf: dict | None, comparison: list[dict]) -> list[str]:
-    table = [[c["step"], ", ".join(c["layers"]), _common.fmt_ms(c["minicnn_s"], 3),
-              _ms(c["tf_gemm_ms"], 3) if c["tf_coverage"] else "—",
-              "—" if c["tf_coverage"] is None else
-              f"{c['tf_coverage']:.0%} ("
-              + ", ".join(f"{p} {v:.0%}" for p, v in c["tf_passes"].items()) + ")",
-              "—" if not c["tf_coverage"] else
-              f"{c['minicnn_s'] * 1e3 - c['tf_gemm_ms']:+.3f}"] for c in comparison]
-    lines = ["## Layer by layer", "",
-             _common.md_table(["minicnn step", "layer", "minicnn forward + backward ms",
-                               "TensorFlow attributed GEMMs ms", "of that layer's GEMM work",
-                               "minicnn - TF GEMMs ms"], table), ""]
-    lines.append(summary_paragraph(mc, tf, comparison))
-    return lines
-
-
-def summary_paragraph(mc: dict, tf: dict | None, comparison: list[dict]) -> str:
-    """A few sentences from the numbers: whole steps, oneDNN's share, layer by layer."""
-    mine = mc["whole_step"]["median"] * 1e3
-    text = [f"On this core minicnn's whole training step took {mine:.1f} ms (median)"]
-    if tf is None:
-        return text[0] + "; TensorFlow was not profiled."
-    theirs = tf["untraced_step"]["median"] * 1e3
-    text[0] += (f", TensorFlow's {theirs:.1f} ms untraced (minicnn/TF {mine / theirs:.2f}). "
-                f"TensorFlow's traced GEMMs add up to {tf['gemm_ms_per_step']:.1f} ms a step, "
-                f"about {tf['gemm_share']:.0%} of its untraced step; the rest is Eigen's own "
-                "code (patch extraction, bias, ReLU, pooling), the optimizer and the runtime, "
-                "which the trace does not show.")
-    done = [c for c in comparison if c["tf_coverage"]]
-    for c in done:
-        text.append(f"{c['step']}: minicnn {c['minicnn_s'] * 1e3:.2f} ms forward + backward, "
-                    f"TensorFlow {c['tf_gemm_ms']:.2f} ms in the GEMMs attributed to "
-                    f"{', '.join(c['layers'])} ({c['tf_coverage']:.0%} of its GEMM work: "
-                    + ", ".join(f"{p} {v:.0%}" for p, v in c["tf_passes"].items()) + ").")
-    if done:
-        worst = max(done, key=lambda c: c["minicnn_s"] * 1e3 - c["tf_gemm_ms"])
-        text.append(f"The largest excess of minicnn over TensorFlow's attributed GEMMs is in "
-                    f"{worst['step']} ({worst['minicnn_s'] * 1e3 - worst['tf_gemm_ms']:+.2f} ms);"
-                    " TensorFlow's figures are its GEMMs alone, a lower bound of its time in "
-                    "each layer, and cover only the blocks that could be attributed.")
-    missing = [c["step"] for c in comparison if not c["tf_coverage"]]
-    unattributed = sum(r["ms_per_step"] for r in tf["primitives"] if not r["layer"])
-    if missing or unattributed:
-        text.append(f"{unattributed:.2f} ms of oneDNN time per step is unattributed"
-                    + (f"; nothing could be attributed to {', '.join(missing)}, whose blocks "
-                       "are among it or have dimensions Eigen cut otherwise" if missing else "")
-                    + ".")
-    return " ".join(text)
-
-
-def markdown(info: dict, load: dict, config: dict, data_text: str, pin: dict, mc: dict,
-             tf: dict | None, tf_note: str | None, comparison: list[dict]) -> str:
-    if pin["one_cpu"]:
-        pinned = f"- Pinned: yes, to CPU {pin['cpus'][0]} (`os.sched_getaffinity`)"
-    else:
-        pinned = f"- Pinned: **no**. {pin['warning']}"
-    text = [f"# One core, one training step, layer by layer (batch {config['batch_size']})", "",
-            _common.machine_markdown(info, load), pinned, f"- Data: {data_text}",
-            f"- Rounds: minicnn {config['rounds']} (after {config['warmup']} warm-up step(s)); "
-            f"TensorFlow {config['rounds']} untraced and {config['traced_steps']} traced steps "
-            f"(after {config['tf_warmup']} warm-up step(s) each)", "",
-            *_common.load_warning(load), *minicnn_markdown(mc, config["rounds"])]
-    if tf is not None:
-        text += tensorflow_markdown(tf)
-    else:
-        text += ["## TensorFlow: oneDNN primitives", "", f"Not profiled: {tf_note}.", ""]
-    text += comparison_markdown(mc, tf, comparison)
-    return "\n".join(text)
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=None,
@@ -634,14 +478,15 @@ def main(argv=None) -> int:
     config = {"batch_size": args.batch_size, "rounds": args.rounds, "quick": args.quick,
               "warmup": args.warmup, "tf_warmup": args.tf_warmup,
               "traced_steps": args.traced_steps}
-    text = markdown(info, load, config, data_text, pin, mc, tf, tf_note, comparison)
+    text = _report.profile_markdown(info, load, config, data_text, pin, mc, tf, tf_note,
+                                    comparison)
     data = {"benchmark": "profile", "machine": info, "load": load, "config": config,
             "data": data_text, "pinning": pin, "minicnn": mc, "tensorflow": tf,
             "tensorflow_note": tf_note, "layers": comparison}
     paths = _common.write_results(args.out, "profile", data, text)
     print()
     print(text)
-    print(f"\nWrote {paths['json']}, {paths['md']} and {paths['latest']}")
+    print(f"\nWrote {paths['json']} and {paths['md']}")
     return 0
 
 

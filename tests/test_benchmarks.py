@@ -43,14 +43,13 @@ def run_quick(script: str, out: Path, *args: str) -> subprocess.CompletedProcess
 
 
 def read_results(out: Path, kind: str) -> tuple[dict, str]:
-    """The one JSON result of `kind` in `out` (the latest run's), and its Markdown: the dated
-    record, which -latest.md repeats."""
-    (json_path,) = out.glob(f"{kind}-*.json")
-    assert json_path.name == f"{kind}-latest.json"
-    (dated,) = [p for p in out.glob(f"{kind}-*.md") if p.name != f"{kind}-latest.md"]
-    markdown = dated.read_text()
-    assert (out / f"{kind}-latest.md").read_text() == markdown
-    data = json.loads(json_path.read_text())
+    """The run's results in `out`: `<kind>-latest.json` and `<kind>-latest.md`, and no dated
+    file beside them (a run replaces the last one's; git keeps the earlier runs)."""
+    written = sorted(p.name for p in out.glob(f"{kind}-*"))
+    assert all(name.startswith(f"{kind}-latest") for name in written), written
+    assert {f"{kind}-latest.json", f"{kind}-latest.md"} <= set(written), written
+    markdown = (out / f"{kind}-latest.md").read_text()
+    data = json.loads((out / f"{kind}-latest.json").read_text())
     for key in ("cpu_model", "cores", "ram_gb", "os", "python", "versions", "blas", "date"):
         assert key in data["machine"], key
     assert {"load_before", "load_after"} <= set(data["load"])
@@ -81,6 +80,7 @@ def test_bench_kernels_quick(tmp_path):
     limits = data["limits"]
     assert limits["peak_gflops"] >= limits["peak_gflops_1_thread"] > 0
     assert limits["bandwidth_gbs"] > 0
+    assert data["roofline_figure"] == "kernels-latest-roofline.png"
     assert (tmp_path / data["roofline_figure"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"![roofline: GFLOP/s against arithmetic intensity]({data['roofline_figure']})" \
         in markdown

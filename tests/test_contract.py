@@ -105,6 +105,18 @@ def test_a_chunked_steps_partials_follow_the_cut_and_sum_to_its_gradient():
         LayerStep(Dense(2)).partials()
 
 
+def test_a_frozen_conv_hands_over_no_partials():
+    rng = np.random.default_rng(0)
+    conv = Conv2D(2, 3, activation="relu")
+    conv.rng = rng
+    x = rng.standard_normal((3, 6, 6, 1)).astype(np.float32)
+    conv(x)
+    conv.trainable = False
+    step = ConvStep(conv, input_gradient=False)
+    step.backward(np.ones_like(step.forward(x, training=True)))
+    assert step.params == [] and step.partials() == [] and step.per_sample
+
+
 def test_which_steps_are_per_sample():
     x = np.ones((2, 6, 6, 1), np.float32)
     conv, flat, dense = Conv2D(2, 3), Flatten(), Dense(2)

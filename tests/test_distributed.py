@@ -126,10 +126,10 @@ def test_drawing_layers_and_batch_norm_give_the_local_weights_too(ray_instance, 
     _assert_same_training(local, spread)
 
 
-def _residual_model(seed: int):
-    """A graph: the front (RandomFlip, then Conv2D(relu) + MaxPooling2D fused) runs on the
-    workers up to the tensor that fans out; the residual Add, its branch and the head run on
-    the driver."""
+def _residual_model(seed: int, padding: str):
+    """A graph: the front (RandomFlip, then Conv2D(relu) and MaxPooling2D: one fused step with
+    'valid' padding, two steps with 'same') runs on the workers up to the tensor that fans
+    out; the residual Add, its branch and the head run on the driver."""
     from minicnn import layers
     from minicnn.models import Model
 
@@ -141,7 +141,7 @@ def _residual_model(seed: int):
 
     inputs = layers.Input((28, 28, 1))
     x = made(layers.RandomFlip("horizontal"))(inputs)
-    x = layers.MaxPooling2D(2)(made(layers.Conv2D(8, 3, activation="relu"))(x))
+    x = layers.MaxPooling2D(2)(made(layers.Conv2D(8, 3, activation="relu", padding=padding))(x))
     y = made(layers.Conv2D(8, 3, padding="same"))(x)
     z = layers.Activation("relu")(layers.add([x, y]))
     outputs = made(layers.Dense(10, activation="softmax"))(layers.Flatten()(z))
@@ -150,12 +150,17 @@ def _residual_model(seed: int):
     return model
 
 
-def test_a_residual_graph_trains_the_local_weights_bit_for_bit(ray_instance, data):
+@pytest.mark.parametrize("padding, front", [
+    ("valid", ["LayerStep", "ConvPoolStep"]),
+    ("same", ["LayerStep", "ConvStep", "LayerStep"]),
+])
+def test_a_residual_graph_trains_the_local_weights_bit_for_bit(ray_instance, data, padding,
+                                                               front):
     from minicnn.distributed import DataParallel
 
     x, y = data[0][:600], data[1][:600]
-    local, spread = _residual_model(7), _residual_model(7)
-    assert [type(s).__name__ for s in spread.graph_plan.front()] == ["LayerStep", "ConvPoolStep"]
+    local, spread = _residual_model(7, padding), _residual_model(7, padding)
+    assert [type(s).__name__ for s in spread.graph_plan.front()] == front
     local.fit(x, y, batch_size=128, epochs=1, verbose=0)
     spread.fit(x, y, batch_size=128, epochs=1, verbose=0, distribute=DataParallel(workers=2))
     _assert_same_training(local, spread)

@@ -112,27 +112,39 @@ def test_the_checker_catches_a_cycle_and_an_upward_import(monkeypatch):
 
 
 def private_fast_names(module: str) -> list[str]:
-    """Underscore names of minicnn.fast that `module` imports or reads as attributes of a
-    minicnn.fast module it imported: the tiers' contract is minicnn.fast's public names."""
+    """Underscore names of minicnn.fast that `module` imports, or reads as attributes of a
+    minicnn.fast module however it is bound (`from minicnn.fast import parallel`, `from minicnn
+    import fast`, `import minicnn.fast.parallel as p`, `import minicnn`): the tiers' contract is
+    minicnn.fast's public names."""
     tree = ast.parse(MODULES[module].read_text())
-    bound: set[str] = set()  # local names bound to a minicnn.fast module
+    bound: dict[str, str] = {}  # a local name -> the minicnn module it is bound to
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("minicnn.fast"):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("minicnn"):
             for alias in node.names:
-                if alias.name.startswith("_"):
-                    found.append(f"{module} imports {node.module}.{alias.name}")
-                elif f"{node.module}.{alias.name}" in MODULES:
-                    bound.add(alias.asname or alias.name)
+                name = f"{node.module}.{alias.name}"
+                if name.startswith("minicnn.fast") and alias.name.startswith("_"):
+                    found.append(f"{module} imports {name}")
+                elif name in MODULES:
+                    bound[alias.asname or alias.name] = name
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.startswith("minicnn.fast") and alias.asname:
-                    bound.add(alias.asname)
+                if alias.name.startswith("minicnn"):
+                    # `import minicnn.fast.parallel` binds `minicnn`; with `as p`, p is the module
+                    top = alias.name.split(".")[0]
+                    bound[alias.asname or top] = alias.name if alias.asname else top
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
-                and not node.attr.startswith("__") and isinstance(node.value, ast.Name)
-                and node.value.id in bound):
-            found.append(f"{module} reads {node.value.id}.{node.attr}")
+        if not (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                and not node.attr.startswith("__")):
+            continue
+        path, value = [], node.value  # fast.parallel._x: the module path read before _x
+        while isinstance(value, ast.Attribute):
+            path.insert(0, value.attr)
+            value = value.value
+        if isinstance(value, ast.Name) and value.id in bound:
+            owner = ".".join([bound[value.id], *path])
+            if owner.startswith("minicnn.fast") and owner in MODULES:
+                found.append(f"{module} reads {owner}.{node.attr}")
     return found
 
 
@@ -144,8 +156,14 @@ def test_nothing_outside_the_fast_tier_uses_its_private_names():
 
 def test_the_private_name_check_can_fail(monkeypatch, tmp_path):
     source = tmp_path / "bad.py"
-    source.write_text("from minicnn.fast import parallel\nfrom minicnn.fast.plan import _x\n"
-                      "parallel._check_threads(1, 'n')\n")
+    source.write_text("import minicnn\nfrom minicnn import fast\n"
+                      "from minicnn.fast import parallel\nfrom minicnn.fast.plan import _x\n"
+                      "from minicnn.fast.step import Step\n"
+                      "parallel._check_threads(1, 'n')\nfast.parallel._pool\n"
+                      "minicnn.fast.plan._y\nStep.__init__\nparallel.chunks(4)\n")
     monkeypatch.setitem(MODULES, "minicnn.bad", source)
-    assert private_fast_names("minicnn.bad") == [
-        "minicnn.bad imports minicnn.fast.plan._x", "minicnn.bad reads parallel._check_threads"]
+    assert sorted(private_fast_names("minicnn.bad")) == [
+        "minicnn.bad imports minicnn.fast.plan._x",
+        "minicnn.bad reads minicnn.fast.parallel._check_threads",
+        "minicnn.bad reads minicnn.fast.parallel._pool",
+        "minicnn.bad reads minicnn.fast.plan._y"]

@@ -1,4 +1,4 @@
-"""Which datasets the command line (and the examples) know, and how to load each for a model.
+"""Which datasets the command line knows, and how to load each for a model.
 
     DATASETS["cifar10"].load(data)   # (x_train, y_train), (x_test, y_test): float32 in [0, 1]
     recorded_dataset("runs/cifar10/model.npz")   # the set `minicnn train` wrote beside a model
@@ -61,11 +61,6 @@ class Dataset:
                      for x, y in ((x_train, y_train), (x_test, y_test)))
 
 
-DATASETS = {d.name: d for d in (
-    Dataset("mnist", "MNIST", (28, 28, 1), "mnist_cnn", "digit"),
-    Dataset("fashion_mnist", "Fashion-MNIST", (28, 28, 1), "fashion_mnist_cnn", "class"),
-    Dataset("cifar10", "CIFAR-10", (32, 32, 3), "cifar10_cnn", "class"),
-)}
 DATASETS = {d.name: d for d in (
     Dataset("mnist", "MNIST", (28, 28, 1), "mnist_cnn", "digit"),
     Dataset("fashion_mnist", "Fashion-MNIST", (28, 28, 1), "fashion_mnist_cnn", "class"),

@@ -20,6 +20,13 @@ layers (`model.plan` lists them, `step.layers` names what each covers):
 Every step computes what its layers compute, to float rounding, and tests/test_plan.py proves it
 on shapes hypothesis draws; every kernel here has a plain reference twin. `compile(fast=False)`
 runs the reference layers instead (as `record()` and `gradient_check()` always do).
+
+make_plan asks the steps of `plan.REGISTRY` in order which layers they take (`Step.takes`);
+a step matches a layer by what it computes (`step.computes_as`), so a subclass that keeps
+forward and backward keeps the fast path. Code built on the plan (minicnn/distributed) uses
+only public names: `parallel.chunks` and `parallel.cut_batches`, `step.per_sample`,
+`step.chunked`, `step.params` and `step.partials()` (docs/distributed.md lists what each
+promises; tests/test_layering.py fails on an underscore name of this package used outside it).
 """
 
 from minicnn.fast.batch_norm import BatchNormStep

@@ -193,9 +193,11 @@ def conv_partials(step) -> list[np.ndarray]:
     if step.pieces is None:
         raise RuntimeError(f"{step!r}: partials() needs a backward() first")
     conv, P = step.conv, step.pieces
+    if not conv.trainable:
+        return []  # as `params`: a frozen conv hands nothing over
     *field, F = conv.kernel.value.shape
     dtype = conv.kernel.value.dtype
     parts = [step.workspace.get("dkernel", (P, int(np.prod(field)), F), dtype).copy()]
     if conv.bias is not None:
         parts.append(step.workspace.get("dbias", (P, F), dtype).copy())
-    return parts if conv.trainable else []
+    return parts

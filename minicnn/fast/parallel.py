@@ -14,6 +14,14 @@ thread, 1.36 ms on two).
 The model makes BLAS single-threaded (through threadpoolctl) only while it runs fit, evaluate
 or predict, and puts it back after; outside those, the chunks still run, each with whatever
 threads BLAS was given.
+
+Where a batch is cut is public (docs/distributed.md, "The contract with the fast tier"):
+`chunks(n)` gives the pieces, and inside `with cut_batches(pieces):` the steps the calling
+thread runs cut their batch into `pieces` instead. The cut is per thread (a threading.local):
+a step asks `chunks` on its own thread before it hands the pieces to the pool, so the pool's
+threads need not see it, and another thread's steps keep their own cut. A data-parallel worker
+uses it to cut its rows of a batch where `chunks` cuts the whole batch, and then hands over
+each piece's partial weight gradients (`step.partials()`) for the driver to add in order.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from minicnn.layers.base import Layer
 
 class Flatten(Layer):
     per_sample = True  # each sample's output from that sample alone (Layer.per_sample)
+
     def compute_output_shape(self, input_shape):
         rest = input_shape[1:]
         return (None, None if None in rest else math.prod(rest))

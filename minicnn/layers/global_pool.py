@@ -17,6 +17,7 @@ from minicnn.layers.base import Layer
 
 class _GlobalPooling2D(Layer):
     per_sample = True  # each sample's output from that sample alone (Layer.per_sample)
+
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 4:
             raise ValueError(
