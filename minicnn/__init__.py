@@ -1,7 +1,7 @@
 """minicnn: a from-scratch convolutional-network engine in NumPy with numba kernels.
 
 `import minicnn as keras` gives Keras's top-level names: `keras.Sequential`, `keras.Model`,
-`keras.Input`, and the modules `keras.layers`, `keras.models`, `keras.datasets`,
+`keras.Input`, and the modules `keras.backend`, `keras.layers`, `keras.models`, `keras.datasets`,
 `keras.callbacks`, `keras.optimizers`, `keras.losses`, `keras.metrics`, `keras.utils`,
 `keras.regularizers`, `keras.initializers`. Each is imported the first time it is used (PEP 562),
 so `import minicnn` itself stays light; TensorFlow and Ray are never imported by it.
@@ -12,8 +12,8 @@ import importlib
 __version__ = "0.1.0"
 
 # Keras's top-level modules, imported on first use.
-_MODULES = ("callbacks", "datasets", "initializers", "layers", "losses", "metrics", "models",
-            "optimizers", "regularizers", "utils")
+_MODULES = ("backend", "callbacks", "datasets", "initializers", "layers", "losses", "metrics",
+            "models", "optimizers", "regularizers", "utils")
 # Keras's top-level classes and functions: name -> the module that defines them.
 _NAMES = {"Sequential": "minicnn.models", "Model": "minicnn.models",
           "Input": "minicnn.layers", "Layer": "minicnn.layers"}

@@ -22,6 +22,24 @@ def _fans(shape: tuple[int, ...]) -> tuple[float, float]:
     return float(shape[-2] * receptive_field), float(shape[-1] * receptive_field)
 
 
+# The generator `utils.set_random_seed` sets: what a layer built without a model's generator
+# (a functional-API call, a layer on its own) draws from, and where a Model without a seed takes
+# its seed. None: fresh entropy every time.
+_global: np.random.Generator | None = None
+
+
+def set_global_seed(seed: int | None) -> None:
+    """Draw every weight that has no generator of its own from one generator seeded with
+    `seed` (None: from fresh entropy again). `minicnn.utils.set_random_seed` calls it."""
+    global _global
+    _global = None if seed is None else np.random.default_rng(seed)
+
+
+def global_generator() -> np.random.Generator:
+    """The seeded generator when `set_random_seed` was called, else a fresh one."""
+    return _global if _global is not None else np.random.default_rng()
+
+
 class Initializer:
     def __init__(self, seed: int | None = None):
         self.seed = seed
@@ -30,7 +48,7 @@ class Initializer:
         if self.seed is not None:
             rng = np.random.default_rng(self.seed)
         elif rng is None:
-            rng = np.random.default_rng()
+            rng = global_generator()
         return self.sample(tuple(shape), np.dtype(dtype), rng)
 
     def sample(self, shape, dtype, rng):  # pragma: no cover - abstract

@@ -7,7 +7,7 @@ import operator
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-__all__ = ["to_categorical"]
+__all__ = ["set_random_seed", "to_categorical"]
 
 
 def to_categorical(
@@ -72,3 +72,21 @@ def to_categorical(
     one_hot = np.zeros((labels.size, num_classes), dtype=dtype)
     one_hot[np.arange(labels.size), labels.astype(np.intp)] = 1
     return one_hot.reshape((*shape, num_classes))
+
+
+def set_random_seed(seed: int) -> None:
+    """Seed every random choice minicnn makes without a seed of its own, as
+    `keras.utils.set_random_seed` does: the weights of layers built outside a seeded model
+    (the functional API), the seed a `Model` or `Sequential` takes when given none (its shuffles
+    and Dropout masks), and Python's and NumPy's global generators (a layer of your own may use
+    them). Call it first, before building the model."""
+    import random
+
+    from minicnn import initializers
+
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"Invalid value for argument `seed`. Expected a non-negative integer. "
+                         f"Received seed={seed!r}")
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)  # noqa: NPY002 (the global generator, as Keras seeds it)
+    initializers.set_global_seed(int(seed))

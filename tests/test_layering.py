@@ -18,7 +18,7 @@ RANKS = (
      "minicnn.regularizers",
      "minicnn.activations", "minicnn.metrics", "minicnn.kernels", "minicnn.datasets"),
     # 1: the reference layers
-    ("minicnn.layers",),
+    ("minicnn.layers", "minicnn.backend"),
     # 2: what works on layers: losses, optimizers, the fast plan, the study tools, pictures
     ("minicnn.losses", "minicnn.optimizers", "minicnn.schedules", "minicnn.fast",
      "minicnn.recording", "minicnn.gradcheck", "minicnn.plots"),

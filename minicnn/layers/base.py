@@ -47,6 +47,19 @@ class Parameter:
     def __post_init__(self) -> None:
         self.grad = np.zeros_like(self.value)
 
+    # What Keras's variables answer: `layer.kernel.shape`, `.dtype`, `.numpy()`.
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.value.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.value.dtype
+
+    def numpy(self) -> np.ndarray:
+        """A copy of the value, as Keras's `variable.numpy()`."""
+        return self.value.copy()
+
     def __repr__(self) -> str:
         return f"Parameter({self.name!r}, shape={self.value.shape}, dtype={self.value.dtype})"
 

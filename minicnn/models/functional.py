@@ -23,6 +23,7 @@ import os
 
 import numpy as np
 
+from minicnn import initializers
 from minicnn.fast.graph_plan import GraphPlan
 from minicnn.layers._names import unique_name
 from minicnn.layers.base import Layer, Parameter, shape_str
@@ -83,7 +84,10 @@ class Model(Trainer, Layer):
         # Layer's own attributes (a model is a layer too), without Layer.__init__, whose
         # input_shape and dtype are properties here.
         self.name = name
-        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
+        # Without a seed: one from utils.set_random_seed's generator when it was called, else
+        # from fresh entropy (kept in model.seed either way, so a run can be repeated).
+        self.seed = (int(initializers.global_generator().integers(2**63)) if seed is None
+                     else int(seed))
         self._rng = np.random.default_rng(self.seed)
         self.cache = None
         self.rng = None

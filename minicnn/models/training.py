@@ -453,6 +453,23 @@ class Trainer:
         cbs.on_predict_end()
         return outs[0] if len(outs) == 1 else outs
 
+    def predict_on_batch(self, x) -> np.ndarray:
+        """The outputs for one batch x, as Keras's `predict_on_batch` (no progress output)."""
+        return self(x, training=False)
+
+    def test_on_batch(self, x, y, return_dict: bool = False):
+        """[loss, *metrics] of one batch (a plain float without metrics), as Keras's
+        `test_on_batch`: no weight changes, layers in inference mode."""
+        self._require_compiled("test_on_batch")
+        xs, y = self._as_data(x, y, "test_on_batch")
+        with parallel.single_threaded_blas():
+            loss_sum, correct = self._evaluate_arrays(xs, y, max(len(y), 1))
+        logs = self._logs(loss_sum, correct, len(y))
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values if len(values) > 1 else values[0]
+
     def __call__(self, x, training: bool = False) -> np.ndarray:
         """The model's output for x, (N, *output_shape), as Keras's `model(x, training=...)`."""
         if isinstance(x, KerasTensor) or (isinstance(x, (list, tuple)) and x
