@@ -7,6 +7,8 @@ update rules exactly, so the same gradients move the same weights to the same pl
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 
 import numpy as np
 
@@ -31,8 +33,9 @@ class Optimizer:
 
     def __init__(self, learning_rate, weight_decay: float | None = None,
                  clipnorm: float | None = None, clipvalue: float | None = None,
-                 global_clipnorm: float | None = None):
+                 global_clipnorm: float | None = None, decay: float | None = None):
         self._learning_rate: float | schedules.LearningRateSchedule = 0.0
+        learning_rate = _keras2_decay(learning_rate, decay)
         if isinstance(learning_rate, schedules.LearningRateSchedule):
             self._learning_rate = learning_rate
         else:
@@ -139,6 +142,36 @@ class Optimizer:
         """Restore state saved with `slots(params)` and the step count, e.g. to resume training."""
         self._slots = {p: tuple(s) for p, s in zip(params, slots, strict=True) if len(s)}
         self.iterations = int(iterations)
+
+
+def _outside_this_module() -> int:
+    """The stacklevel that points a warning at the first caller outside this file (an
+    optimizer's constructor may be a subclass's calling its parents')."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _keras2_decay(learning_rate, decay):
+    """Keras 2's `decay=` (everywhere in Keras 2 code: `RMSprop(1e-4, decay=1e-6)`) meant the
+    rate lr / (1 + decay * iterations), which Keras 3 writes as InverseTimeDecay(lr, 1, decay).
+    Accepted as that, with a warning saying so; decay=0 (Keras 2's default) changes nothing."""
+    if decay is None or decay == 0:
+        return learning_rate
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or decay < 0:
+        raise ValueError(f"Invalid value for argument `decay`. Expected a number >= 0 (Keras "
+                         f"2's inverse-time decay). Received decay={decay!r}")
+    if isinstance(learning_rate, schedules.LearningRateSchedule):
+        raise ValueError("Argument `decay` (Keras 2's) cannot be combined with a learning-rate "
+                         "schedule: give one or the other.")
+    warnings.warn(
+        f"`decay={decay}` is Keras 2's argument, which Keras 3 removed. minicnn applies it as "
+        f"Keras 2 did, learning_rate / (1 + decay * iterations): "
+        f"learning_rate=optimizers.schedules.InverseTimeDecay({learning_rate}, decay_steps=1, "
+        f"decay_rate={decay}). Write that instead to silence this warning.", UserWarning,
+        stacklevel=_outside_this_module())
+    return schedules.InverseTimeDecay(learning_rate, decay_steps=1, decay_rate=float(decay))
 
 
 class SGD(Optimizer):

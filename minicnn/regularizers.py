@@ -65,6 +65,9 @@ class L2(L1L2):
         return {"l2": self.l2}
 
 
+# Keras's lowercase aliases: `regularizers.l2(1e-4)` is `L2(1e-4)`.
+l1, l2, l1_l2 = L1, L2, L1L2
+
 _BY_NAME = {"l1": L1, "l2": L2, "l1_l2": L1L2}
 _BY_CLASS = {cls.__name__: cls for cls in (L1, L2, L1L2)}
 

@@ -54,3 +54,41 @@ def test_predict_and_test_on_batch_and_a_weights_shape():
     copy = kernel.numpy()
     copy[...] = 0
     assert kernel.value.any()  # numpy() is a copy
+
+
+def test_keras2_decay_is_inverse_time_decay_with_a_warning_naming_it():
+    with pytest.warns(UserWarning, match=r"InverseTimeDecay\(0.0001, decay_steps=1, "
+                                         r"decay_rate=1e-06\)") as record:
+        optimizer = keras.optimizers.RMSprop(1e-4, decay=1e-6)
+    assert record[0].filename == __file__  # points at the caller's line
+    for step in (0, 1, 1000):
+        optimizer.iterations = step
+        assert optimizer.learning_rate == pytest.approx(1e-4 / (1 + 1e-6 * step), rel=1e-12)
+    assert optimizer.get_config()["learning_rate"]["class_name"] == "InverseTimeDecay"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert keras.optimizers.SGD(0.1, decay=0.0).learning_rate == 0.1  # Keras 2's default
+    with pytest.raises(ValueError, match="Expected a number >= 0"):
+        keras.optimizers.Adam(decay=-1)
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5)
+    with pytest.raises(ValueError, match="cannot be combined with a learning-rate schedule"):
+        keras.optimizers.AdamW(schedule, decay=0.1)
+
+
+def test_lambda_callback_and_lowercase_regularizers():
+    seen = []
+    model = functional_model()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x = np.zeros((8, 6), "float32")
+    y = np.zeros(8, int)
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: seen.append("begin"),
+        on_epoch_end=lambda epoch, logs: seen.append((epoch, sorted(logs))),
+        on_batch_end=lambda batch, logs: seen.append(batch))])
+    assert seen == ["begin", 0, 1, (0, ["loss"]), 0, 1, (1, ["loss"])]
+    with pytest.raises(ValueError, match="Expected a function"):
+        keras.callbacks.LambdaCallback(on_epoch_end=3)
+    assert isinstance(keras.regularizers.l2(1e-4), keras.regularizers.L2)
+    assert keras.regularizers.l2(1e-4).l2 == 1e-4

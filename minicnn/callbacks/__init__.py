@@ -13,6 +13,7 @@ from minicnn.callbacks.progbar import ProgbarLogger
 from minicnn.callbacks.standard import (
     CSVLogger,
     EarlyStopping,
+    LambdaCallback,
     LearningRateScheduler,
     ModelCheckpoint,
     ReduceLROnPlateau,
@@ -20,5 +21,5 @@ from minicnn.callbacks.standard import (
 )
 
 __all__ = ["BackwardSummaryLogger", "CSVLogger", "Callback", "CallbackList", "EarlyStopping",
-           "History", "LearningCheck", "LearningRateScheduler", "LearningWarning",
+           "History", "LambdaCallback", "LearningCheck", "LearningRateScheduler", "LearningWarning",
            "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN"]

@@ -13,6 +13,35 @@ import numpy as np
 from minicnn.callbacks.base import Callback
 
 
+class LambdaCallback(Callback):
+    """A callback from plain functions, as Keras's: `on_epoch_end=lambda epoch, logs: ...`.
+    Each argument is one hook (on_epoch_begin/end(epoch, logs), on_train_batch_begin/end(batch,
+    logs), on_train_begin/end(logs)); a hook not given does nothing."""
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_batch_begin=None,
+                 on_train_batch_end=None, on_train_begin=None, on_train_end=None,
+                 on_batch_begin=None, on_batch_end=None):
+        super().__init__()
+        given = {"on_epoch_begin": on_epoch_begin, "on_epoch_end": on_epoch_end,
+                 "on_train_batch_begin": on_train_batch_begin or on_batch_begin,
+                 "on_train_batch_end": on_train_batch_end or on_batch_end,
+                 "on_train_begin": on_train_begin, "on_train_end": on_train_end}
+        for hook, function in given.items():
+            if function is not None:
+                if not callable(function):
+                    raise ValueError(f"Invalid value for argument `{hook}`. Expected a "
+                                     f"function. Received {hook}={function!r}")
+                setattr(self, hook, _with_logs(function, takes_index="batch" in hook
+                                               or "epoch" in hook))
+
+
+def _with_logs(function, takes_index: bool):
+    """The hook as Keras calls a LambdaCallback's: (epoch or batch, logs), or (logs)."""
+    if takes_index:
+        return lambda index, logs=None: function(index, logs)
+    return lambda logs=None: function(logs)
+
+
 class EarlyStopping(Callback):
     """Stop when `monitor` has not improved by more than `min_delta` for `patience` epochs."""
 
