@@ -92,3 +92,22 @@ def test_lambda_callback_and_lowercase_regularizers():
         keras.callbacks.LambdaCallback(on_epoch_end=3)
     assert isinstance(keras.regularizers.l2(1e-4), keras.regularizers.L2)
     assert keras.regularizers.l2(1e-4).l2 == 1e-4
+
+
+def test_random_layers_called_directly_augment_as_in_keras3():
+    """`data_augmentation(images)` augments (Keras 3's default training=True for random
+    layers); predict and training=False never do; Dropout stays off when called directly."""
+    images = np.random.default_rng(0).random((64, 8, 8, 1)).astype("float32")
+    data_augmentation = keras.Sequential([keras.Input((8, 8, 1)),
+                                          layers.RandomFlip("horizontal"),
+                                          layers.Dropout(0.5)], seed=0)
+    augmented = data_augmentation(images)
+    flipped = (augmented == images[:, :, ::-1]).all(axis=(1, 2, 3))
+    assert flipped.any() and (~flipped).any()  # some flipped, none dropped
+    assert ((augmented == images) | (augmented == images[:, :, ::-1])).all()
+    np.testing.assert_array_equal(data_augmentation(images, training=False), images)
+    np.testing.assert_array_equal(data_augmentation.predict(images, verbose=0), images)
+    flip = layers.RandomFlip("horizontal")
+    assert not np.array_equal(flip(images), images)
+    np.testing.assert_array_equal(flip(images, training=False), images)
+    np.testing.assert_array_equal(layers.Dropout(0.5)(images), images)

@@ -131,16 +131,18 @@ class GraphPlan:
         return rest
 
     # -- forward ----------------------------------------------------------------------------------
-    def forward(self, xs: Sequence[np.ndarray], training: bool = False,
+    def forward(self, xs: Sequence[np.ndarray], training: bool | None = False,
                 hook: ForwardHook | None = None) -> list[np.ndarray]:
-        """The outputs for inputs xs (one array per model input), each (N, ...)."""
+        """The outputs for inputs xs (one array per model input), each (N, ...). With
+        training=None (`model(x)`, as Keras 3) each step runs in its layers' own default mode:
+        random augmentation augments, everything else infers; a nested model passes None on."""
         values: list = [None] * self.n_slots
         for s, x in zip(self.input_slots, xs, strict=True):
             values[s] = x
         for seg in self.segments:
             x = [values[s] for s in seg.inputs] if seg.multi_input else values[seg.inputs[0]]
             for step in seg.steps:
-                y = step.forward(x, training=training)
+                y = step.forward(x, training=_mode(step, training))
                 if hook is not None:
                     hook(step.layers[0], x, y)
                 x = y
@@ -196,6 +198,14 @@ class GraphPlan:
             p.grad += g
         touched.update(id(p) for p in shared)
         return dx
+
+
+def _mode(step: Step, training: bool | None) -> bool | None:
+    if training is not None:
+        return training
+    if any(hasattr(layer, "_graph") for layer in step.layers):
+        return None  # a model run as a layer decides for each of its own layers
+    return any(getattr(layer, "training_by_default", False) for layer in step.layers)
 
 
 def _add(total: np.ndarray | None, g: np.ndarray | None) -> np.ndarray | None:

@@ -98,6 +98,9 @@ class Layer:
     # statistics. Gradients still flow *through* the layer to the layers before it.
     trainable: bool = True
     per_sample: bool = False  # see the module docstring
+    # What `training=None` means when the layer is called on its own (Keras 3's call default):
+    # True for random augmentation, which a tutorial calls directly on images to augment them.
+    training_by_default: bool = False
 
     # -- building ---------------------------------------------------------------------------
     def build(self, input_shape: tuple) -> None:
@@ -171,12 +174,17 @@ class Layer:
     def backward(self, dout: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement backward(dout)")
 
-    def __call__(self, x, training: bool = False):
+    def __call__(self, x, training: bool | None = None):
         """On arrays: the layer's output (built on first use). On symbolic tensors (`Input()` and
         what layers made of it): a new symbolic tensor, and a Node recording the call, which is
-        how the functional API builds a graph. A list is several inputs (merge layers)."""
+        how the functional API builds a graph. A list is several inputs (merge layers).
+
+        `training=None` is the layer's own default, as in Keras 3: False for most layers, True
+        for the random augmentation layers (`data_augmentation(images)` augments)."""
         if is_symbolic(x):
             return self._call_symbolic(x)
+        if training is None:
+            training = self.training_by_default
         if isinstance(x, (list, tuple)):
             xs = [np.asarray(a) for a in x]
             if not self.built:

@@ -30,7 +30,8 @@ class FlipCache(NamedTuple):
 class RandomFlip(Layer):
     per_sample = True  # each sample's output from that sample alone (Layer.per_sample)
     _config_keys = ("mode", "seed")
-    draws_in_training = True  # see Trainer._train_step
+    draws_in_training = True  # see models/step.py's seed_draws
+    training_by_default = True  # called on its own (training=None), it augments: Keras 3
 
     def __init__(self, mode: str = "horizontal_and_vertical", seed: int | None = None,
                  input_shape=None, *, name: str | None = None, dtype=None):

@@ -108,7 +108,8 @@ class RandomTranslation(Layer):
     per_sample = True  # each sample's output from that sample alone (Layer.per_sample)
     _config_keys = ("height_factor", "width_factor", "fill_mode", "interpolation", "seed",
                     "fill_value")
-    draws_in_training = True  # see Trainer._train_step
+    draws_in_training = True  # see models/step.py's seed_draws
+    training_by_default = True  # called on its own (training=None), it augments: Keras 3
 
     def __init__(self, height_factor, width_factor, fill_mode: str = "reflect",
                  interpolation: str = "bilinear", seed: int | None = None,

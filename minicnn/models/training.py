@@ -470,8 +470,11 @@ class Trainer:
         values = list(logs.values())
         return values if len(values) > 1 else values[0]
 
-    def __call__(self, x, training: bool = False) -> np.ndarray:
-        """The model's output for x, (N, *output_shape), as Keras's `model(x, training=...)`."""
+    def __call__(self, x, training: bool | None = None) -> np.ndarray:
+        """The model's output for x, (N, *output_shape), as Keras's `model(x, training=...)`.
+        training=None, as in Keras 3, leaves each layer its own default: random augmentation
+        layers augment (a `data_augmentation` Sequential called on images does), Dropout and
+        BatchNormalization infer."""
         if isinstance(x, KerasTensor) or (isinstance(x, (list, tuple)) and x
                                           and isinstance(x[0], KerasTensor)):
             return self._call_symbolic(x)  # the model as a layer of another model
