@@ -458,3 +458,21 @@ def test_a_sequential_feeds_the_functional_api_as_keras_does():
                                atol=1e-7)
     model.add(layers.Dense(2))  # a rebuild leaves one node per layer, not two
     assert len(model.layers[0]._inbound_nodes) == 1
+
+
+def test_a_tail_of_a_trained_plan_gets_a_pass_of_its_own():
+    """`plan.tail(k)` copies the plan's attributes; the pass cached on the full plan (after a
+    local fit) must not serve the tail, whose input is what the front makes."""
+    model = minicnn.models.mnist_cnn(seed=0)
+    x = np.random.default_rng(0).random((8, 28, 28, 1)).astype("float32")
+    y = np.eye(10, dtype="float32")[np.arange(8)]
+    model.train_on_batch(x, y)  # caches a pass on the full plan
+    plan = model.graph_plan
+    tail = plan.tail(2)
+    passes = model.training_pass(tail)
+    assert passes.plan is tail and passes is not model.training_pass(plan)
+    h = x
+    for step in plan.steps[:2]:
+        h = step.forward(h, training=False)
+    np.testing.assert_allclose(passes.forward([h], training=False),
+                               model.predict(x, verbose=0), rtol=1e-5, atol=1e-7)

@@ -127,7 +127,6 @@ class GraphPlan:
         else:
             rest.segments, rest.input_slots = self.segments[1:], (seg.output,)
         rest.steps = tuple(s for sg in rest.segments for s in sg.steps)
-        rest.__dict__.pop("loss_head", None)
         return rest
 
     # -- forward ----------------------------------------------------------------------------------

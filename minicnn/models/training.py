@@ -199,7 +199,10 @@ class Trainer:
         if plan is None:
             plan = self._steps()
         passes = getattr(plan, "training_pass", None)
-        if passes is None or passes.model is not self or passes.head.loss is not self.loss:
+        # A pass belongs to one plan, model and loss; `plan.tail(k)` copies the plan's
+        # attributes, this cache included, so the plan is checked too.
+        if (passes is None or passes.plan is not plan or passes.model is not self
+                or passes.head.loss is not self.loss):
             passes = plan.training_pass = TrainingPass(self, plan)
         return passes
 
