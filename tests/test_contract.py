@@ -85,12 +85,18 @@ def test_cut_batches_applies_to_this_thread_only_and_checks_its_pieces():
                 pass
 
 
+def conv_and_input(rng, filters: int, x_shape: tuple):
+    """A built Conv2D(filters, 3, relu) with weights from rng, and an input x of x_shape."""
+    conv = Conv2D(filters, 3, activation="relu")
+    conv.rng = rng
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    conv(x)
+    return conv, x
+
+
 def test_a_chunked_steps_partials_follow_the_cut_and_sum_to_its_gradient():
     rng = np.random.default_rng(0)
-    conv = Conv2D(4, 3, activation="relu")
-    conv.rng = rng
-    x = rng.standard_normal((7, 6, 6, 2)).astype(np.float32)
-    conv(x)
+    conv, x = conv_and_input(rng, 4, (7, 6, 6, 2))
     step = ConvStep(conv, input_gradient=False)
     pieces = [(0, 2), (2, 7)]
     with parallel.cut_batches(pieces):
@@ -106,11 +112,7 @@ def test_a_chunked_steps_partials_follow_the_cut_and_sum_to_its_gradient():
 
 
 def test_a_frozen_conv_hands_over_no_partials():
-    rng = np.random.default_rng(0)
-    conv = Conv2D(2, 3, activation="relu")
-    conv.rng = rng
-    x = rng.standard_normal((3, 6, 6, 1)).astype(np.float32)
-    conv(x)
+    conv, x = conv_and_input(np.random.default_rng(0), 2, (3, 6, 6, 1))
     conv.trainable = False
     step = ConvStep(conv, input_gradient=False)
     step.backward(np.ones_like(step.forward(x, training=True)))

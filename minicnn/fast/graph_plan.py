@@ -68,12 +68,15 @@ class GraphPlan:
         # Which tensors have trainable weights somewhere upstream: only those need a gradient.
         upstream = {id(t): inputs_need_gradient for t in graph.inputs}
         seen: set[int] = set()
+        shared: set[int] = set()  # layers called at more than one node
         # Each chain: [instances, input slots, output slot, multi-input, upstream has weights]
         chains: list[list] = []
         self.node_layers: list = []  # the instance that runs each node, in graph.nodes order
         for node in graph.nodes:
             first_call = id(node.layer) not in seen
             seen.add(id(node.layer))
+            if not first_call:
+                shared.add(id(node.layer))
             layer = node.layer if first_call and not clone else _call_clone(node.layer)
             self.node_layers.append(layer)
             ins = tuple(slot(t) for t in node.inputs)
@@ -99,8 +102,6 @@ class GraphPlan:
         # The last layer of each output: where a loss head starts backward.
         self.output_layers = [self.node_layers[graph.nodes.index(t.node)]
                               for t in graph.outputs]
-        shared = {id(layer) for layer in graph.layers
-                  if sum(node.layer is layer for node in graph.nodes) > 1}
         # Per step, the trainable Parameters another call of the same layer also writes to.
         self._shared = {id(step): [p for layer in step.layers
                                    if id(_origin(layer)) in shared for p in layer.params]
@@ -169,17 +170,17 @@ class GraphPlan:
             if g is None and head is None:
                 continue
             steps = seg.steps
-            head_step = steps[-1] if head is not None else None
             for j in range(len(steps) - 1, -1, -1):
                 step = steps[j]
-                if head is not None and j == len(steps) - 1:
+                at_head = head is not None and j == len(steps) - 1
+                if at_head:
                     dx = self._run(step, lambda step=step, head=head: head(step), touched)
+                elif g is None:
+                    break
                 else:
-                    if g is None:
-                        break
                     dx = self._run(step, lambda step=step, g=g: step.backward(g), touched)
                 if hook is not None:
-                    hook(step.layers[0], None if step is head_step else g, dx)
+                    hook(step.layers[0], None if at_head else g, dx)
                 g = dx
             else:
                 if g is None:  # the chain's first step skipped its input gradient

@@ -72,6 +72,14 @@ def _same_shape(a, b) -> bool:
     return not isinstance(b, list) and tuple(a) == tuple(b)
 
 
+def shape_fits(expected: tuple, got: tuple, skip_axis: int | None = None) -> bool:
+    """Same rank, and equal sizes past the batch axis (None, on either side, matches any),
+    except along `skip_axis` (a Concatenate's)."""
+    return len(expected) == len(got) and all(
+        k == skip_axis or a is None or b is None or a == b
+        for k, (a, b) in enumerate(zip(expected, got, strict=True)) if k > 0)
+
+
 def shape_str(shape) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + (
         ",)" if len(shape) == 1 else ")")

@@ -18,14 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.layers.base import Layer, shape_str
-
-
-def _fits(expected: tuple, got: tuple, skip_axis: int | None = None) -> bool:
-    """Same rank, and equal sizes (None matches any) past the batch axis, but `skip_axis`."""
-    return len(expected) == len(got) and all(
-        k == skip_axis or a is None or b is None or a == b
-        for k, (a, b) in enumerate(zip(expected, got, strict=True)) if k > 0)
+from minicnn.layers.base import Layer, shape_fits, shape_str
 
 
 def _shapes_str(shapes) -> str:
@@ -66,7 +59,7 @@ class Merge(Layer):
     def compute_output_shape(self, input_shape: list) -> tuple:
         first = tuple(input_shape[0])
         for shape in input_shape[1:]:
-            if not _fits(first, tuple(shape)):
+            if not shape_fits(first, tuple(shape)):
                 raise ValueError(
                     f"Inputs have incompatible shapes. {self._who()} received shapes "
                     f"{shape_str(first[1:])} and {shape_str(tuple(shape)[1:])}")
@@ -78,7 +71,7 @@ class Merge(Layer):
         shapes = ([tuple(s) for s in shape] if isinstance(shape, (list, tuple)) and shape
                   and all(isinstance(s, (tuple, list)) for s in shape) else None)
         if shapes is None or len(shapes) != len(self.input_shape) or not all(
-                _fits(e, g) for e, g in zip(self.input_shape, shapes, strict=True)):
+                shape_fits(e, g) for e, g in zip(self.input_shape, shapes, strict=True)):
             raise ValueError(
                 f"{context}Input to layer '{self.name}' ({type(self).__name__}) is incompatible: "
                 f"expected shapes {_shapes_str(self.input_shape)}, received "
@@ -210,7 +203,7 @@ class Concatenate(Merge):
         first = tuple(input_shape[0])
         axis = self._axis(len(first))
         for shape in input_shape[1:]:
-            if not _fits(first, tuple(shape), skip_axis=axis):
+            if not shape_fits(first, tuple(shape), skip_axis=axis):
                 raise ValueError(
                     f"A `Concatenate` layer requires inputs with matching shapes except for the "
                     f"concatenation axis. {self._who()} received: "

@@ -113,14 +113,24 @@ class Graph:
     @property
     def layers(self) -> list:
         """Every layer that computes in the graph, once each, in Keras's order (`keras_order`)."""
-        return [layer for layer in self.keras_order()
-                if not getattr(layer, "is_input_layer", False)]
+        return [layer for layer in self._order() if not getattr(layer, "is_input_layer", False)]
 
     def keras_order(self) -> list:
         """Every layer, input layers included, once each, in the order Keras's functional
         `model.layers` lists them (and so `model.weights`, `get_weights`): by decreasing depth
         (the longest path to an output, a shared layer's deepest call), and at equal depth in the
         order a depth-first walk from the outputs first reaches them."""
+        return list(self._order())
+
+    def _order(self) -> list:
+        # Worked out once: a graph's nodes never change, and training asks for its layers at
+        # every step (the plan's key, the penalties).
+        order = self.__dict__.get("_keras_order")
+        if order is None:
+            order = self.__dict__["_keras_order"] = self._sorted_layers()
+        return order
+
+    def _sorted_layers(self) -> list:
         input_nodes = [t.node for t in self.inputs]
         all_nodes = [n for n in input_nodes if n is not None] + self.nodes
         first_seen: dict[int, int] = {}

@@ -26,7 +26,7 @@ import numpy as np
 from minicnn import initializers
 from minicnn.fast.graph_plan import GraphPlan
 from minicnn.layers._names import unique_name
-from minicnn.layers.base import Layer, Parameter, shape_str
+from minicnn.layers.base import Layer, Parameter, shape_fits, shape_str
 from minicnn.layers.node import Graph, KerasTensor
 from minicnn.models.graph_config import MODEL_CLASSES, functional_config, model_from_config
 from minicnn.models.model_file import read_model_file, write_model_file
@@ -94,7 +94,6 @@ class Model(Trainer, Layer):
         self._inbound_nodes = []
         self._trainable = True
         self._graph: Graph | None = None
-        self._nested_plans: dict = {}
         self._clone_layers = False
         self._init_training()
 
@@ -181,9 +180,7 @@ class Model(Trainer, Layer):
                              f"input(s), received {len(shapes)}")
         for t, s in zip(self._graph.inputs, shapes, strict=True):
             expected = t.shape
-            if len(s) != len(expected) or any(
-                    e is not None and g is not None and e != g
-                    for e, g in zip(expected[1:], s[1:], strict=True)):
+            if not shape_fits(expected, tuple(s)):
                 raise ValueError(
                     f"{context}Input '{t.name}' of model '{self.name}' is incompatible: "
                     f"expected shape {shape_str(expected)}, received shape {shape_str(s)}")
@@ -241,7 +238,7 @@ class Model(Trainer, Layer):
     def set_dtype(self, dtype) -> Model:
         for layer in self._compute_layers:
             layer.set_dtype(dtype)
-        self._plans.clear()
+        self._reset_plans()
         self._nested_plans.clear()
         return self
 

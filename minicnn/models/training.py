@@ -35,7 +35,7 @@ from minicnn import gradcheck, losses, optimizers
 from minicnn.callbacks import Callback, CallbackList, History, LearningCheck, ProgbarLogger
 from minicnn.fast import Step, parallel
 from minicnn.fast.graph_plan import GraphPlan
-from minicnn.layers.base import shape_str
+from minicnn.layers.base import shape_fits, shape_str
 from minicnn.layers.node import KerasTensor
 from minicnn.metrics import ACCURACY_NAMES
 from minicnn.models.step import TrainingPass
@@ -212,13 +212,11 @@ class Trainer:
         xs, y = self._as_data(x, y, "train_on_batch")
         with self._one_training_call("train_on_batch"):
             loss_sum, correct = self._train_step(xs, y)
-        values = list(self._logs(loss_sum, correct, len(y)).values())
-        return values if len(values) > 1 else values[0]
+        return self._returned(self._logs(loss_sum, correct, len(y)))
 
-    def _train_step(self, xs, y: np.ndarray) -> tuple[float, int]:
-        """Forward, loss, backward, optimizer step; returns the batch's summed loss and hits.
-        xs: one array per model input (a bare array for a one-input model)."""
-        xs = xs if isinstance(xs, list) else [xs]
+    def _train_step(self, xs: list[np.ndarray], y: np.ndarray) -> tuple[float, int]:
+        """Forward, loss, backward, optimizer step on xs (one array per model input); returns
+        the batch's summed loss and hits."""
         passes, rec = self.training_pass(), self._recording
         passes.seed_draws(self.optimizer.iterations)
         out = passes.forward(xs, training=True, recording=rec)
@@ -253,9 +251,7 @@ class Trainer:
         for t, a in zip(inputs, xs, strict=True):
             a = np.asarray(a)
             expected = t.shape
-            if a.ndim != len(expected) or any(
-                    e is not None and e != g for e, g in zip(expected[1:], a.shape[1:],
-                                                              strict=True)):
+            if not shape_fits(expected, a.shape):
                 where = (f"layer '{self.layers[0].name}' ({type(self.layers[0]).__name__})"
                          if len(inputs) == 1 and not getattr(self.layers[0], "is_input_layer",
                                                              False)
@@ -392,6 +388,15 @@ class Trainer:
                 break
         callbacks.on_train_end()
 
+    @staticmethod
+    def _returned(logs: dict[str, float], return_dict: bool = False):
+        """What Keras's train_on_batch, evaluate and test_on_batch return: the logs as a dict,
+        or [loss, *metrics], or the loss alone when there are no metrics."""
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values if len(values) > 1 else values[0]
+
     def _logs(self, loss_sum: float, correct: int, seen: int) -> dict[str, float]:
         logs = {"loss": loss_sum / seen}
         for metric in self.metrics:
@@ -429,10 +434,7 @@ class Trainer:
             loss_sum, correct = self._evaluate_arrays(xs, y, batch_size, cbs)
         logs = self._logs(loss_sum, correct, len(y))
         cbs.on_test_end(logs)
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values if len(values) > 1 else values[0]
+        return self._returned(logs, return_dict)
 
     def predict(self, x, batch_size: int = 32, verbose: int | str = "auto",
                 callbacks: list[Callback] | None = None) -> np.ndarray:
@@ -467,11 +469,7 @@ class Trainer:
         xs, y = self._as_data(x, y, "test_on_batch")
         with parallel.single_threaded_blas():
             loss_sum, correct = self._evaluate_arrays(xs, y, max(len(y), 1))
-        logs = self._logs(loss_sum, correct, len(y))
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values if len(values) > 1 else values[0]
+        return self._returned(self._logs(loss_sum, correct, len(y)), return_dict)
 
     def __call__(self, x, training: bool | None = None) -> np.ndarray:
         """The model's output for x, (N, *output_shape), as Keras's `model(x, training=...)`.
