@@ -474,7 +474,7 @@ def _check_stack(stack, x, y, loss, dout, rng, epsilon, tolerance, max_checks,
 
             def f(layer=layer, k=k, x_k=x_k) -> float:
                 draws[k].restore()
-                return float(head.per_sample(y, layer(x_k.copy(), training=training)).mean())
+                return head.value(y, layer(x_k.copy(), training=training))
         else:
             def backward(layer=layer, g=g):
                 return layer.backward(g.copy())  # a copy: a layer may change dout in place

@@ -645,7 +645,7 @@ def test_train_output_and_files(trained):
     assert len(re.findall(r"^  test image \d: predicted \d \(probability \d\.\d{4}\), label \d$",
                           stdout, re.M)) == 3
     header, *rows = (out / "history.csv").read_text().splitlines()
-    assert header == "epoch,loss,accuracy,val_loss,val_accuracy" and len(rows) == 1
+    assert header == "epoch,accuracy,loss,val_accuracy,val_loss" and len(rows) == 1
     assert (out / "dataset.txt").read_text() == "mnist\n"
     for name in ("history.png", "predictions.png", "filters.png", "confusion.png",
                  "misclassified.png"):

@@ -151,7 +151,7 @@ def check_graph_gradients(model: Model, x: np.ndarray, y: np.ndarray, fast: bool
     passes = model.training_pass()
 
     def f() -> float:
-        return passes.loss(y, passes.forward([x], training=True))[0] / len(x)
+        return passes.loss(y, passes.forward([x], training=True)) / len(x)
 
     passes.backward(y, passes.forward([x], training=True))
     grads = [p.grad.copy() for p in model.params]

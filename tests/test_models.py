@@ -145,8 +145,8 @@ def test_epoch_metrics_are_sample_weighted_and_val_matches_evaluate(capsys):
     history = model.fit(x, y, batch_size=64, epochs=1, validation_split=0.2, verbose=2)
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "Epoch 1/1"
-    assert re.fullmatch(r"4/4 - \d+s - loss: \d\.\d{4} - accuracy: \d\.\d{4} - val_loss: "
-                        r"\d\.\d{4} - val_accuracy: \d\.\d{4} - \d+s/epoch - \d+(ms|us|s)/step",
+    assert re.fullmatch(r"4/4 - \d+s - accuracy: \d\.\d{4} - loss: \d\.\d{4} - val_accuracy: "
+                        r"\d\.\d{4} - val_loss: \d\.\d{4} - \d+s/epoch - \d+(ms|us|s)/step",
                         out[1]), out[1]
     val_loss, val_acc = model.evaluate(x[240:], y[240:], batch_size=7, verbose=0)
     assert history.history["val_loss"][0] == pytest.approx(val_loss, rel=FLOAT32_RTOL)
@@ -165,7 +165,7 @@ def test_verbose_levels(capsys):
     model.fit(x, y, epochs=1, batch_size=50, verbose=1)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Epoch 1/1"
-    assert re.fullmatch(r"2/2 \[=+\] - \d+s \d+(ms|us)/step - loss: \d\.\d{4} - accuracy: "
+    assert re.fullmatch(r"2/2 \[=+\] - \d+s \d+(ms|us)/step - accuracy: \d\.\d{4} - loss: "
                         r"\d\.\d{4}", lines[1]), lines[1]
 
 
@@ -305,7 +305,7 @@ def test_callbacks(tmp_path, capsys):
     assert history.epoch == [0, 1]
     assert sorted(os.listdir(tmp_path)) == ["best-01.npz", "best-02.npz", "log.csv"]
     rows = (tmp_path / "log.csv").read_text().splitlines()
-    assert rows[0] == "epoch,loss,accuracy,val_loss,val_accuracy" and len(rows) == 3
+    assert rows[0] == "epoch,accuracy,loss,val_accuracy,val_loss" and len(rows) == 3
     np.testing.assert_array_equal(model.get_weights()[0], stop.best_weights[0])
 
     class Explode(Layer):

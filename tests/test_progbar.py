@@ -115,8 +115,8 @@ def test_fit_redraws_on_a_jupyter_stdout(clock, jupyter, monkeypatch, verbose):
               epochs=1, batch_size=10, verbose=verbose)
     text = stdout.getvalue()
     assert re.fullmatch(r"Epoch 1/1\n(?:\r[ \d]/4 \[[=>.]{30}\] - ETA: [^\r]*)+"
-                        r"\r4/4 \[={30}\] - \d+s \d+(?:ms|us)/step - loss: \d\.\d{4}"
-                        r" - accuracy: \d\.\d{4}\n", text), repr(text)
+                        r"\r4/4 \[={30}\] - \d+s \d+(?:ms|us)/step - accuracy: \d\.\d{4}"
+                        r" - loss: \d\.\d{4}\n", text), repr(text)
 
 
 def test_ipykernel_merely_imported_is_not_jupyter(clock, jupyter):
@@ -141,11 +141,11 @@ def test_evaluate_and_predict_draw_keras_bars_by_default(capsys):
     y = np.eye(3, dtype=np.float32)[np.arange(70) % 3]
     loss, accuracy = model.evaluate(x, y)
     out = capsys.readouterr().out
-    assert re.fullmatch(r"3/3 \[=+\] - \d+s \d+[mu]?s/step - loss: [\d.]+ - accuracy: [\d.]+\n",
+    assert re.fullmatch(r"3/3 \[=+\] - \d+s \d+[mu]?s/step - accuracy: [\d.]+ - loss: [\d.]+\n",
                         out), out
-    assert f"loss: {loss:.4f} - accuracy: {accuracy:.4f}" in out
+    assert f"accuracy: {accuracy:.4f} - loss: {loss:.4f}" in out
     model.evaluate(x, y, verbose=2)
-    assert re.fullmatch(r"3/3 - \d+s - \d+[mu]?s/step - loss: [\d.]+ - accuracy: [\d.]+\n",
+    assert re.fullmatch(r"3/3 - \d+s - \d+[mu]?s/step - accuracy: [\d.]+ - loss: [\d.]+\n",
                         capsys.readouterr().out)
     model.predict(x, batch_size=10)
     assert re.fullmatch(r"7/7 \[=+\] - \d+s \d+[mu]?s/step\n", capsys.readouterr().out)

@@ -163,7 +163,7 @@ class CountEpochs(callbacks.Callback):
 @pytest.mark.parametrize("pattern, message", [
     ("m-{epoch}-{val_los:.3f}.npz",
      r"filepath '.*m-\{epoch\}-\{val_los:\.3f\}\.npz' names \{val_los\}, which no epoch logs; "
-     r"available: epoch, loss, accuracy, val_loss, val_accuracy"),
+     r"available: epoch, accuracy, loss, val_accuracy, val_loss"),
     ("m-{loss:02d}.npz", r"not a valid format string for the epoch logs \(Unknown format code"),
     ("m-{}.npz", r"not a valid format string for the epoch logs"),
     ("m-{loss.size}.npz", r"not a valid format string for the epoch logs"),
@@ -181,7 +181,7 @@ def test_checkpoint_pattern_errors_come_before_the_first_epoch(tmp_path, pattern
 def test_checkpoint_naming_val_loss_without_validation_data_says_so(tmp_path):
     x, y = tiny_data()
     with pytest.raises(ValueError, match=r"names \{val_loss\}, which this fit does not log "
-                                         r"\(no validation data\?\); it logs: epoch, loss, "
-                                         r"accuracy"):
+                                         r"\(no validation data\?\); it logs: epoch, accuracy, "
+                                         r"loss"):
         tiny_model().fit(x, y, epochs=2, verbose=0, callbacks=[
             callbacks.ModelCheckpoint(tmp_path / "m-{val_loss:.2f}.npz")])

@@ -61,6 +61,9 @@ class ProgbarLogger(Callback):
     def _bar(self, seen: int, logs: dict, final: bool) -> str:
         elapsed = time.perf_counter() - self.start
         steps = self.steps
+        if steps is None:  # a generator of unknown length, in its first epoch: Keras's line
+            per_step = f" {_format_per_step(elapsed / max(seen, 1))}" if final else ""
+            return f"{seen}/Unknown {_format_duration(elapsed)}{per_step}" + _format_logs(logs)
         digits = len(str(steps))
         done = int(self.width * seen / steps)
         bar = "=" * done + (">" if done < self.width else "") + "." * (self.width - done - 1)
@@ -79,7 +82,7 @@ class ProgbarLogger(Callback):
         if self.verbose != 1 or not self._dynamic():
             return
         now = time.perf_counter()
-        if now - self.last_draw >= 0.05 and batch + 1 < self.steps:
+        if now - self.last_draw >= 0.05 and (self.steps is None or batch + 1 < self.steps):
             self.last_draw = now
             # A terminal needs the rest of a longer previous line cleared (ESC [K); Jupyter's
             # "\r" already replaces the whole line, and would only store the escape as noise.
@@ -112,7 +115,7 @@ class ProgbarLogger(Callback):
             prefix = "\r" if self._dynamic() else ""
             self._write(prefix + self._bar(steps, logs, final=True) + "\n")
         elif self.verbose == 2:
-            self._write(f"{steps}/{self.steps} - {_format_duration(elapsed)}{_format_logs(logs)}"
+            self._write(f"{steps}/{self.steps or steps} - {_format_duration(elapsed)}{_format_logs(logs)}"
                         f" - {_format_duration(elapsed)}/epoch"
                         f" - {_format_per_step(elapsed / max(steps, 1))}\n")
 
@@ -132,6 +135,8 @@ class ProgbarLogger(Callback):
     on_predict_end = on_test_end
 
     def _finish(self, logs: dict) -> None:
+        if self.steps is None:
+            self.steps = self.params.get("steps_done", 0)
         if self.verbose == 1:
             prefix = "\r" if self._dynamic() else ""
             self._write(prefix + self._bar(self.steps, logs, final=True) + "\n")

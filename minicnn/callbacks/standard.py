@@ -105,7 +105,7 @@ class ModelCheckpoint(Callback):
     def on_train_begin(self, logs=None):
         # Format the pattern with stand-ins for every value an epoch can log, so that a typo
         # fails now rather than after the first epoch's work.
-        names = ["loss", *self.model.metrics]
+        names = self.model._log_names()
         sample = {name: 0.0 for name in names + [f"val_{name}" for name in names]}
         try:
             self.filepath.format(epoch=1, **sample)

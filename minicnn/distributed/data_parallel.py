@@ -73,14 +73,15 @@ class DataParallel:
         return f"DataParallel(workers={self.workers}, address={self.address!r})"
 
     @contextlib.contextmanager
-    def session(self, model, x: np.ndarray, y: np.ndarray) -> Iterator[_Session]:
+    def session(self, model, x: np.ndarray, y: np.ndarray,
+                sample_weight: np.ndarray | None = None) -> Iterator[_Session]:
         """Connect to Ray, start the workers with x in the object store; fit's loop calls the
         session's train_step(idx) for each batch."""
         split = _Split(model)  # a model with nothing to split fails before Ray starts
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         num_cpus = max(cores, self.workers * (self.threads_per_worker or 1))
         with _ray.connected(self.address, num_cpus) as ray:
-            session = _Session(ray, self, split, model, x, y)
+            session = _Session(ray, self, split, model, x, y, sample_weight)
             try:
                 yield session
             finally:
@@ -112,8 +113,9 @@ class _Split:
 
 class _Session:
     def __init__(self, ray, owner: DataParallel, split: _Split, model, x: np.ndarray,
-                 y: np.ndarray) -> None:
+                 y: np.ndarray, sample_weight: np.ndarray | None = None) -> None:
         self.ray, self.owner, self.model, self.y = ray, owner, model, y
+        self.sample_weight = sample_weight
         self.plan, self.tail, self.params = split.plan, split.tail, split.params
         self.specs = split.specs
         cpus = ray.cluster_resources().get("CPU", owner.workers)
@@ -143,8 +145,9 @@ class _Session:
             self.ray.kill(actor)
         self.owner.actors = []
 
-    def train_step(self, idx: np.ndarray) -> tuple[float, int]:
-        """One optimizer step on samples idx; returns their summed loss and correct count."""
+    def train_step(self, idx: np.ndarray) -> tuple[float, np.ndarray]:
+        """One optimizer step on samples idx; returns their loss times their number and the
+        model's output (what fit's metrics read)."""
         model, ray = self.model, self.ray
         model.training_pass(self.plan).seed_draws(model.optimizer.iterations)  # the tail's
         n = len(idx)
@@ -164,8 +167,9 @@ class _Session:
         tail = model.training_pass(self.tail)
         out = tail.forward([h], training=True)
         y = self.y[idx]
-        batch = tail.loss(y, out)
-        g = tail.backward(y, out, penalties=False)[0]
+        w = None if self.sample_weight is None else self.sample_weight[idx]
+        batch = tail.loss(y, out, w)
+        g = tail.backward(y, out, penalties=False, sample_weight=w)[0]
         partials = self._run([(w, "backward", (g[a:b],)) for w, a, b in shares])
         for j, p in enumerate(self.params):
             # The local step's sum: np.sum over its (chunks, ...) partials, in chunk order.
@@ -173,7 +177,7 @@ class _Session:
             np.sum(stacked, axis=0, out=p.grad.reshape(stacked.shape[1:]))
         tail.add_penalty_gradients()
         model.optimizer.step(model.params)
-        return batch
+        return batch, out
 
     def _run(self, calls: list[tuple[int, str, tuple]]) -> list:
         """Call method(*args) on each worker w of `calls` at once; a worker that died is

@@ -3,7 +3,7 @@
     passes = model.training_pass()            # over the plan fit runs (model.graph_plan)
     passes.seed_draws(model.optimizer.iterations)
     out = passes.forward([x], training=True)  # every step, first to last
-    loss_sum, correct = passes.loss(y, out)   # Keras's loss, penalties included, summed
+    loss_sum = passes.loss(y, out)            # Keras's loss, penalties included, times N
     passes.backward(y, out)                   # the loss head, every step in reverse, penalties
     model.optimizer.step(model.params)        # the only place weights change
 
@@ -62,13 +62,11 @@ class TrainingPass:
         outs = self.plan.forward(xs, training=training, hook=hook)
         return outs[0] if len(outs) == 1 else outs
 
-    def loss(self, y: np.ndarray, out: np.ndarray) -> tuple[float, int]:
-        """Summed loss and number of correct predictions over the batch the last forward ran;
-        the loss includes the weights' penalties (kernel_regularizer), as Keras reports it."""
-        per_sample = self.head.per_sample(y, out) + self.penalty()
-        targets = self.model.loss.targets(y, out)
-        correct = int((targets.argmax(axis=-1) == out.argmax(axis=-1)).sum())
-        return float(per_sample.sum(dtype=np.float64)), correct
+    def loss(self, y: np.ndarray, out: np.ndarray, sample_weight=None) -> float:
+        """The batch's loss (its reduction over the weighted samples, plus the weights'
+        penalties, as Keras reports it) times the batch's size: what an epoch's mean adds up,
+        as Keras's loss tracker weighs each batch by its size."""
+        return (self.head.value(y, out, sample_weight) + self.penalty()) * len(out)
 
     def penalty(self) -> float:
         """The kernel_regularizer penalties of every layer, each shared layer once."""
@@ -76,8 +74,8 @@ class TrainingPass:
                    if (reg := getattr(layer, "kernel_regularizer", None)) is not None)
 
     def backward(self, y: np.ndarray, out: np.ndarray, recording: Recording | None = None,
-                 penalties: bool = True,
-                 hook: BackwardHook | None = None) -> list[np.ndarray | None]:
+                 penalties: bool = True, hook: BackwardHook | None = None,
+                 sample_weight=None) -> list[np.ndarray | None]:
         """Fill every trainable parameter's .grad with dL/dW of the mean loss over (y, out),
         plus the penalties' gradients unless `penalties=False` (DataParallel adds them after
         the workers' gradients arrive); returns dL/dx of each input (None where unneeded).
@@ -86,10 +84,11 @@ class TrainingPass:
         if recording is not None:
             def hook(layer, dout, dx):
                 # The head's step is shown dL/dy_pred, whatever the fused pass started from.
-                recording.backward(
-                    layer, self.model.loss.gradient(y, out) if dout is None else dout, dx)
-        dxs = self.plan.backward([None], heads={0: lambda step: self.head.backward(y, out, step)},
-                                 hook=hook)
+                recording.backward(layer, self.model.loss.gradient(y, out, sample_weight)
+                                   if dout is None else dout, dx)
+        dxs = self.plan.backward(
+            [None], heads={0: lambda step: self.head.backward(y, out, step, sample_weight)},
+            hook=hook)
         if penalties:
             self.add_penalty_gradients()
         return dxs

@@ -32,12 +32,14 @@ from collections.abc import Iterator
 import numpy as np
 
 from minicnn import gradcheck, losses, optimizers
+from minicnn import metrics as metrics_module
 from minicnn.callbacks import Callback, CallbackList, History, LearningCheck, ProgbarLogger
 from minicnn.fast import Step, parallel
 from minicnn.fast.graph_plan import GraphPlan
 from minicnn.layers.base import shape_fits, shape_str
 from minicnn.layers.node import KerasTensor
-from minicnn.metrics import ACCURACY_NAMES
+from minicnn.models import data
+from minicnn.models.compiled import CompiledMetrics
 from minicnn.models.step import TrainingPass
 from minicnn.recording import BackwardSummary, Recording
 
@@ -56,12 +58,35 @@ def _is_chain(model) -> bool:
             and not any(hasattr(layer, "_graph") for layer in model._compute_layers))
 
 
+def _optional_count(value, argument: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"Invalid value for argument `{argument}`. Expected a strictly "
+                         f"positive integer or None. Received {argument}={value!r}")
+    return int(value)
+
+
+def _compile_option(key: str, value) -> None:
+    """Keras's other compile() arguments: those that change nothing here are accepted."""
+    if key in ("run_eagerly", "jit_compile", "auto_scale_loss"):
+        return  # minicnn always runs eagerly, its kernels always compiled by numba
+    if (key == "steps_per_execution" and value == 1) or (key == "loss_weights" and value is None):
+        return
+    raise TypeError(f"compile() got an argument minicnn does not support: {key}={value!r}. "
+                    "minicnn's compile takes optimizer, loss, metrics, weighted_metrics and "
+                    "fast (and accepts run_eagerly, jit_compile, steps_per_execution=1).")
+
+
 class Trainer:
     """compile / fit / evaluate / predict over the model's graph (a mixin of Model)."""
 
     def _init_training(self) -> None:
         self.optimizer = self.loss = None
-        self.metrics: list[str] = []
+        # What compile() was given: names ("accuracy", "mse") and metric objects, as given.
+        self.metrics: list = []
+        self.weighted_metrics: list = []
+        self._train_metrics: CompiledMetrics | None = None
         self.compiled = False
         self.fast = True
         self.stop_training = False
@@ -85,29 +110,64 @@ class Trainer:
         self._training = threading.RLock()  # a callback inside fit may call backward_summary
 
     # -- compile and the plan -------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, fast: bool = True) -> None:
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None,
+                fast: bool = True, **options) -> None:
         """Keras's compile, plus `fast`: run the fast plan (the default) or, with fast=False,
         the reference layers one by one (slower, the textbook code, same results to float
-        rounding)."""
+        rounding). `metrics` are reported without sample weights, `weighted_metrics` with
+        them, as in Keras 3."""
+        for key, value in options.items():
+            _compile_option(key, value)
         self.optimizer = optimizers.get(optimizer)
         if loss is None:
             raise ValueError("Argument `loss` is required, e.g. loss='categorical_crossentropy'")
+        if isinstance(loss, (list, tuple, dict)):
+            raise NotImplementedError(
+                f"compile(loss={loss!r}): one loss per output is not supported yet; minicnn "
+                "trains models with one output and one loss.")
         self.loss = losses.get(loss)
-        self.metrics = []
-        for metric in metrics or []:
-            if metric not in ACCURACY_NAMES:
-                raise ValueError(f"Invalid value in argument `metrics`. Expected one of "
-                                 f"{list(ACCURACY_NAMES)}. Received {metric!r}")
-            self.metrics.append(metric)
+        chosen = []
+        for given in (metrics, weighted_metrics):
+            if isinstance(given, (str, metrics_module.Metric)):
+                given = [given]
+            for metric in given or []:
+                if not metrics_module.known(metric):
+                    metrics_module.get(metric, np.zeros(1), np.zeros((1, 2)))  # raises, naming it
+            chosen.append(list(given or []))
+        self.metrics, self.weighted_metrics = chosen
+        self._train_metrics = None
         self.fast = bool(fast)
         self.compiled = True
 
     def _compile_config(self) -> dict:
         """What compile() was given, as JSON data, for the model file."""
-        return {"optimizer": {"class_name": type(self.optimizer).__name__,
-                              "config": self.optimizer.get_config(),
-                              "iterations": self.optimizer.iterations},
-                "loss": self.loss.name, "metrics": list(self.metrics), "fast": self.fast}
+        config = {"optimizer": {"class_name": type(self.optimizer).__name__,
+                                "config": self.optimizer.get_config(),
+                                "iterations": self.optimizer.iterations},
+                  "loss": losses.serialize(self.loss),
+                  "metrics": [metrics_module.serialize(m) for m in self.metrics],
+                  "fast": self.fast}
+        if self.weighted_metrics:
+            config["weighted_metrics"] = [metrics_module.serialize(m)
+                                          for m in self.weighted_metrics]
+        return config
+
+    def _log_names(self) -> list[str]:
+        """The names fit logs (before "val_"), in Keras 3's (sorted) order."""
+        names = {"loss"}
+        plain = set()
+        for weighted, given in ((False, self.metrics), (True, self.weighted_metrics)):
+            for m in given:
+                name = m if isinstance(m, str) else (
+                    m.get("config", {}).get("name") if isinstance(m, dict) else m.name)
+                if weighted and name in plain:
+                    name = f"weighted_{name}"
+                (names.add(name), plain.add(name) if not weighted else None)
+        return sorted(names)
+
+    def _new_metrics(self, y: np.ndarray, fresh: bool) -> CompiledMetrics:
+        probe = np.zeros((1, *self.output_shape[1:]), dtype=self.dtype)
+        return CompiledMetrics(self.metrics, self.weighted_metrics, y[:1], probe, fresh)
 
     def _reset_plans(self) -> None:
         """Forget every plan: the layers changed."""
@@ -206,26 +266,31 @@ class Trainer:
             passes = plan.training_pass = TrainingPass(self, plan)
         return passes
 
-    def train_on_batch(self, x, y) -> list[float] | float:
-        """One optimizer step on the batch (x, y); returns [loss, *metrics] of that batch."""
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None,
+                       return_dict: bool = False):
+        """One optimizer step on the batch (x, y); returns [loss, *metrics] of that batch (the
+        loss alone without metrics, the logs with return_dict=True), as Keras's."""
         self._require_compiled("train_on_batch")
-        xs, y = self._as_data(x, y, "train_on_batch")
+        xs, y, sw = self._as_data(x, y, "train_on_batch", sample_weight, class_weight)
         with self._one_training_call("train_on_batch"):
-            loss_sum, correct = self._train_step(xs, y)
-        return self._returned(self._logs(loss_sum, correct, len(y)))
+            loss_sum, out = self._train_step(xs, y, sw)
+            tracker = self._new_metrics(y, fresh=True)
+            tracker.update(loss_sum, y, out, sw)
+        return self._returned(tracker, return_dict)
 
-    def _train_step(self, xs: list[np.ndarray], y: np.ndarray) -> tuple[float, int]:
+    def _train_step(self, xs: list[np.ndarray], y: np.ndarray, sample_weight=None
+                    ) -> tuple[float, np.ndarray]:
         """Forward, loss, backward, optimizer step on xs (one array per model input); returns
-        the batch's summed loss and hits."""
+        the batch's loss times its size (what the epoch's mean adds up) and the output."""
         passes, rec = self.training_pass(), self._recording
         passes.seed_draws(self.optimizer.iterations)
         out = passes.forward(xs, training=True, recording=rec)
-        batch = passes.loss(y, out)
+        batch = passes.loss(y, out, sample_weight)
         if rec is not None:
-            rec.loss = batch[0] / len(y)
-        passes.backward(y, out, recording=rec)
+            rec.loss = batch / len(y)
+        passes.backward(y, out, recording=rec, sample_weight=sample_weight)
         self.optimizer.step(self.params)
-        return batch
+        return batch, out
 
     # -- data checks ----------------------------------------------------------------------------
     def _as_inputs(self, x, method: str) -> list[np.ndarray]:
@@ -271,178 +336,279 @@ class Trainer:
         """x for a one-input model (the study tools' and the CLI's case)."""
         return self._as_inputs(x, method)[0]
 
-    def _as_data(self, x, y, method: str) -> tuple[list[np.ndarray], np.ndarray]:
+    def _as_data(self, x, y, method: str, sample_weight=None, class_weight=None
+                 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None]:
+        """Inputs, targets and per-sample weights (None when all weigh 1), checked."""
+        if y is None:
+            raise ValueError(f"{method}(): the targets y are missing; pass y=... with arrays x "
+                             "(or a generator/iterable of (x, y) batches as x)")
         xs = self._as_inputs(x, method)
         y = np.asarray(y)
-        if len(xs[0]) != len(y):
+        if y.ndim == 0 or len(xs[0]) != len(y):
             raise ValueError(f"{method}(): x and y must have the same number of samples; x has "
-                             f"{len(xs[0])}, y has {len(y)}")
+                             f"{len(xs[0])}, y has {1 if y.ndim == 0 else len(y)}")
         probe = np.zeros((1, *self.output_shape[1:]), dtype=self.dtype)
         self.loss.targets(y[:1], probe)  # raises with a hint when labels have the wrong form
-        if self.loss.name == "categorical_crossentropy":
+        if y.dtype.kind == "f" or not isinstance(self.loss, losses.SparseCategoricalCrossentropy):
             y = y.astype(self.dtype, copy=False)
-        return xs, y
+        return xs, y, data.sample_weights(y, sample_weight, class_weight, method)
 
     @staticmethod
     def _check_batch_size(batch_size) -> int:
-        if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        if batch_size is None:
+            return 32  # Keras's default
+        if (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
+                or batch_size <= 0):
             raise ValueError(f"Invalid value for argument `batch_size`. Expected a strictly "
                              f"positive integer. Received batch_size={batch_size!r}")
         return int(batch_size)
 
     # -- fit / evaluate / predict ---------------------------------------------------------------
-    def fit(self, x=None, y=None, batch_size: int = 32, epochs: int = 1, verbose: int | str = 1,
-            callbacks: list[Callback] | None = None, validation_split: float = 0.0,
-            validation_data=None, shuffle: bool = True, initial_epoch: int = 0,
-            distribute=None) -> History:
+    def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1,
+            verbose: int | str = 1, callbacks: list[Callback] | None = None,
+            validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
+            class_weight: dict | None = None, sample_weight=None, initial_epoch: int = 0,
+            steps_per_epoch: int | None = None, validation_steps: int | None = None,
+            validation_batch_size: int | None = None, distribute=None) -> History:
         """Train for `epochs` epochs; returns the History (also kept in `model.history`).
 
-        Keras's semantics: `validation_split` holds out the *last* fraction of x and y, before
+        Keras's semantics: x and y are arrays (a list or dict of arrays for several inputs), or
+        x is a generator or an iterable of (x, y[, sample_weight]) batches (models/data.py);
+        `validation_split` holds out the *last* fraction of x and y (and sample_weight), before
         any shuffling; each epoch reshuffles the training part only; the last, partial batch is
-        trained; logged metrics are sample-weighted means over the epoch so far.
+        trained; logged values are means over the epoch so far, by Keras 3's names and order.
+        `class_weight` {class: weight} or `sample_weight` (N,) weigh each sample's loss (and
+        the weighted_metrics); `steps_per_epoch` cuts epochs short (or sets a generator's).
 
         `distribute`: None trains here; `minicnn.distributed.DataParallel(workers=N)` splits
         each batch over N Ray workers, with the same weights at the end (docs/distributed.md).
-        Any object with `session(model, x, y)`, a context manager whose value has
-        `train_step(idx) -> (summed loss, correct)`, can take its place: the loop, callbacks,
-        history, validation and progress output stay the same.
+        Any object with `session(model, x, y, sample_weight)`, a context manager whose value
+        has `train_step(idx) -> (batch loss times its size, output)`, can take its place: the
+        loop, callbacks, history, validation and progress output stay the same.
         """
         self._require_compiled("fit")
+        options = dict(batch_size=batch_size, epochs=epochs, verbose=verbose,
+                       callbacks=callbacks, validation_split=validation_split,
+                       validation_data=validation_data, shuffle=shuffle,
+                       class_weight=class_weight, sample_weight=sample_weight,
+                       initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                       validation_steps=validation_steps,
+                       validation_batch_size=validation_batch_size, distribute=distribute)
         with self._one_training_call("fit"):
-            return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
-                             validation_data, shuffle, initial_epoch, distribute)
+            return self._fit(x, y, **options)
 
     def _fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
-             validation_data, shuffle, initial_epoch, distribute=None) -> History:
+             validation_data, shuffle, class_weight, sample_weight, initial_epoch,
+             steps_per_epoch, validation_steps, validation_batch_size, distribute) -> History:
         batch_size = self._check_batch_size(batch_size)
+        steps_per_epoch = _optional_count(steps_per_epoch, "steps_per_epoch")
+        if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 0:
+            raise ValueError(f"Invalid value for argument `epochs`. Expected a non-negative "
+                             f"integer. Received epochs={epochs!r}")
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"Invalid value for argument `validation_split`. Expected a value "
                              f"in [0, 1). Received validation_split={validation_split!r}")
-        xs, y = self._as_data(x, y, "fit")
+        if data.is_batches(x):
+            source = self._batch_source(x, y, sample_weight, class_weight, steps_per_epoch,
+                                        "fit")
+            if validation_split:
+                raise ValueError("fit(): `validation_split` is only supported for arrays; with "
+                                 "a generator or a dataset, pass validation_data instead.")
+            if distribute is not None:
+                raise NotImplementedError("fit(distribute=...) trains on arrays; a generator "
+                                          "or a dataset is trained here (distribute=None).")
+            y_probe = None
+        else:
+            data.check_array_like(x, "x", "fit")
+            xs, y, sw = self._as_data(x, y, "fit", sample_weight, class_weight)
+            y_probe = y
+        val = None
         if validation_data is not None:
-            xs_val, y_val = self._as_data(*validation_data[:2], "fit (validation_data)")
-        elif validation_split:
+            val = self._validation(validation_data, validation_steps)
+        elif validation_split and y_probe is not None:
             split_at = math.floor(len(y) * (1.0 - validation_split))
             if split_at in (0, len(y)):
                 raise ValueError(f"Training data contains {len(y)} samples, too few to split "
                                  f"with validation_split={validation_split}.")
-            xs, xs_val = [a[:split_at] for a in xs], [a[split_at:] for a in xs]
-            y, y_val = y[:split_at], y[split_at:]
-        else:
-            xs_val = y_val = None
-        steps = math.ceil(len(y) / batch_size)
+            val = (([a[split_at:] for a in xs], y[split_at:],
+                    None if sw is None else sw[split_at:]), None)
+            xs, y = [a[:split_at] for a in xs], y[:split_at]
+            sw = None if sw is None else sw[:split_at]
+        if y_probe is not None:
+            source = data.ArrayBatches(len(y), batch_size, shuffle, steps_per_epoch, self.seed)
         self.history = History()
-        params = {"verbose": verbose, "epochs": epochs, "steps": steps}
+        params = {"verbose": verbose, "epochs": epochs, "steps": source.steps}
         self.history.params = params
         defaults = [LearningCheck()] if initial_epoch == 0 and self.learning_check else []
-        callbacks = CallbackList([*defaults, *(callbacks or []), ProgbarLogger(verbose),
-                                  self.history], self, params)
+        cbs = CallbackList([*defaults, *(callbacks or []), ProgbarLogger(verbose),
+                            self.history], self, params)
         self.stop_training = False
         # A model whose weights came from a run of `initial_epoch` epochs (load_weights) goes on
         # with that run's shuffles.
         self.epochs_trained = max(self.epochs_trained, initial_epoch)
-        if distribute is None:
-            self._fit_epochs(len(y), lambda idx: self._train_step([a[idx] for a in xs], y[idx]),
-                             xs_val, y_val, batch_size, steps, epochs, initial_epoch, shuffle,
-                             callbacks, params)
+        val_batch = validation_batch_size or batch_size
+        if y_probe is None:
+            def batches():
+                for bx, by, bw in source.epoch():
+                    bxs, by, bw = self._as_data(bx, by, "fit", bw, class_weight)
+                    yield lambda bxs=bxs, by=by, bw=bw: (self._train_step(bxs, by, bw), by, bw)
+            self._fit_epochs(batches, val, val_batch, epochs, initial_epoch, cbs, params)
+        elif distribute is None:
+            def batches():
+                for idx in source.epoch(self.epochs_trained - 1):
+                    by, bw = y[idx], None if sw is None else sw[idx]
+                    yield lambda idx=idx, by=by, bw=bw: (
+                        self._train_step([a[idx] for a in xs], by, bw), by, bw)
+            self._fit_epochs(batches, val, val_batch, epochs, initial_epoch, cbs, params)
         else:
             if len(xs) > 1:
                 raise NotImplementedError(f"fit(distribute=...) trains models with one input; "
                                           f"model '{self.name}' has {len(xs)}")
-            with distribute.session(self, xs[0], y) as session:
-                self._fit_epochs(len(y), session.train_step, xs_val, y_val, batch_size, steps,
-                                 epochs, initial_epoch, shuffle, callbacks, params)
+            with distribute.session(self, xs[0], y, sw) as session:
+                def batches():
+                    for idx in source.epoch(self.epochs_trained - 1):
+                        yield lambda idx=idx: (session.train_step(idx), y[idx],
+                                               None if sw is None else sw[idx])
+                self._fit_epochs(batches, val, val_batch, epochs, initial_epoch, cbs, params)
         return self.history
 
-    def _fit_epochs(self, n, train_step, xs_val, y_val, batch_size, steps, epochs,
-                    initial_epoch, shuffle, callbacks, params) -> None:
-        """The epochs of fit over n training samples; `train_step(idx)` trains on the samples
-        idx and returns their summed loss and number of correct predictions."""
+    def _batch_source(self, x, y, sample_weight, class_weight, steps, method: str):
+        if y is not None or sample_weight is not None:
+            raise ValueError(f"{method}(): `y` and `sample_weight` must not be given when x is "
+                             f"a generator or a dataset ({type(x).__name__}); yield batches "
+                             "(x, y) or (x, y, sample_weight) from it instead.")
+        return data.IterableBatches(x, steps, method)
+
+    def _validation(self, validation_data, validation_steps):
+        """validation_data as (arrays (xs, y, sw), None) or (None, a batch source)."""
+        if data.is_batches(validation_data):
+            return None, data.IterableBatches(validation_data, validation_steps, "fit")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("Invalid value for argument `validation_data`. Expected a tuple "
+                             "(x_val, y_val) or (x_val, y_val, val_sample_weight), or a "
+                             f"generator/dataset of batches. Received {type(validation_data)}")
+        x_val, y_val, *w = validation_data
+        return self._as_data(x_val, y_val, "fit (validation_data)", *w), None
+
+    def _fit_epochs(self, batches, val, val_batch, epochs, initial_epoch, callbacks,
+                    params) -> None:
+        """The epochs of fit; `batches()` yields one epoch's training steps, each a function
+        that runs it and returns ((batch loss times its size, output), targets, weights)."""
         callbacks.on_train_begin()
+        tracker = None
         for epoch in range(initial_epoch, epochs):
             callbacks.on_epoch_begin(epoch)
-            # Each epoch's order depends only on (seed, epochs trained so far), counted over
-            # every fit() call and kept in the model file: repeated fit() calls reshuffle, and a
-            # resumed run shuffles exactly as a run straight through.
-            order = (np.random.default_rng((self.seed, self.epochs_trained)).permutation(n)
-                     if shuffle else np.arange(n))
+            # Each epoch's order depends only on (seed, epochs trained so far): models/data.py.
             self.epochs_trained += 1
-            loss_sum, correct, seen, logs = 0.0, 0, 0, {}
-            for step in range(steps):
+            logs, steps_done = {}, 0
+            for step, run in enumerate(batches()):
                 callbacks.on_train_batch_begin(step)
-                idx = order[step * batch_size:(step + 1) * batch_size]
-                batch_loss, batch_correct = train_step(idx)
-                loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, \
-                    seen + len(idx)
-                logs = self._logs(loss_sum, correct, seen)
-                params["steps_done"] = step + 1
+                (batch_loss, out), by, bw = run()
+                if tracker is None:
+                    tracker = self._train_metrics = self._new_metrics(by, fresh=False)
+                if step == 0:
+                    tracker.reset()
+                tracker.update(batch_loss, by, out, bw)
+                logs = tracker.logs()
+                steps_done = params["steps_done"] = step + 1
                 callbacks.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
-            if xs_val is not None:
-                val_loss, val_correct = self._evaluate_arrays(xs_val, y_val, batch_size)
+            if steps_done == 0:  # the data ran out (models/data.py warned)
+                break
+            if params["steps"] is None:
+                params["steps"] = steps_done  # a generator's length, known after one epoch
+            if val is not None:
                 logs.update({f"val_{k}": v for k, v in
-                             self._logs(val_loss, val_correct, len(y_val)).items()})
+                             self._evaluate(val[0], val[1], val_batch).logs().items()})
             callbacks.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
         callbacks.on_train_end()
 
     @staticmethod
-    def _returned(logs: dict[str, float], return_dict: bool = False):
+    def _returned(tracker: CompiledMetrics, return_dict: bool = False):
         """What Keras's train_on_batch, evaluate and test_on_batch return: the logs as a dict,
         or [loss, *metrics], or the loss alone when there are no metrics."""
         if return_dict:
-            return logs
-        values = list(logs.values())
+            return tracker.logs()
+        values = tracker.ordered()
         return values if len(values) > 1 else values[0]
 
-    def _logs(self, loss_sum: float, correct: int, seen: int) -> dict[str, float]:
-        logs = {"loss": loss_sum / seen}
-        for metric in self.metrics:
-            logs[metric] = correct / seen
-        return logs
-
-    def _evaluate_arrays(self, xs, y, batch_size: int, callbacks=None) -> tuple[float, int]:
-        loss_sum, correct = 0.0, 0
+    def _evaluate(self, arrays, source, batch_size: int, callbacks=None,
+                  params=None) -> CompiledMetrics:
+        """The loss and metrics over arrays (xs, y, sw), or over a batch source's batches."""
+        tracker = None
         with self._inference_plan() as plan:
             passes = self.training_pass(plan)
-            for step, start in enumerate(range(0, len(y), batch_size)):
+            if arrays is not None:
+                xs, y, sw = arrays
+                batches = ((start, [a[start:start + batch_size] for a in xs],
+                            y[start:start + batch_size],
+                            None if sw is None else sw[start:start + batch_size])
+                           for start in range(0, len(y), batch_size))
+            else:
+                batches = ((None, *self._as_data(bx, by, "evaluate", bw))
+                           for bx, by, bw in source.epoch())
+            for step, (_, bxs, by, bw) in enumerate(batches):
                 if callbacks:
                     callbacks.on_test_batch_begin(step)
-                out = passes.forward([a[start:start + batch_size] for a in xs], training=False,
-                                     recording=self._recording)
-                batch_loss, batch_correct = passes.loss(y[start:start + batch_size], out)
-                loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
+                out = passes.forward(bxs, training=False, recording=self._recording)
+                if tracker is None:
+                    tracker = self._new_metrics(by, fresh=True)
+                tracker.update(passes.loss(by, out, bw), by, out, bw)
+                if params is not None:
+                    params["steps_done"] = step + 1
                 if callbacks:
-                    callbacks.on_test_batch_end(step, self._logs(
-                        loss_sum, correct, min(start + batch_size, len(y))))
-        return loss_sum, correct
+                    callbacks.on_test_batch_end(step, tracker.logs())
+        if tracker is None:
+            raise ValueError("evaluate(): the data gave no batch to evaluate.")
+        return tracker
 
-    def evaluate(self, x=None, y=None, batch_size: int = 32, verbose: int | str = "auto",
+    def evaluate(self, x=None, y=None, batch_size: int | None = None,
+                 verbose: int | str = "auto", sample_weight=None, steps: int | None = None,
                  callbacks: list[Callback] | None = None, return_dict: bool = False):
-        """[loss, *metrics] over (x, y) (a plain float when there are no metrics); verbose=1
-        ("auto") draws a progress bar, 2 prints one line, 0 nothing, as Keras."""
+        """[loss, *metrics] over (x, y) (a plain float when there are no metrics; the logs with
+        return_dict=True); x may be a generator or dataset of batches, `steps` of them;
+        verbose=1 ("auto") draws a progress bar, 2 prints one line, 0 nothing, as Keras."""
         self._require_compiled("evaluate")
         batch_size = self._check_batch_size(batch_size)
-        xs, y = self._as_data(x, y, "evaluate")
-        steps = math.ceil(len(y) / batch_size)
-        cbs = CallbackList([*(callbacks or []), ProgbarLogger(verbose)], self,
-                           {"verbose": verbose, "steps": steps})
+        steps = _optional_count(steps, "steps")
+        if data.is_batches(x):
+            arrays, source = None, self._batch_source(x, y, sample_weight, None, steps,
+                                                      "evaluate")
+            total = source.steps
+        else:
+            data.check_array_like(x, "x", "evaluate")
+            arrays, source = self._as_data(x, y, "evaluate", sample_weight), None
+            if steps is not None:
+                arrays = tuple(None if a is None else (
+                    [b[:steps * batch_size] for b in a] if isinstance(a, list)
+                    else a[:steps * batch_size]) for a in arrays)
+            total = math.ceil(len(arrays[1]) / batch_size)
+        params = {"verbose": verbose, "steps": total}
+        cbs = CallbackList([*(callbacks or []), ProgbarLogger(verbose)], self, params)
         cbs.on_test_begin()
         with parallel.single_threaded_blas():
-            loss_sum, correct = self._evaluate_arrays(xs, y, batch_size, cbs)
-        logs = self._logs(loss_sum, correct, len(y))
-        cbs.on_test_end(logs)
-        return self._returned(logs, return_dict)
+            tracker = self._evaluate(arrays, source, batch_size, cbs, params)
+        cbs.on_test_end(tracker.logs())
+        return self._returned(tracker, return_dict)
 
-    def predict(self, x, batch_size: int = 32, verbose: int | str = "auto",
+    def predict(self, x, batch_size: int | None = None, verbose: int | str = "auto",
+                steps: int | None = None,
                 callbacks: list[Callback] | None = None) -> np.ndarray:
         """The model's outputs (class probabilities for a softmax head), (N, *output_shape), or
-        a list of them for a model with several outputs; verbose as in `evaluate`."""
+        a list of them for a model with several outputs; x may be a generator or dataset of
+        batches (x, or (x, y[, w]) whose x is used), `steps` of them; verbose as in
+        `evaluate`."""
         batch_size = self._check_batch_size(batch_size)
+        steps = _optional_count(steps, "steps")
+        if data.is_batches(x):
+            return self._predict_batches(data.IterableBatches(x, steps, "predict"), verbose,
+                                         callbacks)
+        data.check_array_like(x, "x", "predict")
         xs = self._as_inputs(x, "predict")
-        n = len(xs[0])
+        n = len(xs[0]) if steps is None else min(len(xs[0]), steps * batch_size)
         cbs = CallbackList([*(callbacks or []), ProgbarLogger(verbose)], self,
                            {"verbose": verbose, "steps": math.ceil(n / batch_size)})
         cbs.on_predict_begin()
@@ -451,25 +617,45 @@ class Trainer:
             for step, start in enumerate(range(0, n, batch_size)):
                 cbs.on_predict_batch_begin(step)
                 got = self.training_pass(plan).forward(
-                    [a[start:start + batch_size] for a in xs], False, self._recording)
+                    [a[start:min(start + batch_size, n)] for a in xs], False, self._recording)
                 for o, g in zip(outs, got if len(outs) > 1 else [got], strict=True):
                     o[start:start + batch_size] = g
                 cbs.on_predict_batch_end(step)
         cbs.on_predict_end()
         return outs[0] if len(outs) == 1 else outs
 
+    def _predict_batches(self, source, verbose, callbacks):
+        params = {"verbose": verbose, "steps": source.steps}
+        cbs = CallbackList([*(callbacks or []), ProgbarLogger(verbose)], self, params)
+        cbs.on_predict_begin()
+        parts: list[list[np.ndarray]] = [[] for _ in self._graph.outputs]
+        with parallel.single_threaded_blas(), self._inference_plan() as plan:
+            for step, (bx, _, _) in enumerate(source.epoch()):
+                cbs.on_predict_batch_begin(step)
+                got = self.training_pass(plan).forward(self._as_inputs(bx, "predict"), False,
+                                                       self._recording)
+                for part, g in zip(parts, got if len(parts) > 1 else [got], strict=True):
+                    part.append(np.copy(g))
+                params["steps_done"] = step + 1
+                cbs.on_predict_batch_end(step)
+        cbs.on_predict_end()
+        if not parts[0]:
+            raise ValueError("predict(): the data gave no batch to predict on.")
+        outs = [np.concatenate(p) for p in parts]
+        return outs[0] if len(outs) == 1 else outs
+
     def predict_on_batch(self, x) -> np.ndarray:
         """The outputs for one batch x, as Keras's `predict_on_batch` (no progress output)."""
         return self(x, training=False)
 
-    def test_on_batch(self, x, y, return_dict: bool = False):
+    def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
         """[loss, *metrics] of one batch (a plain float without metrics), as Keras's
         `test_on_batch`: no weight changes, layers in inference mode."""
         self._require_compiled("test_on_batch")
-        xs, y = self._as_data(x, y, "test_on_batch")
+        arrays = self._as_data(x, y, "test_on_batch", sample_weight)
         with parallel.single_threaded_blas():
-            loss_sum, correct = self._evaluate_arrays(xs, y, max(len(y), 1))
-        return self._returned(self._logs(loss_sum, correct, len(y)), return_dict)
+            tracker = self._evaluate(arrays, None, max(len(arrays[1]), 1))
+        return self._returned(tracker, return_dict)
 
     def __call__(self, x, training: bool | None = None) -> np.ndarray:
         """The model's output for x, (N, *output_shape), as Keras's `model(x, training=...)`.
@@ -505,11 +691,11 @@ class Trainer:
         if x is None or y is None:
             raise ValueError("backward_summary() needs a batch: backward_summary(x, y), e.g. "
                              "the first 128 training images and their labels")
-        xs, y = self._as_data(x, y, "backward_summary")
+        xs, y, _ = self._as_data(x, y, "backward_summary")
         with self._one_training_call("backward_summary"), self.record() as rec:
             passes = self.training_pass()
             out = passes.forward(xs, training=True, recording=rec)
-            rec.loss = passes.loss(y, out)[0] / len(y)
+            rec.loss = passes.loss(y, out) / len(y)
             passes.backward(y, out, recording=rec)
         summary = BackwardSummary(self.name, rec, self.optimizer, self._compute_layers)
         if print_fn is not False:
@@ -522,7 +708,7 @@ class Trainer:
         differences on (x, y): see minicnn/gradcheck.py. `max_checks` elements are sampled per
         tensor (None checks every one). The model itself is not changed."""
         self._require_compiled("gradient_check")
-        xs, y = self._as_data(x, y, "gradient_check")
+        xs, y, _ = self._as_data(x, y, "gradient_check")
         epsilon = gradcheck.EPSILON if epsilon is None else epsilon
         tolerance = gradcheck.TOLERANCE if tolerance is None else tolerance
         if not _is_chain(self):
@@ -544,7 +730,7 @@ class Trainer:
 
         def f() -> float:
             passes.seed_draws(iterations)
-            return passes.loss(y, passes.forward(xs, training=True))[0] / len(y)
+            return passes.loss(y, passes.forward(xs, training=True)) / len(y)
 
         passes.seed_draws(iterations)
         dxs = passes.backward(y, passes.forward(xs, training=True))
