@@ -10,8 +10,13 @@ from hypothesis import strategies as st
 
 from minicnn import gradcheck, layers, losses
 from minicnn.models import Sequential
-from tests.tolerances import GRADCHECK_TOL, TF_FORWARD_ATOL, TF_FORWARD_RTOL, TF_GRAD_ATOL, \
-    TF_GRAD_RTOL
+from tests.tolerances import (
+    GRADCHECK_TOL,
+    TF_FORWARD_ATOL,
+    TF_FORWARD_RTOL,
+    TF_GRAD_ATOL,
+    TF_GRAD_RTOL,
+)
 
 # (class name, constructor arguments, kind of targets) for every loss and option tested
 CASES = [
@@ -71,7 +76,7 @@ def make_data(kind: str, kwargs: dict, shape: tuple, rng: np.random.Generator, d
 def loss_setups(draw):
     case = draw(st.sampled_from(range(len(CASES))))
     rank = draw(st.sampled_from([2, 2, 4]))
-    shape = tuple(draw(st.integers(1, 5)) for _ in range(rank - 1)) + (draw(st.integers(2, 6)),)
+    shape = (*(draw(st.integers(1, 5)) for _ in range(rank - 1)), draw(st.integers(2, 6)))
     return case, shape, draw(st.integers(0, 2**31 - 1))
 
 
@@ -161,9 +166,9 @@ def test_names_and_aliases(alias, cls):
 
 
 def test_errors_name_the_problem():
-    with pytest.raises(ValueError, match="subclass `minicnn.losses.Loss`"):
+    with pytest.raises(ValueError, match=r"subclass `minicnn.losses.Loss`"):
         losses.get(lambda y, p: 0.0)
-    with pytest.raises(ValueError, match="Expected one of .* Received loss='msee'"):
+    with pytest.raises(ValueError, match=r"Expected one of .* Received loss='msee'"):
         losses.get("msee")
     with pytest.raises(ValueError, match="label_smoothing"):
         losses.CategoricalCrossentropy(label_smoothing=2)

@@ -115,7 +115,8 @@ class ProgbarLogger(Callback):
             prefix = "\r" if self._dynamic() else ""
             self._write(prefix + self._bar(steps, logs, final=True) + "\n")
         elif self.verbose == 2:
-            self._write(f"{steps}/{self.steps or steps} - {_format_duration(elapsed)}{_format_logs(logs)}"
+            self._write(f"{steps}/{self.steps or steps} - {_format_duration(elapsed)}"
+                        f"{_format_logs(logs)}"
                         f" - {_format_duration(elapsed)}/epoch"
                         f" - {_format_per_step(elapsed / max(steps, 1))}\n")
 
