@@ -34,8 +34,11 @@ class CompiledMetrics:
         plain = [make(i) for i in metric_ids]
         names = {m.name for m in plain}
         weighted = []
+        # Keras's names before the "weighted_" prefix, in compile order: evaluate's list order
+        self._order = ["loss", *(m.name for m in plain)]
         for identifier in weighted_ids:
             metric = make(identifier)
+            self._order.append(metric.name)
             if metric.name in names:  # Keras's rule when the same metric is asked twice
                 metric = copy.copy(metric)
                 metric.name = f"weighted_{metric.name}"
@@ -63,9 +66,13 @@ class CompiledMetrics:
         return dict(sorted(logs.items()))
 
     def ordered(self) -> list[float]:
-        """[loss, *metrics] in compile order: what evaluate returns without return_dict."""
+        """What evaluate returns without return_dict, by Keras 3's rule: the logs named by
+        the loss and the metrics in compile order (a weighted metric by its name before the
+        "weighted_" prefix, so `metrics=["accuracy"], weighted_metrics=["accuracy"]` lists the
+        unweighted accuracy twice, as Keras does), then any other log in sorted order."""
         logs = self.logs()
-        return [logs["loss"], *(logs[m.name] for m, _ in self.metrics)]
+        return [logs[k] for k in self._order if k in logs] + [
+            logs[k] for k in sorted(logs) if k not in self._order]
 
 
 def _number(value):

@@ -27,7 +27,8 @@ RAN_OUT = ("Your input ran out of data; interrupting training. Make sure that yo
 def is_batches(x) -> bool:
     """Whether x is a source of batches (a generator, a PyDataset-like object, an iterable of
     batches) rather than arrays."""
-    if x is None or isinstance(x, (np.ndarray, list, tuple, dict, str, bytes, np.generic)):
+    if x is None or isinstance(x, (np.ndarray, list, tuple, dict, str, bytes, np.generic, set,
+                                   frozenset)):
         return False
     if hasattr(x, "__array__") or hasattr(x, "__array_interface__"):
         return False

@@ -521,6 +521,7 @@ class Trainer:
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in
                              self._evaluate(val[0], val[1], val_batch).logs().items()})
+                logs = dict(sorted(logs.items()))  # Keras 3 sorts the epoch's logs as a whole
             callbacks.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
