@@ -203,5 +203,5 @@ def test_data_errors_are_clear():
         model.fit(iter([x]), verbose=0)
     with pytest.raises(ValueError, match="`steps_per_epoch`"):
         model.fit(x, y, steps_per_epoch=0, verbose=0)
-    with pytest.raises(ValueError, match="`epochs`. Expected a non-negative integer"):
+    with pytest.raises(ValueError, match=r"`epochs`. Expected a non-negative integer"):
         model.fit(x, y, epochs=1.5, verbose=0)
