@@ -3,7 +3,8 @@
 `import minicnn as keras` gives Keras's top-level names: `keras.Sequential`, `keras.Model`,
 `keras.Input`, and the modules `keras.backend`, `keras.layers`, `keras.models`, `keras.datasets`,
 `keras.callbacks`, `keras.optimizers`, `keras.losses`, `keras.metrics`, `keras.utils`,
-`keras.regularizers`, `keras.initializers`. Each is imported the first time it is used (PEP 562),
+`keras.regularizers`, `keras.initializers`, `keras.activations`; `minicnn.keras` is minicnn itself
+(TensorFlow's tutorials reach Keras as `tf.keras`). Each is imported the first time it is used (PEP 562),
 so `import minicnn` itself stays light; TensorFlow and Ray are never imported by it.
 """
 
@@ -12,8 +13,8 @@ import importlib
 __version__ = "0.1.0"
 
 # Keras's top-level modules, imported on first use.
-_MODULES = ("backend", "callbacks", "datasets", "initializers", "layers", "losses", "metrics",
-            "models", "optimizers", "regularizers", "utils")
+_MODULES = ("activations", "backend", "callbacks", "datasets", "initializers", "layers",
+            "losses", "metrics", "models", "optimizers", "regularizers", "utils")
 # Keras's top-level classes and functions: name -> the module that defines them.
 _NAMES = {"Sequential": "minicnn.models", "Model": "minicnn.models",
           "Input": "minicnn.layers", "Layer": "minicnn.layers"}
@@ -22,6 +23,12 @@ __all__ = [*_MODULES, *_NAMES, "get_num_threads", "set_num_threads"]
 
 
 def __getattr__(name: str):
+    if name == "keras":
+        # `import minicnn as tf` then `tf.keras.layers...`: TensorFlow's tutorials reach Keras
+        # through tf.keras, and minicnn is the Keras here.
+        import sys
+
+        return sys.modules[__name__]
     if name in _MODULES:
         module = importlib.import_module(f"minicnn.{name}")
         globals()[name] = module

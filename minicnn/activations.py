@@ -38,6 +38,13 @@ class Activation:
         """dL/dz from dout = dL/dy and the forward output y (all the same shape)."""
         return dout
 
+    def __call__(self, x) -> np.ndarray:
+        """Keras's `keras.activations.relu(x)`: the function itself, on any array (a
+        `backend.Tensor`, which answers `.numpy()` as Keras's tensors do)."""
+        from minicnn.backend import as_tensor
+
+        return as_tensor(self.forward(np.asarray(x)))
+
     def __repr__(self) -> str:
         return self.name
 

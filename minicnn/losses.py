@@ -96,13 +96,16 @@ class Loss:
         return v.reshape(len(v), -1).mean(axis=1)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        """The loss reduced as `reduction` says (a float; the values for "none")."""
+        """The loss reduced as `reduction` says (a 0-d array; the values for "none"), as a
+        `backend.Tensor`: `loss_fn(y, p).numpy()` works as on Keras's tensors."""
+        from minicnn.backend import as_tensor
+
         y_pred = np.asarray(y_pred)
         v = self.values(y_true, y_pred)
         if self.reduction in (None, "none"):
-            return v if sample_weight is None else v * _broadcast(sample_weight, v)
+            return as_tensor(v if sample_weight is None else v * _broadcast(sample_weight, v))
         g = self.weights(sample_weight, v.shape, self._mask(self.targets(y_true, y_pred)))
-        return float((g * v).sum(dtype=np.float64))
+        return as_tensor((g * v).sum(dtype=np.float64))
 
     def _mask(self, y: np.ndarray) -> np.ndarray | None:
         """Which values count (None: all); Keras's mask, e.g. an ignored class's positions."""
@@ -439,7 +442,7 @@ class LossHead:
     def value(self, y_true, y_pred, sample_weight=None) -> float:
         """The batch's loss as the loss's reduction makes it (what the gradient is of)."""
         if not self.from_logits:
-            return self.loss(y_true, y_pred, sample_weight)
+            return float(self.loss(y_true, y_pred, sample_weight))
         y = self.loss.targets(y_true, y_pred)
         v = self.loss.values_from_logits(y, self._logits(y_pred))
         g = self.loss.weights(sample_weight, v.shape, self.loss._mask(y))

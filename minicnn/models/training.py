@@ -33,6 +33,7 @@ import numpy as np
 
 from minicnn import gradcheck, losses, optimizers
 from minicnn import metrics as metrics_module
+from minicnn.backend import as_tensor
 from minicnn.callbacks import Callback, CallbackList, History, LearningCheck, ProgbarLogger
 from minicnn.fast import Step, parallel
 from minicnn.fast.graph_plan import GraphPlan
@@ -669,7 +670,10 @@ class Trainer:
         xs = self._as_inputs(x, "call")
         with self._inference_plan() as plan:
             out = self.training_pass(plan).forward(xs, training, self._recording)
-        return [np.copy(o) for o in out] if isinstance(out, list) else np.copy(out)
+        # a copy (the plan reuses its buffers) that also answers .numpy(), as Keras's tensors
+        if isinstance(out, list):
+            return [as_tensor(np.copy(o)) for o in out]
+        return as_tensor(np.copy(out))
 
     # -- looking inside -------------------------------------------------------------------------
     @contextlib.contextmanager
