@@ -3,9 +3,9 @@
 `import minicnn as keras` gives Keras's top-level names: `keras.Sequential`, `keras.Model`,
 `keras.Input`, and the modules `keras.backend`, `keras.layers`, `keras.models`, `keras.datasets`,
 `keras.callbacks`, `keras.optimizers`, `keras.losses`, `keras.metrics`, `keras.utils`,
-`keras.regularizers`, `keras.initializers`, `keras.activations`; `minicnn.keras` is minicnn itself
-(TensorFlow's tutorials reach Keras as `tf.keras`). Each is imported the first time it is used (PEP 562),
-so `import minicnn` itself stays light; TensorFlow and Ray are never imported by it.
+`keras.regularizers`, `keras.initializers`, `keras.activations`; `minicnn.keras` is minicnn
+itself (TensorFlow's tutorials reach Keras as `tf.keras`). Each is imported the first time it is
+used (PEP 562), so `import minicnn` itself stays light; TensorFlow and Ray are never imported.
 """
 
 import importlib
