@@ -37,6 +37,11 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(_NAMES[name]), name)
         globals()[name] = value
         return value
+    from minicnn._missing import TOP_LEVEL
+
+    if name in TOP_LEVEL:
+        raise AttributeError(f"minicnn has no `keras.{name}` (module 'minicnn' has no attribute "
+                             f"{name!r}): {TOP_LEVEL[name]}.")
     raise AttributeError(f"module 'minicnn' has no attribute {name!r}")
 
 

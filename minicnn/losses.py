@@ -542,3 +542,12 @@ def mean_absolute_error(y_true, y_pred) -> np.ndarray:
 
 def huber(y_true, y_pred, delta: float = 1.0) -> np.ndarray:
     return Huber(delta).values(y_true, y_pred)
+
+
+def __getattr__(name: str):
+    from minicnn._missing import missing
+
+    raise missing(__name__, "loss", name, sorted(_CLASSES),
+                  "To write one, subclass `minicnn.losses.Loss` with `_values(y, y_pred)` and "
+                  "`_gradient(y, y_pred, g)` (see minicnn/losses.py) and check its gradient with "
+                  "`minicnn.gradcheck.check_function`.")

@@ -510,3 +510,12 @@ def serialize(metric) -> str | dict:
         return {"class_name": type(metric).__name__, "config": metric.get_config()}
     raise ValueError(f"Metric {metric!r} ({type(metric).__name__}) cannot be saved: only "
                      f"minicnn's metric classes and names can be.")
+
+
+def __getattr__(name: str):
+    from minicnn._missing import missing
+
+    raise missing(__name__, "metric", name, sorted(_CLASSES),
+                  "To write one, subclass `minicnn.metrics.Metric` (update_state, result, "
+                  "reset_state), or wrap a function of (y_true, y_pred) returning a value per "
+                  "sample in `minicnn.metrics.MeanMetricWrapper(fn, name=...)`.")

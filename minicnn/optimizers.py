@@ -322,3 +322,11 @@ def get(identifier) -> Optimizer:
         f"Invalid value for argument `optimizer`. Expected one of {sorted(_BY_NAME)} or an "
         f"Optimizer instance. Received optimizer={identifier!r}"
     )
+
+
+def __getattr__(name: str):
+    from minicnn._missing import missing
+
+    raise missing(__name__, "optimizer", name, ["SGD", "Adam", "AdamW", "RMSprop"],
+                  "To write one, subclass `minicnn.optimizers.Optimizer` (see "
+                  "minicnn/optimizers.py: an optimizer's step is the only place weights change).")

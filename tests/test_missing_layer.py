@@ -77,3 +77,24 @@ def test_load_model_of_an_unknown_layer_class_points_at_the_guide(tmp_path):
     loaded = load_model(path, custom_objects={"Square": Square})
     x = np.random.default_rng(0).standard_normal((2, 2, 2, 1)).astype(np.float32)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("module, name, kind, way_round", [
+    ("losses", "KLDivergence", "loss", "subclass `minicnn.losses.Loss`"),
+    ("metrics", "F1Score", "metric", "subclass `minicnn.metrics.Metric`"),
+    ("optimizers", "Nadam", "optimizer", "subclass `minicnn.optimizers.Optimizer`")])
+def test_a_missing_loss_metric_or_optimizer_says_so_and_the_way_round(module, name, kind,
+                                                                     way_round):
+    import importlib
+
+    with pytest.raises(AttributeError) as raised:
+        getattr(importlib.import_module(f"minicnn.{module}"), name)
+    message = str(raised.value)
+    assert f"minicnn has no {kind} `{name}`" in message and way_round in message
+
+
+def test_a_missing_keras_module_names_the_way_round():
+    import minicnn
+
+    with pytest.raises(AttributeError, match=r"no `keras.ops`.*NumPy's functions"):
+        minicnn.ops  # noqa: B018
