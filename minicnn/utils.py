@@ -7,7 +7,10 @@ import operator
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-__all__ = ["set_random_seed", "to_categorical"]
+# Keras's keras.utils.image_dataset_from_directory (its rules: minicnn/datasets/directory.py)
+from minicnn.datasets.directory import image_dataset_from_directory
+
+__all__ = ["image_dataset_from_directory", "set_random_seed", "to_categorical"]
 
 
 def to_categorical(
@@ -90,3 +93,4 @@ def set_random_seed(seed: int) -> None:
     random.seed(int(seed))
     np.random.seed(int(seed) % 2**32)  # noqa: NPY002 (the global generator, as Keras seeds it)
     initializers.set_global_seed(int(seed))
+
