@@ -111,7 +111,8 @@ def test_to_keras_compiles_with_the_same_optimizer_loss_and_metrics():
     assert type(schedule).__name__ == "InverseTimeDecay"
     mnist = to_keras(models.mnist_cnn(seed=0), compile=True)
     assert type(mnist.optimizer).__name__ == "Adam"
-    assert mnist.loss == "categorical_crossentropy"
+    assert type(mnist.loss).__name__ == "CategoricalCrossentropy"
+    assert mnist.loss.get_config()["from_logits"] is False
     x = np.random.default_rng(1).random((8, 28, 28, 1), dtype=np.float32)
     y = np.eye(10, dtype=np.float32)[np.arange(8)]
     loss, accuracy = mnist.evaluate(x, y, verbose=0)  # compiled with the metric: it runs

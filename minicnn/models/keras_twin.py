@@ -50,7 +50,15 @@ def to_keras(model: Any, compile: bool = False) -> Any:
             options["learning_rate"] = getattr(keras.optimizers.schedules,
                                                rate["class_name"])(**rate["config"])
         optimizer = getattr(keras.optimizers, compiled["optimizer"]["class_name"])(**options)
-        twin.compile(optimizer=optimizer, loss=compiled["loss"], metrics=compiled["metrics"])
+
+        def made(module, spec):  # a name as it is, an object from {class_name, config}
+            return spec if isinstance(spec, str) else getattr(module, spec["class_name"])(
+                **spec["config"])
+
+        twin.compile(optimizer=optimizer, loss=made(keras.losses, compiled["loss"]),
+                     metrics=[made(keras.metrics, m) for m in compiled["metrics"]],
+                     weighted_metrics=[made(keras.metrics, m)
+                                       for m in compiled.get("weighted_metrics", [])] or None)
     return twin
 
 
