@@ -41,7 +41,7 @@ class Activation:
     def __call__(self, x) -> np.ndarray:
         """Keras's `keras.activations.relu(x)`: the function itself, on any array (a
         `backend.Tensor`, which answers `.numpy()` as Keras's tensors do)."""
-        from minicnn.backend import as_tensor
+        from minicnn._tensor import as_tensor
 
         return as_tensor(self.forward(np.asarray(x)))
 

@@ -98,7 +98,7 @@ class Loss:
     def __call__(self, y_true, y_pred, sample_weight=None):
         """The loss reduced as `reduction` says (a 0-d array; the values for "none"), as a
         `backend.Tensor`: `loss_fn(y, p).numpy()` works as on Keras's tensors."""
-        from minicnn.backend import as_tensor
+        from minicnn._tensor import as_tensor
 
         y_pred = np.asarray(y_pred)
         v = self.values(y_true, y_pred)

@@ -14,13 +14,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minicnn"
 # Lowest first. A module may import modules of its own rank or below, never above.
 RANKS = (
     # 0: plain tools that know nothing of layers: kernels, activations, data files, tables
-    ("minicnn._atomic", "minicnn._table", "minicnn.utils", "minicnn.initializers",
-     "minicnn.regularizers",
-     "minicnn.activations", "minicnn.metrics", "minicnn.kernels", "minicnn.datasets"),
+    ("minicnn._atomic", "minicnn._table", "minicnn._tensor", "minicnn._missing",
+     "minicnn.utils", "minicnn.initializers", "minicnn.regularizers",
+     "minicnn.activations", "minicnn.kernels", "minicnn.datasets"),
     # 1: the reference layers
     ("minicnn.layers", "minicnn.backend"),
     # 2: what works on layers: losses, optimizers, the fast plan, the study tools, pictures
-    ("minicnn.losses", "minicnn.optimizers", "minicnn.schedules", "minicnn.fast",
+    ("minicnn.losses", "minicnn.metrics", "minicnn.optimizers", "minicnn.schedules",
+     "minicnn.fast",
      "minicnn.recording", "minicnn.gradcheck", "minicnn.plots"),
     # 3: callbacks, which the training loop calls
     ("minicnn.callbacks",),

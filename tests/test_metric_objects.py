@@ -131,3 +131,20 @@ def test_unknown_metric_is_one_clear_error():
     model = Sequential([layers.Dense(2, input_shape=(3,))])
     with pytest.raises(ValueError, match=r"Invalid value in argument `metrics`.*'f1'"):
         model.compile("sgd", "mse", metrics=["f1"])
+
+
+def test_loss_and_metric_objects_survive_the_model_file(tmp_path):
+    from minicnn import losses
+    from minicnn.models import load_model
+
+    model = Sequential([layers.Dense(3, activation="softmax", input_shape=(4,))], seed=0)
+    model.compile("adam", losses.CategoricalCrossentropy(label_smoothing=0.1),
+                  metrics=["accuracy", metrics.AUC(num_thresholds=50)], weighted_metrics=["mse"])
+    x = np.random.default_rng(0).random((10, 4)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[np.arange(10) % 3]
+    model.save(tmp_path / "m.npz")
+    again = load_model(tmp_path / "m.npz")
+    assert again.loss.get_config() == model.loss.get_config()
+    assert again.metrics[1].get_config() == model.metrics[1].get_config()
+    assert again.evaluate(x, y, verbose=0, return_dict=True) == model.evaluate(
+        x, y, verbose=0, return_dict=True)

@@ -50,8 +50,8 @@ def load_model(filepath, custom_objects: dict | None = None) -> Model:
             if isinstance(config.get("learning_rate"), dict):  # a schedule, serialised
                 config["learning_rate"] = optimizers.schedules.deserialize(
                     config["learning_rate"], custom_objects)
-            model.compile(optimizer(**config), losses.get(c["loss"]),
-                          c["metrics"], fast=c.get("fast", True))
+            model.compile(optimizer(**config), losses.get(c["loss"]), c["metrics"],
+                          c.get("weighted_metrics"), fast=c.get("fast", True))
             for p, s in zip(weights, file.slots, strict=True):
                 if any(a.shape != p.value.shape for a in s):
                     raise ValueError(f"optimizer state for {p.name} has the wrong shape")

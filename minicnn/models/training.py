@@ -33,7 +33,7 @@ import numpy as np
 
 from minicnn import gradcheck, losses, optimizers
 from minicnn import metrics as metrics_module
-from minicnn.backend import as_tensor
+from minicnn._tensor import as_tensor
 from minicnn.callbacks import Callback, CallbackList, History, LearningCheck, ProgbarLogger
 from minicnn.fast import Step, parallel
 from minicnn.fast.graph_plan import GraphPlan
@@ -134,7 +134,9 @@ class Trainer:
             for metric in given or []:
                 if not metrics_module.known(metric):
                     metrics_module.get(metric, np.zeros(1), np.zeros((1, 2)))  # raises, naming it
-            chosen.append(list(given or []))
+            # a saved metric object ({class_name, config}) comes back as the object
+            chosen.append([metrics_module.get(m, None, None) if isinstance(m, dict) else m
+                           for m in given or []])
         self.metrics, self.weighted_metrics = chosen
         self._train_metrics = None
         self.fast = bool(fast)
