@@ -132,8 +132,8 @@ def test_notebook_runs_in_a_jupyter_kernel(tmp_path, monkeypatch):
     for epoch in range(1, EPOCHS + 1):
         assert f"Epoch {epoch}/{EPOCHS}\n" in progress, progress
     finished = re.findall(rf"\r{STEPS}/{STEPS} \[={{30}}\] - \d+s \d+(?:ms|us)/step"
-                          r" - loss: \d\.\d{4} - accuracy: \d\.\d{4}"
-                          r" - val_loss: \d\.\d{4} - val_accuracy: \d\.\d{4}\n", progress)
+                          r" - accuracy: \d\.\d{4} - loss: \d\.\d{4}"
+                          r" - val_accuracy: \d\.\d{4} - val_loss: \d\.\d{4}\n", progress)
     assert len(finished) == EPOCHS, repr(progress)
     assert "\x1b" not in progress  # no terminal escapes stored in the notebook
 
