@@ -144,10 +144,9 @@ def test_epoch_metrics_are_sample_weighted_and_val_matches_evaluate(capsys):
     x[:, 0] /= 300  # keep the index feature small for this test
     history = model.fit(x, y, batch_size=64, epochs=1, validation_split=0.2, verbose=2)
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "Epoch 1/1"
-    assert re.fullmatch(r"4/4 - \d+s - accuracy: \d\.\d{4} - loss: \d\.\d{4} - val_accuracy: "
-                        r"\d\.\d{4} - val_loss: \d\.\d{4} - \d+s/epoch - \d+(ms|us|s)/step",
-                        out[1]), out[1]
+    assert len(out) == 1  # one epoch: no "Epoch 1/1" line, as Keras 3
+    assert re.fullmatch(r"4/4 - \d+s - \d+(ms|us|s)/step - accuracy: \d\.\d{4} - loss: \d\.\d{4} - "
+                        r"val_accuracy: \d\.\d{4} - val_loss: \d\.\d{4}", out[0]), out[0]
     val_loss, val_acc = model.evaluate(x[240:], y[240:], batch_size=7, verbose=0)
     assert history.history["val_loss"][0] == pytest.approx(val_loss, rel=FLOAT32_RTOL)
     assert history.history["val_accuracy"][0] == pytest.approx(val_acc)
@@ -164,9 +163,14 @@ def test_verbose_levels(capsys):
     assert capsys.readouterr().out == ""
     model.fit(x, y, epochs=1, batch_size=50, verbose=1)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "Epoch 1/1"
-    assert re.fullmatch(r"2/2 \[=+\] - \d+s \d+(ms|us)/step - accuracy: \d\.\d{4} - loss: "
-                        r"\d\.\d{4}", lines[1]), lines[1]
+    assert len(lines) == 1  # not a terminal: the finished line only, without colours
+    assert re.fullmatch(r"2/2 ━{20} \d+s \d+(ms|us)/step - accuracy: \d\.\d{4} - loss: "
+                        r"\d\.\d{4}", lines[0]), lines[0]
+    model.fit(x, y, epochs=2, batch_size=50, verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2"
+    assert re.fullmatch(r"2/2 - \d+s - \d+(ms|us)/step - accuracy: \d\.\d{4} - loss: "
+                        r"\d\.\d{4}", lines[3]), lines[3]
 
 
 def test_live_progress_bar_shows_eta_on_a_terminal():
@@ -186,9 +190,10 @@ def test_live_progress_bar_shows_eta_on_a_terminal():
     bar = callbacks.ProgbarLogger(verbose=1, stream=Terminal())
     bar.set_params({"epochs": 1, "steps": 10})
     bar.on_epoch_begin(0)
-    bar.last_draw = -1.0
     bar.on_train_batch_end(2, {"loss": 0.5, "accuracy": 0.75})
-    assert re.search(r"\r 3/10 \[={9}>\.{20}\] - ETA: \d+s - loss: 0\.5000 - accuracy: 0\.7500",
+    # Keras 3's bar: the count in bold, 6 of 20 marks green, the time left in bold
+    assert re.search(r"\r\x1b\[1m 3/10\x1b\[0m \x1b\[32m━{6}\x1b\[0m\x1b\[37m━{14}\x1b\[0m "
+                     r"\x1b\[1m\d+s\x1b\[0m \d+(ms|us)/step - loss: 0\.5000 - accuracy: 0\.7500",
                      bar.stream.text), bar.stream.text
 
 

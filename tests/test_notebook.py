@@ -126,16 +126,16 @@ def test_notebook_runs_in_a_jupyter_kernel(tmp_path, monkeypatch):
     summary = stream_text(nb.cells[index_of(nb, "model.summary()")])
     assert "Total params: 93,322 (364.54 KB)" in summary, summary
 
-    # verbose=1 in Jupyter: the bar is redrawn in place with "\r" (the kernel's stdout is no tty,
-    # but is recognized as Jupyter's), and ends on the finished line.
+    # verbose=1 in Jupyter: Keras 3's bar, redrawn in place with "\r" (the kernel's stdout is no
+    # tty, but is recognized as Jupyter's), in colour, ending on the finished line.
     progress = stream_text(nb.cells[index_of(nb, "model.fit(")])
     for epoch in range(1, EPOCHS + 1):
         assert f"Epoch {epoch}/{EPOCHS}\n" in progress, progress
-    finished = re.findall(rf"\r{STEPS}/{STEPS} \[={{30}}\] - \d+s \d+(?:ms|us)/step"
+    finished = re.findall(rf"\r\x1b\[1m{STEPS}/{STEPS}\x1b\[0m \x1b\[32m━{{20}}\x1b\[0m"
+                          r"\x1b\[37m\x1b\[0m \x1b\[1m\d+s\x1b\[0m \d+(?:ms|us)/step"
                           r" - accuracy: \d\.\d{4} - loss: \d\.\d{4}"
-                          r" - val_accuracy: \d\.\d{4} - val_loss: \d\.\d{4}\n", progress)
+                          r" - val_accuracy: \d\.\d{4} - val_loss: \d\.\d{4} *\n", progress)
     assert len(finished) == EPOCHS, repr(progress)
-    assert "\x1b" not in progress  # no terminal escapes stored in the notebook
 
     evaluation = stream_text(nb.cells[index_of(nb, "model.evaluate(")])
     accuracy = re.search(r"^Test accuracy: (\d\.\d{4})$", evaluation, re.M)
