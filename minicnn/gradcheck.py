@@ -36,6 +36,11 @@ dx with the shape of x (not None); it *sets* each `param.grad` (backward runs tw
 dout, and a second call that gives other gradients, as `grad += ...` does, is reported); it may
 change `dout` in place (it receives a copy).
 
+`check_layer` also checks the forward pass (minicnn/forward_check.py): against a `reference`
+layer or function in both modes, and, for a layer that draws random numbers, the mean of its
+training outputs against its inference output; a backward that matches a wrong forward passes
+the gradient check, so this is what catches the wrong forward.
+
 Layers that draw random numbers (a Dropout) are checked with their draws held fixed. Draw from
 a numpy Generator the layer holds, by convention `self.rng`: Keras-like, take a `seed=None`
 argument and set `self.rng = np.random.default_rng(seed)` in `__init__`, or leave `self.rng`
@@ -71,7 +76,7 @@ class TensorCheck:
     shape: tuple
     checked: int
     error: float
-    worst_index: tuple
+    worst_index: tuple | None  # None when no compared element differs at all
     analytic: float  # at worst_index
     numeric: float  # at worst_index
     kinks: list[tuple] = field(default_factory=list)
@@ -115,10 +120,12 @@ class GradCheckReport:
     tolerance: float
     problems: list[Problem] = field(default_factory=list)
     per_layer: bool = False  # a stack, each layer checked on its own input
+    forward: list = field(default_factory=list)  # forward_check.ForwardCheck, check_layer's
 
     @property
     def passed(self) -> bool:
-        return not self.problems and all(t.passed for t in self.tensors)
+        return (not self.problems and all(t.passed for t in self.tensors)
+                and all(c.passed for c in self.forward))
 
     @property
     def max_error(self) -> float:
@@ -143,10 +150,12 @@ class GradCheckReport:
         lines += [head, "-" * len(head)]
         for t in self.tensors:
             size = int(np.prod(t.shape))
+            where = ("-", "-", "-") if t.worst_index is None else (
+                str(t.worst_index), f"{t.analytic:.5g}", f"{t.numeric:.5g}")
             lines.append(
                 f"{t.name:<{width}}{t.shape!s:<18}{f'{t.checked}/{size}':>9}  {t.error:>10.2e}  "
-                f"{t.worst_index!s:<16}{t.analytic:>12.5g}{t.numeric:>12.5g}"
-                f"{len(t.kinks):>6}  {t.verdict}")
+                f"{where[0]:<16}{where[1]:>12}{where[2]:>12}{len(t.kinks):>6}  {t.verdict}")
+        lines += [c.line() for c in self.forward]
         kinks = sum(len(t.kinks) for t in self.tensors)
         if kinks:
             lines.append(f"{kinks} checked element(s) sat within eps of a kink (a ReLU input at "
@@ -163,7 +172,8 @@ class GradCheckReport:
                          "at all: move the input or the weights off the kinks.")
         lines += [p.message for p in self.problems]
         failed = [t.name for t in self.tensors if not t.passed] + [
-            f"{p.layer} ({p.what})" for p in self.problems]
+            f"{p.layer} ({p.what})" for p in self.problems] + [
+            f"forward ({c.mode})" for c in self.forward if not c.passed]
         lines.append("PASSED" if self.passed else "FAILED: " + ", ".join(failed))
         return "\n".join(lines)
 
@@ -291,12 +301,15 @@ def _check_tensor(name: str, value: np.ndarray, analytic: np.ndarray, f: Callabl
     # Both gradients within float64 rounding of 0: the quotient cannot tell them apart.
     all_zero = bool(scale <= _rounding_floor(f0, epsilon))
     error = 0.0 if all_zero else float(diff.max(initial=0.0) / scale)
+    # The worst element is one that differs (kinks have no difference): none when nothing does,
+    # rather than an arbitrary element, or a kink, shown beside "ok".
     worst = int(diff.argmax()) if len(picks) else 0
+    differs = len(picks) and diff[worst] > 0 and not all_zero
     worst_index = (tuple(int(i) for i in np.unravel_index(picks[worst], value.shape))
-                   if len(picks) else ())
+                   if differs else None)
     return TensorCheck(name, value.shape, len(picks), error, worst_index,
-                       float(exact[worst]) if len(picks) else 0.0,
-                       float(numeric[worst]) if len(picks) else 0.0, kinks, tolerance, all_zero)
+                       float(exact[worst]) if differs else 0.0,
+                       float(numeric[worst]) if differs else 0.0, kinks, tolerance, all_zero)
 
 
 # numpy's global generator: minicnn never draws from it, but a learner's layer may (CS231n's
@@ -559,9 +572,22 @@ def _run_backward(layer: Layer, x: np.ndarray, backward: Callable[[], np.ndarray
 def check_layer(layer: Layer, x: np.ndarray, *, dout=None, seed: int = 0,
                 epsilon: float = EPSILON, tolerance: float = TOLERANCE,
                 max_checks: int | None = None, check_input: bool = True,
-                move_kinks: bool = True, training: bool = True) -> GradCheckReport:
-    """Check one layer's backward against central differences; see `check_layers`."""
-    return check_layers([layer], x, dout=dout, seed=seed, epsilon=epsilon, tolerance=tolerance,
-                        max_checks=max_checks, check_input=check_input,
-                        title=f"{layer.name} ({type(layer).__name__})", move_kinks=move_kinks,
-                        training=training)
+                move_kinks: bool = True, training: bool = True, reference=None,
+                expectation: bool | None = None) -> GradCheckReport:
+    """Check one layer's backward against central differences (see `check_layers`), and its
+    forward: against `reference` (a layer, given this layer's weights, or a function of x) in
+    both modes, and, for a layer that draws random numbers, the mean of its training output
+    against its inference output (minicnn/forward_check.py; `expectation=False` skips that)."""
+    from minicnn.forward_check import check_forward
+
+    report = check_layers([layer], x, dout=dout, seed=seed, epsilon=epsilon,
+                          tolerance=tolerance, max_checks=max_checks, check_input=check_input,
+                          title=f"{layer.name} ({type(layer).__name__})",
+                          move_kinks=move_kinks, training=training)
+    global_state = _global_state()
+    try:
+        report.forward = check_forward(layer, x, reference=reference, expectation=expectation,
+                                       seed=seed, tolerance=tolerance)
+    finally:
+        _set_global_state(global_state)
+    return report

@@ -22,7 +22,7 @@ RANKS = (
     # 2: what works on layers: losses, optimizers, the fast plan, the study tools, pictures
     ("minicnn.losses", "minicnn.metrics", "minicnn.optimizers", "minicnn.schedules",
      "minicnn.fast",
-     "minicnn.recording", "minicnn.gradcheck", "minicnn.plots"),
+     "minicnn.recording", "minicnn.gradcheck", "minicnn.forward_check", "minicnn.plots"),
     # 3: callbacks, which the training loop calls
     ("minicnn.callbacks",),
     # 4: models: the container, the training loop, saving
