@@ -24,7 +24,7 @@ RANKS = (
      "minicnn.fast",
      "minicnn.recording", "minicnn.gradcheck", "minicnn.forward_check", "minicnn.plots"),
     # 3: callbacks, which the training loop calls
-    ("minicnn.callbacks",),
+    ("minicnn.callbacks", "minicnn.study"),
     # 4: models: the container, the training loop, saving
     ("minicnn.models",),
     # 5: training on Ray (data-parallel fit, sweeps), which drives models
