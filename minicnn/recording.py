@@ -115,6 +115,22 @@ def relu_zero_share(layer: Layer, output: np.ndarray) -> float | None:
     return float(np.mean(output == 0)) if _ends_in_relu(layer) else None
 
 
+# A sigmoid output within SATURATED of 0 or 1 (derivative y (1 - y) below 0.0196), a tanh output
+# within SATURATED of -1 or 1 (derivative 1 - y^2 below 0.0396): a gradient through it shrinks
+# by 50x or more, which is how a deep sigmoid network's gradient vanishes.
+SATURATED = 0.02
+
+
+def saturated_share(layer: Layer, output: np.ndarray) -> float | None:
+    """Share of a sigmoid's or tanh's outputs that are saturated (see SATURATED)."""
+    activation = getattr(layer, "activation", None)
+    if activation is activations.sigmoid:
+        return float(np.mean((output < SATURATED) | (output > 1 - SATURATED)))
+    if activation is activations.tanh:
+        return float(np.mean(np.abs(output) > 1 - SATURATED))
+    return None
+
+
 def dead_unit_share(layer: Layer, output: np.ndarray) -> float | None:
     """Share of a ReLU's units (a Dense unit, a conv channel: the last axis of the output
     (N, ..., units)) that are 0 for every sample of the batch, at every position.

@@ -9,6 +9,7 @@ on_predict_* hooks. A callback sets `self.model.stop_training = True` to end tra
 
 from minicnn.callbacks.base import Callback, CallbackList, History
 from minicnn.callbacks.diagnostics import BackwardSummaryLogger, LearningCheck, LearningWarning
+from minicnn.callbacks.flow import GradientFlow
 from minicnn.callbacks.progbar import ProgbarLogger
 from minicnn.callbacks.standard import (
     CSVLogger,
@@ -21,5 +22,5 @@ from minicnn.callbacks.standard import (
 )
 
 __all__ = ["BackwardSummaryLogger", "CSVLogger", "Callback", "CallbackList", "EarlyStopping",
-           "History", "LambdaCallback", "LearningCheck", "LearningRateScheduler", "LearningWarning",
+           "GradientFlow", "History", "LambdaCallback", "LearningCheck", "LearningRateScheduler", "LearningWarning",
            "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN"]

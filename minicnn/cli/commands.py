@@ -88,7 +88,7 @@ def _probability_table(probs: np.ndarray, class_names: Sequence[str]) -> str:
 # -- the commands --------------------------------------------------------------------------------
 def train(args: argparse.Namespace) -> int:
     from minicnn import plots
-    from minicnn.callbacks import CSVLogger
+    from minicnn.callbacks import CSVLogger, GradientFlow
     from minicnn.layers.base import shape_str
     from minicnn.models import RECIPES
     from minicnn.utils import to_categorical
@@ -133,11 +133,12 @@ def train(args: argparse.Namespace) -> int:
     print(f"Training {recipe} on {n_fit} {dataset.title} images{val}; seed {model.seed}{on}")
 
     num_classes = len(class_names)
+    flow = GradientFlow(every=10, path=os.path.join(out, "gradient_flow.csv"))
     try:
         history = model.fit(x_train, to_categorical(y_train, num_classes),
                             batch_size=args.batch_size, epochs=args.epochs,
                             verbose=args.verbose, validation_split=args.validation_split,
-                            callbacks=[CSVLogger(os.path.join(out, "history.csv"))],
+                            callbacks=[CSVLogger(os.path.join(out, "history.csv")), flow],
                             distribute=distribute)
     except ConnectionError as e:  # --address that does not answer
         raise CLIError(str(e)) from e
@@ -158,6 +159,7 @@ def train(args: argparse.Namespace) -> int:
     test_probabilities = model.predict(x_test, batch_size=args.batch_size, verbose=0)
     predicted = test_probabilities.argmax(axis=1)
     plots.plot_history(history, os.path.join(out, "history.png"))
+    flow.plot(os.path.join(out, "gradient_flow.png"))
     plots.plot_filters(model, os.path.join(out, "filters.png"))
     plots.plot_confusion_matrix(y_test, predicted, os.path.join(out, "confusion.png"),
                                 class_names=class_names)
@@ -165,8 +167,9 @@ def train(args: argparse.Namespace) -> int:
                            os.path.join(out, "predictions.png"), class_names=class_names)
     plots.plot_misclassified(x_test, y_test, predicted, os.path.join(out, "misclassified.png"),
                              probabilities=test_probabilities, class_names=class_names)
-    saved = ["model.npz", DATASET_FILE, "history.csv", "history.png", "filters.png",
-             "confusion.png", "predictions.png", "misclassified.png"]
+    saved = ["model.npz", DATASET_FILE, "history.csv", "history.png", "gradient_flow.csv",
+             "gradient_flow.png", "filters.png", "confusion.png", "predictions.png",
+             "misclassified.png"]
     saved += ["model.png"] if model_png else []
     print(f"Saved to {out}: {', '.join(saved)}")
     return 0

@@ -210,6 +210,11 @@ class Trainer:
         the reference layers."""
         return self._graph_plan(self.fast and self._recording is None)
 
+    @property
+    def _flow(self):
+        """callbacks.GradientFlow's hook, set for the steps it records (this thread's only)."""
+        return getattr(self._local, "flow", None)
+
     @contextlib.contextmanager
     def _inference_plan(self) -> Iterator[GraphPlan]:
         """A plan for one inference call, over shallow copies of the layers: the same Parameter
@@ -286,8 +291,9 @@ class Trainer:
         """Forward, loss, backward, optimizer step on xs (one array per model input); returns
         the batch's loss times its size (what the epoch's mean adds up) and the output."""
         passes, rec = self.training_pass(), self._recording
+        self._local.last_batch = xs  # LearningCheck reads it at the end of an epoch
         passes.seed_draws(self.optimizer.iterations)
-        out = passes.forward(xs, training=True, recording=rec)
+        out = passes.forward(xs, training=True, recording=rec, hook=self._flow)
         batch = passes.loss(y, out, sample_weight)
         if rec is not None:
             rec.loss = batch / len(y)

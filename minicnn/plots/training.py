@@ -134,3 +134,40 @@ def plot_gradient_norms(norms: Mapping[str, Sequence[float]], path: str | os.Pat
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
     return _save(fig, path)
+
+
+_FLOW_TITLES = {"grad_norm": "|dL/dW|", "update_ratio": "|dW| / |W| of the step",
+                "act_std": "std of the output", "saturated": "share saturated",
+                "zeros": "share of ReLU zeros"}
+
+
+def plot_gradient_flow(flow, path: str | os.PathLike,
+                       columns: Sequence[str] = ("grad_norm", "update_ratio")) -> str:
+    """What `callbacks.GradientFlow` recorded: one panel per column, one line per layer over
+    training steps, log scale (a layer whose values are all 0 or missing is left out).
+
+    Args:
+        flow: a GradientFlow after fit, or anything with its `series(column)` method.
+        path: where to write the PNG.
+        columns: which of its columns to draw (grad_norm, update_ratio, act_mean, act_std,
+            saturated, zeros).
+    """
+    fig = Figure(figsize=(8, 3.2 * len(columns)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(columns), 1, sharex=True))
+    for ax, column in zip(axes, columns, strict=True):
+        series = flow.series(column)
+        for k, (layer, (steps, values)) in enumerate(series.items()):
+            values = np.asarray(values, dtype=np.float64)
+            if np.any(values > 0):
+                ax.plot(steps, np.where(values > 0, values, np.nan), color=f"C{k % 10}",
+                        label=layer)
+        if ax.lines:
+            ax.set_yscale("log")
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+        else:
+            ax.text(0.5, 0.5, f"no {column} recorded", transform=ax.transAxes, ha="center")
+        ax.set_ylabel(_FLOW_TITLES.get(column, column))
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_title("Gradient flow per layer")
+    axes[-1].set_xlabel("training step")
+    return _save(fig, path)
