@@ -24,8 +24,6 @@ import os
 import sys
 import warnings
 
-import numpy as np
-
 import minicnn as keras
 from minicnn import callbacks, layers
 from minicnn.callbacks import LearningWarning

@@ -22,5 +22,6 @@ from minicnn.callbacks.standard import (
 )
 
 __all__ = ["BackwardSummaryLogger", "CSVLogger", "Callback", "CallbackList", "EarlyStopping",
-           "GradientFlow", "History", "LambdaCallback", "LearningCheck", "LearningRateScheduler", "LearningWarning",
-           "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN"]
+           "GradientFlow", "History", "LambdaCallback", "LearningCheck", "LearningRateScheduler",
+           "LearningWarning", "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau",
+           "TerminateOnNaN"]

@@ -1,7 +1,8 @@
 """Pictures of a model and its training, written straight to PNG files.
 
 Training: `plot_history` (accuracy and loss per epoch), `plot_gradient_norms` (per-layer gradient
-norms over training), `plot_gradient_flow` (what callbacks.GradientFlow recorded, per step). Inside the network: `plot_filters` (the first layer's kernels),
+norms over training), `plot_gradient_flow` (what callbacks.GradientFlow recorded, per step).
+Inside the network: `plot_filters` (the first layer's kernels),
 `plot_feature_maps` (what every conv layer outputs for one image), `plot_model`. Results:
 `plot_predictions`, `plot_confusion_matrix` (its counts are `minicnn.metrics.confusion_matrix`),
 `plot_misclassified`.
