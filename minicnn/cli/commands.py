@@ -278,6 +278,14 @@ def predict(args: argparse.Namespace) -> int:
           f"(probability {probs[predicted]:.4f})")
     print("Probabilities:")
     print(_probability_table(probs, class_names))
+    if args.explain:
+        from minicnn import plots
+
+        try:
+            plots.plot_saliency(model, image[None], args.explain, class_names=class_names)
+        except OSError as e:  # an unwritable path
+            raise CLIError(f"--explain {args.explain}: cannot write it ({e})") from e
+        print(f"Saliency and Grad-CAM saved to {args.explain}")
     return 0
 
 

@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                   "light page), padded to a square and resized to 28x28. For a CIFAR-10 model "
                   "it stays in colour: its centre square, resized to 32x32.",
                   usage="minicnn predict [-h] [--dataset NAME] [--data DIR] "
-                        "[--custom-objects MODULE] MODEL (IMAGE | --index N)")
+                        "[--custom-objects MODULE] [--explain PNG] MODEL (IMAGE | --index N)")
     sub.add_argument("model", metavar="MODEL", help="a .npz file saved by train or model.save()")
     source = sub.add_mutually_exclusive_group(required=True)
     source.add_argument("image", nargs="?", metavar="IMAGE",
@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(PNG, or JPEG etc. through Pillow)")
     source.add_argument("--index", type=_non_negative_int, metavar="N",
                         help="use test image N of the dataset (and print its label)")
+    sub.add_argument("--explain", metavar="PNG",
+                     help="also write which pixels made the prediction to PNG: the image, its "
+                          "saliency map |dL/dx| and its Grad-CAM at the last conv layer")
     dataset_option(sub)
     data_option(sub)
     custom_objects_option(sub)

@@ -715,6 +715,14 @@ class Trainer:
             (print_fn or print)(str(summary))
         return summary
 
+    def explain(self, x, labels=None, layer: str | None = None):
+        """Saliency (|dL/dx| per pixel) and Grad-CAM at a conv layer (the last by default) for
+        images x, each explained for its label (the predicted class by default), from one
+        forward and one backward pass: see minicnn/models/explain.py."""
+        from minicnn.models.explain import explain
+
+        return explain(self, x, labels, layer)
+
     def gradient_check(self, x, y, max_checks: int | None = 20, seed: int = 0,
                        epsilon: float | None = None, tolerance: float | None = None):
         """Check every layer's gradients, the loss included, against float64 central

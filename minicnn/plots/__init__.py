@@ -3,7 +3,8 @@
 Training: `plot_history` (accuracy and loss per epoch), `plot_gradient_norms` (per-layer gradient
 norms over training), `plot_gradient_flow` (what callbacks.GradientFlow recorded, per step).
 Inside the network: `plot_filters` (the first layer's kernels),
-`plot_feature_maps` (what every conv layer outputs for one image), `plot_model`. Results:
+`plot_feature_maps` (what every conv layer outputs for one image), `plot_model`,
+`plot_saliency` (saliency and Grad-CAM: which pixels made each prediction). Results:
 `plot_predictions`, `plot_confusion_matrix` (its counts are `minicnn.metrics.confusion_matrix`),
 `plot_misclassified`.
 
@@ -14,7 +15,7 @@ picture is the caller's business.
 """
 
 from minicnn.plots.images import plot_confusion_matrix, plot_misclassified, plot_predictions
-from minicnn.plots.inside import plot_feature_maps, plot_filters, plot_model
+from minicnn.plots.inside import plot_feature_maps, plot_filters, plot_model, plot_saliency
 from minicnn.plots.training import plot_gradient_flow, plot_gradient_norms, plot_history
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "plot_misclassified",
     "plot_model",
     "plot_predictions",
+    "plot_saliency",
 ]

@@ -1,17 +1,19 @@
-"""Pictures inside the network: the model drawn by visualkeras, the first layer's filters, and
-what every conv layer outputs for one image."""
+"""Pictures inside the network: the model drawn by visualkeras, the first layer's filters,
+what every conv layer outputs for one image, and which pixels made a prediction (saliency and
+Grad-CAM)."""
 
 from __future__ import annotations
 
 import math
 import os
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from minicnn.layers.conv import Conv2D
-from minicnn.plots._common import _display_range, _save
+from minicnn.plots._common import _as_images, _class_names, _display_range, _save, _show
 
 
 def plot_model(model, path: str | os.PathLike) -> str | None:
@@ -167,4 +169,43 @@ def plot_feature_maps(model, image, path: str | os.PathLike, max_maps: int = 16)
                 ax.set_title(f"channel {c}", fontsize=7, pad=2)
         subfig.colorbar(drawn, ax=axes, shrink=0.9,
                         label="pixel" if name == "input" else "activation")
+    return _save(fig, path)
+
+
+def plot_saliency(model, images, path: str | os.PathLike, labels=None, layer: str | None = None,
+                  class_names: Sequence[str] | None = None) -> str:
+    """Which pixels made each prediction: per image (a row), the image, its saliency map
+    (|dL/dx|, L = -log p of the class explained) and its Grad-CAM at a conv layer laid over it,
+    from one forward and one backward pass (`model.explain`, minicnn/models/explain.py).
+
+    Args:
+        model: a classifier with image input (N, H, W, C).
+        images: (N, H, W, C), scaled as the model's training data was.
+        path: where to write the PNG.
+        labels: the class each image is explained for (default: the predicted one).
+        layer: the conv layer of Grad-CAM (default: the last).
+        class_names: names for the titles (default: the class indices).
+
+    Returns:
+        `path`, as a string.
+    """
+    e = model.explain(np.asarray(images), labels=labels, layer=layer)
+    x = _as_images(images)  # for drawing: a gray image loses its channel axis
+    names = _class_names(class_names, max(int(e.probabilities.shape[-1]), 2))
+    columns = 3 if e.grad_cam is not None else 2
+    fig = Figure(figsize=(2.4 * columns, 2.4 * len(x) + 0.4), layout="constrained")
+    axes = fig.subplots(len(x), columns, squeeze=False)
+    low, high = _display_range(x)
+    for n, row in enumerate(axes):
+        for ax in row:
+            ax.set_axis_off()
+        _show(row[0], x[n], low, high)
+        row[0].set_title(f"explained: {names[int(e.labels[n])]}", fontsize=9)
+        top = float(e.saliency[n].max()) or 1.0
+        row[1].imshow(e.saliency[n] / top, cmap="inferno", vmin=0, vmax=1)
+        row[1].set_title("saliency |dL/dx|", fontsize=9)
+        if e.grad_cam is not None:
+            _show(row[2], x[n], low, high)
+            row[2].imshow(e.grad_cam[n], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            row[2].set_title(f"Grad-CAM at {e.layer}", fontsize=9)
     return _save(fig, path)
