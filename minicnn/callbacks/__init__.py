@@ -20,8 +20,9 @@ from minicnn.callbacks.standard import (
     ReduceLROnPlateau,
     TerminateOnNaN,
 )
+from minicnn.callbacks.tensorboard import TensorBoard
 
 __all__ = ["BackwardSummaryLogger", "CSVLogger", "Callback", "CallbackList", "EarlyStopping",
            "GradientFlow", "History", "LambdaCallback", "LearningCheck", "LearningRateScheduler",
            "LearningWarning", "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau",
-           "TerminateOnNaN"]
+           "TensorBoard", "TerminateOnNaN"]
