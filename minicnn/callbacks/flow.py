@@ -128,6 +128,18 @@ class GradientFlow(Callback):
     def on_train_end(self, logs=None):
         self.model._local.flow = None  # a fit that stopped mid-step leaves no hook behind
 
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike) -> GradientFlow:
+        """The rows a GradientFlow wrote to `path`, to plot them again (`series`, `plot`)."""
+        flow = cls()
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                flow.rows.append({key: (row[key] if key == "layer" else
+                                        None if row[key] == "" else
+                                        int(row[key]) if key in ("step", "epoch") else
+                                        float(row[key])) for key in COLUMNS})
+        return flow
+
     def series(self, column: str = "grad_norm") -> dict[str, tuple[list[int], list[float]]]:
         """{layer: (steps, values)} of one column, layers in the model's order."""
         out: dict[str, tuple[list[int], list[float]]] = {}
@@ -138,8 +150,9 @@ class GradientFlow(Callback):
                 values.append(row[column])
         return out
 
-    def plot(self, path: str | os.PathLike, columns=("grad_norm", "update_ratio")) -> None:
+    def plot(self, path: str | os.PathLike, columns=("grad_norm", "update_ratio"),
+             title: str = "Gradient flow per layer") -> None:
         """One panel per column, one line per layer over steps, log scale; saved to `path`."""
         from minicnn.plots.training import plot_gradient_flow
 
-        plot_gradient_flow(self, path, columns)
+        plot_gradient_flow(self, path, columns, title)

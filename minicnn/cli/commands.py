@@ -296,3 +296,23 @@ def summary(args: argparse.Namespace) -> int:
         args.model, None, custom_modules=args.custom_objects)
     model.summary()
     return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from minicnn.cli.report import write_report
+
+    model_path = os.path.join(args.run_dir, "model.npz")
+    if not os.path.isdir(args.run_dir):
+        raise CLIError(f"run directory '{args.run_dir}' does not exist (minicnn train --out DIR "
+                       "writes one)")
+    dataset = dataset_of(model_path, args.dataset)
+    model = load_model(model_path, dataset, custom_modules=args.custom_objects)
+    _, (x_test, y_test) = load_dataset(dataset, args.data)
+    if args.limit:
+        x_test, y_test = x_test[:args.limit], y_test[:args.limit]
+    try:
+        path = write_report(args.run_dir, model, dataset, x_test, y_test, args.out)
+    except OSError as e:
+        raise CLIError(f"cannot write the report: {e}") from e
+    print(f"Report written to {path}")
+    return 0

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 
 from minicnn import __version__
-from minicnn.cli.commands import MODELS, evaluate, predict, summary, sweep, train
+from minicnn.cli.commands import MODELS, evaluate, predict, report, summary, sweep, train
 from minicnn.datasets.registry import DATASET_FILE, DATASETS
 
 
@@ -193,6 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--explain", metavar="PNG",
                      help="also write which pixels made the prediction to PNG: the image, its "
                           "saliency map |dL/dx| and its Grad-CAM at the last conv layer")
+    dataset_option(sub)
+    data_option(sub)
+    custom_objects_option(sub)
+
+    sub = command("report", report, "write an HTML page about a training run",
+                  "Write RUN_DIR/report.html (or --out): one self-contained page with the test "
+                  "accuracy, the model summary, the training curves, the gradient flow and "
+                  "activation statistics per layer, the first layer's filters, the confusion "
+                  "matrix, saliency and Grad-CAM for a few test images and the misclassified "
+                  "ones; it needs no network to view.")
+    sub.add_argument("run_dir", metavar="RUN_DIR", help="a directory minicnn train wrote")
+    sub.add_argument("--out", metavar="HTML", help="where to write the page")
+    sub.add_argument("--limit", type=_positive_int, metavar="N",
+                     help="use only the first N test images")
     dataset_option(sub)
     data_option(sub)
     custom_objects_option(sub)

@@ -142,7 +142,8 @@ _FLOW_TITLES = {"grad_norm": "|dL/dW|", "update_ratio": "|dW| / |W| of the step"
 
 
 def plot_gradient_flow(flow, path: str | os.PathLike,
-                       columns: Sequence[str] = ("grad_norm", "update_ratio")) -> str:
+                       columns: Sequence[str] = ("grad_norm", "update_ratio"),
+                       title: str = "Gradient flow per layer") -> str:
     """What `callbacks.GradientFlow` recorded: one panel per column, one line per layer over
     training steps, log scale (a layer whose values are all 0 or missing is left out).
 
@@ -168,6 +169,6 @@ def plot_gradient_flow(flow, path: str | os.PathLike,
             ax.text(0.5, 0.5, f"no {column} recorded", transform=ax.transAxes, ha="center")
         ax.set_ylabel(_FLOW_TITLES.get(column, column))
         ax.grid(alpha=0.3, which="both")
-    axes[0].set_title("Gradient flow per layer")
+    axes[0].set_title(title)
     axes[-1].set_xlabel("training step")
     return _save(fig, path)
