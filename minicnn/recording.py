@@ -178,6 +178,7 @@ class BackwardRow:
     relu_zeros: float | None  # share of the ReLU's outputs that are 0
     dead_units: float | None  # share of its units that are 0 for every sample of the batch
     pool_ties: float | None
+    saturated: float | None = None  # share of a sigmoid's or tanh's outputs saturated
 
 
 class BackwardSummary:
@@ -202,7 +203,7 @@ class BackwardSummary:
                 r.name, r.class_name, tuple(r.dout.shape) if r.dout is not None else (),
                 _norm(r.dout), _norm(r.dx), grad_norm, update_ratio,
                 relu_zero_share(layer, r.output), dead_unit_share(layer, r.output),
-                pool_tie_share(layer, r.input)))
+                pool_tie_share(layer, r.input), saturated_share(layer, r.output)))
 
     def __getitem__(self, name: str) -> BackwardRow:
         for row in self.rows:
@@ -219,8 +220,9 @@ class BackwardSummary:
 
         rows = [(f"{r.name} ({r.class_name})", shape_str((None, *r.dout_shape[1:]))
                  if r.dout_shape else "-", num(r.dout_norm), num(r.dx_norm), num(r.grad_norm),
-                 num(r.update_ratio, "{:.2e}"), pct(r.relu_zeros), pct(r.dead_units),
-                 pct(r.pool_ties))
+                 num(r.update_ratio, "{:.2e}"),
+                 pct(r.relu_zeros) if r.saturated is None else f"{pct(r.saturated)} sat",
+                 pct(r.dead_units), pct(r.pool_ties))
                 for r in self.rows]
         loss = "" if self.loss is None else f", loss {self.loss:.4f}"
         title = (f'Backward pass of "{self.model_name}" (batch of {self.batch_size}{loss})')
@@ -230,8 +232,10 @@ class BackwardSummary:
         footer = [" |.| is the Frobenius norm; update/|W| is the last optimizer step's size "
                   "relative to the weights.", *self._update_hint(),
                   " ReLU zeros: the share of a ReLU's outputs that are 0 (half or more is common); "
-                  "dead units: of its units (Dense units, conv channels), those 0 for every "
-                  "sample of the batch, whose weights get no gradient."]
+                  "for a sigmoid or tanh, the share saturated ('sat': within 0.02 of its limits, "
+                  "where the gradient through it shrinks 50-fold or more); dead units: of its "
+                  "units (Dense units, conv channels), those 0 for every sample of the batch, "
+                  "whose weights get no gradient."]
         return render_table(title, headers, rows, widths, right_from=2, footer=footer)
 
     def _update_hint(self) -> list[str]:

@@ -64,7 +64,8 @@ class LearningCheck(Callback):
                                      "although its gradient was not zero")
         for problem in self.problems:
             warnings.warn(f"Layer did not learn: {problem}", LearningWarning, stacklevel=2)
-        self._check_vanishing(params)
+        if not self.problems:  # a layer that did not learn at all says more than a ratio
+            self._check_vanishing(params)
 
     def _check_vanishing(self, params) -> None:
         """The first and the last layer with weights: how far each moved, relative to itself."""
