@@ -546,7 +546,28 @@ at once, neither slope is the analytic one; other elements of the same tensor ch
         checks.failures.append("check_layers: " + ", ".join(
             t.name for t in report.tensors if not t.passed))
 
-    section("6. One Adam step, written out for one weight")
+    section("6. Which pixels mattered: the input's gradient as a saliency map, and Grad-CAM")
+    saliency = np.abs(dxs[0][0, :, :, 0])
+    print("Section 3's last dx is dL/dx for the image itself: how much each pixel moves the loss. "
+          "Its magnitude is a saliency map\n(Simonyan et al., 2014). '#': the 40 pixels where "
+          "|dL/dx| is largest; '.': the digit's other ink.")
+    top = saliency >= np.sort(saliency.ravel())[-40]
+    print("\n".join("".join("#" if top[i, j] else "." if image[i, j] > 0.3 else " "
+                             for j in range(28)) for i in range(28)))
+    explained = model.explain(x, labels=[label])
+    gap = float(np.abs(explained.saliency[0] - saliency).max() / saliency.max())
+    print(f"model.explain(x) gives the same map from one forward and one backward pass: max "
+          f"|difference| = {gap:.1e} of the largest (it runs in the model's float32 input dtype)")
+    cam = explained.grad_cam[0]
+    print(f"Grad-CAM at {explained.layer}: weights alpha_k = -mean(dL/dA_k) of its 64 channels, "
+          "map = ReLU(sum_k alpha_k A_k), upsampled to 28x28;\n'@' where it is above half its "
+          "largest value:")
+    print("\n".join("".join("@" if cam[i, j] > 0.5 else "." if image[i, j] > 0.3 else " "
+                             for j in range(28)) for i in range(28)))
+    if gap > 1e-5:
+        checks.failures.append("saliency: model.explain differs from the walkthrough's dL/dx")
+
+    section("7. One Adam step, written out for one weight")
     kernel = layers[0].params[0]
     index = np.unravel_index(int(np.argmax(np.abs(kernel.grad))), kernel.grad.shape)
     w, g = float(kernel.value[index]), float(kernel.grad[index])
