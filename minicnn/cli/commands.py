@@ -193,7 +193,7 @@ def _data_parallel(workers: int | None, address: str | None):
 
 
 def sweep(args: argparse.Namespace) -> int:
-    from minicnn.distributed import _ray
+    from minicnn.distributed import SweepInterrupted, _ray
     from minicnn.distributed import sweep as run_sweep
     from minicnn.utils import to_categorical
 
@@ -218,9 +218,11 @@ def sweep(args: argparse.Namespace) -> int:
                            epochs=args.epochs, validation_split=args.validation_split,
                            metric=args.metric, mode="min" if "loss" in args.metric else "max",
                            threads_per_trial=args.threads, address=args.address,
-                           seed=args.search_seed)
+                           seed=args.search_seed, max_trials=args.max_trials)
     except ConnectionError as e:
         raise CLIError(str(e)) from e
+    except SweepInterrupted as e:  # Ctrl-C: not a finished sweep
+        raise CLIError(str(e), exit_code=130) from e
     except ValueError as e:
         raise CLIError(str(e), exit_code=2) from e
     failed = [row for row in result.rows if row["status"] != "ok"]

@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --search random: how many trials to draw")
     sub.add_argument("--search-seed", type=_non_negative_int, default=0, metavar="N",
                      help="with --search random: the seed of the draws (default 0)")
+    sub.add_argument("--max-trials", type=_positive_int, default=1000, metavar="N",
+                     help="refuse a sweep of more trials than this (default 1000)")
     sub.add_argument("--epochs", type=_positive_int, default=1, metavar="N",
                      help="epochs per trial (default 1)")
     sub.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",

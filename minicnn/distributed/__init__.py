@@ -8,6 +8,6 @@ imports Ray. See docs/distributed.md.
 """
 
 from minicnn.distributed.data_parallel import DataParallel
-from minicnn.distributed.sweep import SweepResult, sweep
+from minicnn.distributed.sweep import SweepInterrupted, SweepResult, sweep
 
-__all__ = ["DataParallel", "SweepResult", "sweep"]
+__all__ = ["DataParallel", "SweepInterrupted", "SweepResult", "sweep"]

@@ -14,10 +14,17 @@ out_dir receives, as each trial finishes:
                          seconds, attempts, status ("ok" or "error: ...")
     results.png          the metric against each swept parameter
     models/KEY.npz       each trial's trained model (model.save)
-and at the end best_model.npz, the model of the best row. Running the same sweep again with the
-same out_dir skips the trials already in results.csv with status "ok": an interrupted sweep
-resumes where it stopped. A trial that raises is reported and retried once (Tune's
-FailureConfig(max_failures=1)); if it fails again its row says why and the others go on.
+and at the end best_model.npz, the model of the best row: the best finite value of the metric
+(a diverged trial's NaN never wins), its model taken from models/KEY.npz inside out_dir whatever
+the row says. Running the same sweep again with the same out_dir skips the trials already in
+results.csv with status "ok": an interrupted sweep (Ctrl-C) raises SweepInterrupted, saying how
+many trials ran, and resumes where it stopped. A trial that raises is reported and retried once
+(Tune's FailureConfig(max_failures=1)); if it fails again its row says why and the others go on.
+
+results.csv is read as untrusted input: a row must have every column and a trial key of this
+sweep's form, a partial last line (a write cut short) is dropped, and each row is written whole
+by replacing the file atomically. A sweep has at most `max_trials` trials (1000 by default),
+counted before any is made: a typo of a grid does not start a million trainings.
 
 Each trial runs with a thread budget (minicnn.set_num_threads), chosen so that the trials
 running at once fill the CPUs Ray offers, and Ray Tune schedules them on those CPUs.
@@ -32,6 +39,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -42,6 +50,12 @@ from minicnn.distributed import _ray
 
 SWEPT = ("learning_rate", "batch_size", "optimizer", "recipe", "seed")
 LOGS = ("loss", "accuracy", "val_loss", "val_accuracy")
+MAX_TRIALS = 1000  # the default cap on a sweep's trials (max_trials= raises it)
+KEY = re.compile(r"^trial-[0-9a-f]{32}$")  # what trial_key makes: 128 bits of SHA-256
+
+
+class SweepInterrupted(RuntimeError):
+    """The sweep stopped before every trial ran (Ctrl-C); run it again to resume."""
 
 
 @dataclass
@@ -58,8 +72,9 @@ class SweepResult:
 
 
 def trials(space: dict, search: str = "grid", num_samples: int | None = None,
-           seed: int = 0) -> list[dict]:
-    """The trials of a sweep over `space`, each a dict of every swept parameter's value."""
+           seed: int = 0, max_trials: int = MAX_TRIALS) -> list[dict]:
+    """The trials of a sweep over `space`, each a dict of every swept parameter's value; at
+    most `max_trials` of them (counted before any is made)."""
     for key, values in space.items():
         if key not in SWEPT:
             raise ValueError(f"Invalid key in argument `space`. Expected some of {SWEPT}. "
@@ -68,6 +83,11 @@ def trials(space: dict, search: str = "grid", num_samples: int | None = None,
             raise ValueError(f"Invalid value in argument `space`. Expected a non-empty list of "
                              f"values for {key!r}. Received {key}={values!r}")
     keys = list(space)
+    count = math.prod(len(space[k]) for k in keys) if search == "grid" else num_samples
+    if isinstance(count, int) and count > max_trials:
+        raise ValueError(f"The sweep has {count:,} trials, more than max_trials={max_trials:,} "
+                         "(a guard against a typo starting a million trainings); pass "
+                         "max_trials=... (the CLI's --max-trials) to run them all.")
     if search == "grid":
         return [dict(zip(keys, combo, strict=True))
                 for combo in itertools.product(*(space[k] for k in keys))]
@@ -94,9 +114,11 @@ def trials(space: dict, search: str = "grid", num_samples: int | None = None,
 
 
 def trial_key(params: dict) -> str:
-    """A stable name for a trial: the same parameters give the same key in every run."""
+    """A stable name for a trial: the same parameters give the same key in every run. 128 bits
+    of SHA-256: two different trials of one sweep never share one (40 bits did, in a grid of
+    a million)."""
     text = json.dumps(params, sort_keys=True, default=str)
-    return "trial-" + hashlib.sha1(text.encode()).hexdigest()[:10]
+    return "trial-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def build_model(params: dict, recipes: dict | None = None):
@@ -148,7 +170,7 @@ def sweep(x, y, space: dict, out_dir, *, search: str = "grid", num_samples: int 
           epochs: int = 1, validation_split: float = 0.1, validation_data=None,
           metric: str = "val_accuracy", mode: str = "max", threads_per_trial: int | None = None,
           address: str | None = None, seed: int = 0, recipes: dict | None = None,
-          verbose: int = 1) -> SweepResult:
+          verbose: int = 1, max_trials: int = MAX_TRIALS) -> SweepResult:
     """Train one model per trial of `space` (see the module docstring); returns a SweepResult.
 
     address: as DataParallel's (None: a local Ray instance for the sweep). `recipes` adds model
@@ -161,7 +183,7 @@ def sweep(x, y, space: dict, out_dir, *, search: str = "grid", num_samples: int 
     os.makedirs(out_dir, exist_ok=True)
     csv_path = os.path.join(out_dir, "results.csv")
     png_path = os.path.join(out_dir, "results.png")
-    planned = trials(space, search, num_samples, seed)
+    planned = trials(space, search, num_samples, seed, max_trials)
     keys = [trial_key(p) for p in planned]
     if len(set(keys)) != len(keys):
         raise ValueError("Invalid value for argument `space`: it repeats a trial")
@@ -175,8 +197,16 @@ def sweep(x, y, space: dict, out_dir, *, search: str = "grid", num_samples: int 
               validation_split, validation_data, metric, threads_per_trial, address, recipes,
               verbose)
     rows = [row for row in _read_rows(csv_path) if row["trial"] in set(keys)]
-    return _finish(rows, list(space), metric, mode, out_dir, csv_path, png_path,
-                   [k for k, _ in pending])
+    finished = {row["trial"] for row in rows}
+    ran = [k for k, _ in pending if k in finished]
+    result = _finish(rows, list(space), metric, mode, out_dir, csv_path, png_path, ran)
+    missing = [k for k, _ in pending if k not in finished]
+    if missing:
+        raise SweepInterrupted(
+            f"The sweep stopped before {_count(len(missing), 'trial')} of {len(planned)} ran "
+            f"({len(ran)} ran in this call; interrupted?); the finished ones are in {csv_path}. "
+            "Run the same sweep with the same out_dir to resume.")
+    return result
 
 
 def _count(n: int, noun: str) -> str:
@@ -276,30 +306,35 @@ def _error_line(trial) -> str:
 
 
 def _read_rows(path: str) -> list[dict]:
+    """The whole, well-formed rows of results.csv: a partial last line (no final newline: a
+    write cut short) and rows with missing or extra fields or another key form are left out."""
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        text = f.read()
+    if not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]  # the partial line, dropped
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    return [row for row in reader
+            if None not in row and None not in row.values() and KEY.match(row.get("trial", ""))]
 
 
 def _append_row(path: str, row: dict) -> None:
-    """Append `row` to the CSV (header first for a new file), flushed to disk at once, so a
-    sweep interrupted a moment later keeps it."""
+    """Add `row` to the CSV by writing the whole file anew beside it and replacing it (fsynced):
+    a sweep killed at any moment leaves the old file or the new one, never a partial row."""
     rows = _read_rows(path)
     fields = list(rows[0]) if rows else list(row)
     for key in row:
         if key not in fields:
             fields.append(key)
-    rewrite = bool(rows) and fields != list(rows[0])
-    mode = "w" if rewrite or not rows else "a"
-    with open(path, mode, newline="") as f:
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, restval="")
-        if mode == "w":
-            writer.writeheader()
-            writer.writerows(rows if rewrite else [])
-        writer.writerow(row)
+        writer.writeheader()
+        writer.writerows([*rows, row])
         f.flush()
         os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def plot(rows: list[dict], swept: list[str], metric: str, path: str) -> None:
@@ -331,6 +366,13 @@ def plot(rows: list[dict], swept: list[str], metric: str, path: str) -> None:
     os.replace(tmp, path)
 
 
+def _score(row: dict, metric: str) -> float:
+    try:
+        return float(row[metric])
+    except (KeyError, TypeError, ValueError):
+        return math.nan
+
+
 def _finish(rows, swept, metric, mode, out_dir, csv_path, png_path, ran) -> SweepResult:
     ok = [r for r in rows if r.get("status") == "ok" and r.get(metric) not in ("", None)]
     if rows and not ok and all(r.get("status") == "ok" for r in rows):
@@ -338,11 +380,23 @@ def _finish(rows, swept, metric, mode, out_dir, csv_path, png_path, ran) -> Swee
                          f"{[k for k in LOGS if rows[0].get(k) not in ('', None)]}")
     best = None
     best_path = None
-    if ok:
+    # A diverged trial's NaN (or inf) metric never wins: max() with a NaN first would keep it.
+    finite = [r for r in ok if math.isfinite(_score(r, metric))]
+    if finite:
         sign = 1.0 if mode == "max" else -1.0
-        best = max(ok, key=lambda r: sign * float(r[metric]))
+        best = max(finite, key=lambda r: sign * _score(r, metric))
+        # The model comes from this sweep's own folder, by the row's key, never from a path
+        # the CSV names: results.csv is untrusted input.
+        models = os.path.realpath(os.path.join(out_dir, "models"))
+        source = os.path.realpath(os.path.join(models, best["trial"] + ".npz"))
+        if os.path.dirname(source) != models or not os.path.isfile(source):
+            raise ValueError(f"The best trial's model {source} is missing from the sweep's "
+                             f"folder {models}: was it moved? Run the trial again by removing "
+                             f"its row from {csv_path}.")
         best_path = os.path.join(out_dir, "best_model.npz")
-        shutil.copyfile(best["model_path"], best_path)
+        tmp = best_path + ".tmp"
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, best_path)
     if rows:
         plot(rows, swept, metric, png_path)
     return SweepResult(rows, best, csv_path, png_path, best_path, ran)
