@@ -2,6 +2,7 @@
 
     Conv2D(relu) + MaxPooling2D that qualify   -> ConvPoolStep (one fused pass)
     any other Conv2D with 'relu' or no activation -> ConvStep (chunked on threads)
+    Conv2DTranspose with 'relu' or no activation -> ConvTransposeStep (chunked on threads)
     BatchNormalization (+ a non-overlapping 'valid' MaxPooling2D after it)
                                                 -> BatchNormStep (the pool joins its pass)
     Dropout                                     -> DropoutStep (mask and output in one pass)
@@ -23,6 +24,7 @@ import numpy as np
 from minicnn.fast.batch_norm import BatchNormStep
 from minicnn.fast.conv import ConvStep
 from minicnn.fast.conv_pool import ConvPoolStep
+from minicnn.fast.conv_transpose import ConvTransposeStep
 from minicnn.fast.dropout import DropoutStep
 from minicnn.fast.step import LayerStep, Step
 from minicnn.layers.base import Layer
@@ -31,7 +33,8 @@ from minicnn.layers.base import Layer
 # (`Step.takes`); the first that does runs them, and a LayerStep runs any other layer as it is.
 # A step matches a layer by what it computes, not by its exact class: a subclass of Conv2D that
 # overrides neither forward nor backward keeps the fast path (`step.computes_as`).
-REGISTRY: tuple[type[Step], ...] = (ConvPoolStep, ConvStep, BatchNormStep, DropoutStep)
+REGISTRY: tuple[type[Step], ...] = (ConvPoolStep, ConvStep, ConvTransposeStep, BatchNormStep,
+                                    DropoutStep)
 
 
 def make_plan(layers: Sequence[Layer], fast: bool = True,

@@ -5,6 +5,7 @@ from minicnn.layers.avg_pool import AveragePooling2D, AvgPool2D
 from minicnn.layers.base import Layer, Parameter, clear_session
 from minicnn.layers.batch_norm import BatchNormalization
 from minicnn.layers.conv import Conv2D
+from minicnn.layers.conv_transpose import Conv2DTranspose
 from minicnn.layers.dense import Dense
 from minicnn.layers.dropout import Dropout
 from minicnn.layers.flatten import Flatten
@@ -41,6 +42,7 @@ __all__ = [
     "BatchNormalization",
     "Concatenate",
     "Conv2D",
+    "Conv2DTranspose",
     "Dense",
     "Dropout",
     "Flatten",
