@@ -78,6 +78,10 @@ class PiecewiseConstantDecay(LearningRateSchedule):
                 "The length of boundaries should be 1 less than the length of values. "
                 f"Received: boundaries={boundaries} of length {len(boundaries)}, and "
                 f"values={values} of length {len(values)}.")
+        if any(later <= earlier for earlier, later in
+               zip(list(boundaries), list(boundaries)[1:], strict=False)):
+            raise ValueError(f"Invalid value for argument `boundaries`. Expected strictly "
+                             f"increasing steps. Received boundaries={list(boundaries)}")
         self.boundaries, self.values, self.name = list(boundaries), list(values), name
 
     def __call__(self, step: int) -> float:

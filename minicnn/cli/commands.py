@@ -142,7 +142,7 @@ def train(args: argparse.Namespace) -> int:
                             distribute=distribute)
     except ConnectionError as e:  # --address that does not answer
         raise CLIError(str(e)) from e
-    model.save(os.path.join(out, "model.npz"))
+    _save_trained(model, os.path.join(out, "model.npz"))
 
     test_loss, test_accuracy = model.evaluate(x_test, to_categorical(y_test, num_classes),
                                               batch_size=args.batch_size, verbose=0)
@@ -175,6 +175,26 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_trained(model, path: str) -> None:
+    """Save the model that training made; if that fails (a full disk, a folder gone), save it
+    in the temporary directory instead and say where, so the training is not lost."""
+    try:
+        model.save(path)
+        return
+    except OSError as e:
+        problem = e
+    import tempfile
+
+    fallback = os.path.join(tempfile.gettempdir(), f"minicnn-trained-{os.getpid()}.npz")
+    try:
+        model.save(fallback)
+    except OSError as e:
+        raise CLIError(f"cannot save the trained model to {path} ({problem}), nor to {fallback} "
+                       f"({e}): it is lost; free some space and train again") from e
+    raise CLIError(f"cannot save the trained model to {path} ({problem}); it was saved to "
+                   f"{fallback} instead: move it where you want it") from problem
+
+
 def _data_parallel(workers: int | None, address: str | None):
     """The `distribute=` of fit for --workers and --address (None without --workers)."""
     if workers is None:
@@ -185,6 +205,8 @@ def _data_parallel(workers: int | None, address: str | None):
         from minicnn.distributed import DataParallel, _ray
 
         _ray.import_ray()  # say how to install Ray now, not after loading the data
+        if address is not None:
+            _ray.check_address(address)  # a malformed address is one line, before any work
         return DataParallel(workers=workers, address=address)
     except ImportError as e:
         raise CLIError(str(e)) from e
@@ -204,6 +226,10 @@ def sweep(args: argparse.Namespace) -> int:
     if not space:
         raise CLIError("give the values to try of at least one of --learning-rate, "
                        "--batch-size, --optimizer, --model, --seed", exit_code=2)
+    out = args.out or os.path.join("runs", f"sweep-{dataset.name}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CLIError(f"argument --out: '{out}' is a file; the sweep writes a directory "
+                       "(results.csv, results.png, models/)", exit_code=2)
     try:
         _ray.import_ray()
     except ImportError as e:
@@ -211,7 +237,6 @@ def sweep(args: argparse.Namespace) -> int:
     (x_train, y_train), _ = load_dataset(dataset, args.data)
     if args.limit is not None:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
-    out = args.out or os.path.join("runs", f"sweep-{dataset.name}")
     try:
         result = run_sweep(x_train, to_categorical(y_train, len(dataset.class_names)), space,
                            out, search=args.search, num_samples=args.samples,

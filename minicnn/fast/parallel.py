@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,16 +44,21 @@ MAX_THREADS = 64
 
 
 def _default_threads() -> int:
-    """$MINICNN_NUM_THREADS if set, else the cores this process may run on."""
-    text = os.environ.get("MINICNN_NUM_THREADS")
-    if text is not None:
-        try:
-            return _check_threads(int(text), "MINICNN_NUM_THREADS")
-        except ValueError as e:
-            raise ValueError(f"Invalid value for environment variable MINICNN_NUM_THREADS. "
-                             f"Expected a positive integer. Received {text!r}") from e
+    """$MINICNN_NUM_THREADS if set, else the cores this process may run on. An empty value
+    counts as unset (as for OMP_NUM_THREADS); a bad one is named in a warning and ignored, as
+    PyTorch does with OMP_NUM_THREADS, rather than making every import of minicnn fail."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, MAX_THREADS))
+    default = max(1, min(cores or 1, MAX_THREADS))
+    text = os.environ.get("MINICNN_NUM_THREADS", "").strip()
+    if not text:
+        return default
+    try:
+        return _check_threads(int(text), "MINICNN_NUM_THREADS")
+    except ValueError:
+        warnings.warn(f"Invalid value for environment variable MINICNN_NUM_THREADS. Expected a "
+                      f"positive integer up to {MAX_THREADS}. Received {text!r}; using "
+                      f"{default} threads (the cores this process may run on).", stacklevel=2)
+        return default
 
 
 def check_threads(n, argument: str) -> int:

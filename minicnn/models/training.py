@@ -324,6 +324,10 @@ class Trainer:
         out = []
         for t, a in zip(inputs, xs, strict=True):
             a = np.asarray(a)
+            if a.dtype.kind not in "biuf":
+                # complex input would lose its imaginary part in the cast, silently
+                raise ValueError(f"{method}(): input '{t.name}' is {a.dtype}; minicnn takes "
+                                 f"real numbers (bool, integer or float arrays)")
             expected = t.shape
             if not shape_fits(expected, a.shape):
                 where = (f"layer '{self.layers[0].name}' ({type(self.layers[0]).__name__})"
