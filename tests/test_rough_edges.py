@@ -61,6 +61,6 @@ def test_a_model_that_cannot_be_saved_is_kept_elsewhere(tmp_path, monkeypatch):
         return real_save(self, path, *args, **kwargs)
 
     monkeypatch.setattr(type(model), "save", full_disk)
-    with pytest.raises(CLIError, match="No space left on device.*saved to .*minicnn-trained"):
+    with pytest.raises(CLIError, match=r"No space left on device.*saved to .*minicnn-trained"):
         commands._save_trained(model, str(tmp_path / "model.npz"))
     assert len(calls) == 2 and calls[1].endswith(".npz")
