@@ -276,3 +276,31 @@ def test_download_without_checksum_must_be_a_binary_archive(server, monkeypatch)
     server.serve("m2", {cifar10.ARCHIVE: archive_of(batches)})
     monkeypatch.setattr(cifar10, "MIRRORS", [server.mirror("m1"), server.mirror("m2")])
     assert_loaded(cifar10.load_data(), expected)
+
+
+def test_a_tar_bomb_or_an_oversized_file_costs_no_memory(tmp_path):
+    """Issue 21, defect 3: a .tar.gz of a few hundred bytes declaring a 3 GiB member, and
+    a loose batch file of 3 GiB (sparse on disk), are refused from their declared sizes, before
+    any of it is read (the process's peak memory grows by well under the member's size)."""
+    import resource
+
+    big = 3 * 2**30
+    archive = tmp_path / cifar10.ARCHIVE
+    # a tar header declaring the 3 GiB member, and the first block of its zeros: the archive
+    # is a few hundred bytes, as a tar bomb's is
+    info = tarfile.TarInfo(f"{cifar10.FOLDER}/data_batch_1.bin")
+    info.size = big
+    archive.write_bytes(gzip.compress(info.tobuf(tarfile.GNU_FORMAT) + bytes(512)))
+    assert archive.stat().st_size < 1000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(cifar10.CIFAR10Error, match="too long"):
+        cifar10.load_data(str(archive))
+    folder = tmp_path / "loose"
+    folder.mkdir()
+    for name in (*cifar10.TRAIN_FILES, cifar10.TEST_FILE):  # sparse files: no disk used
+        with open(folder / name, "wb") as f:
+            f.truncate(big if name == "data_batch_1.bin" else 30730000)
+    with pytest.raises(cifar10.CIFAR10Error, match="too long"):
+        cifar10.load_data(str(folder))
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kb < 200 * 1024, f"peak memory grew by {grown_kb} KB"

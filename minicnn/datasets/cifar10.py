@@ -135,12 +135,29 @@ def _pickle_error(where: str) -> CIFAR10Error:
     )
 
 
+def _batch_bytes() -> int:
+    """Every batch file's exact size (read at each call: tests write smaller batches)."""
+    return RECORDS_PER_BATCH * RECORD_BYTES
+
+
+def _size_error(where: str, size: int) -> CIFAR10Error:
+    relation = "truncated" if size < _batch_bytes() else "too long"
+    return CIFAR10Error(
+        f"Invalid CIFAR-10 batch '{where}': {relation}. Expected {_batch_bytes()} bytes "
+        f"({RECORDS_PER_BATCH} records of {RECORD_BYTES}). Received {size} bytes.")
+
+
 def _read_folder(folder: str) -> dict[str, bytes]:
-    """The six batches' bytes from `folder`, by file name."""
+    """The six batches' bytes from `folder`, by file name. A file's size is checked before it
+    is read: an oversized (or sparse) file costs no memory."""
     batches = {}
     for name in (*TRAIN_FILES, TEST_FILE):
-        with open(os.path.join(folder, name), "rb") as f:
-            batches[name] = f.read()
+        path = os.path.join(folder, name)
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size != _batch_bytes():
+                raise _size_error(path, size)
+            batches[name] = f.read(_batch_bytes() + 1)  # no more, whatever the file became
     return batches
 
 
@@ -157,7 +174,11 @@ def _read_archive(archive: str) -> dict[str, bytes]:
                 if name.split("/")[0] == "cifar-10-batches-py":
                     raise _pickle_error(archive)
                 if name in wanted and member.isfile():
-                    batches[wanted[name]] = tar.extractfile(member).read()
+                    # the member's declared size, from its header: a tar bomb (a 3 GiB sparse
+                    # member in a 600-byte archive) is refused before a byte of it is read
+                    if member.size != _batch_bytes():
+                        raise _size_error(os.path.join(archive, wanted[name]), member.size)
+                    batches[wanted[name]] = tar.extractfile(member).read(_batch_bytes() + 1)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         raise CIFAR10Error(
             f"Invalid CIFAR-10 archive '{archive}': corrupt or truncated ({type(e).__name__}: {e})."
