@@ -88,7 +88,8 @@ class ConvTransposeStep(Step):
         N, H, W, C, KH, KW, SH, SW, F, L_h, L_w, PT, PL = self._shapes(x.shape)
         HW, LL, KKF = H * W, L_h * L_w, KH * KW * F
         xs = x.reshape(N * HW, C)
-        kernel_t = layer.kernel.value.reshape(KKF, C).T
+        # a contiguous copy (C x KKF, small): the chunks' GEMMs read it faster than a .T view
+        kernel_t = np.ascontiguousarray(layer.kernel.value.reshape(KKF, C).T)
         bias = layer.bias.value if layer.bias is not None else np.zeros(F, x.dtype)
         relu = layer.activation is activations.relu
         y = np.empty((N, L_h, L_w, F), dtype=x.dtype)  # handed on: never a reused buffer
