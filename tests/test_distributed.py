@@ -269,3 +269,37 @@ def test_a_sweep_writes_csv_and_png_retries_a_crash_and_resumes(ray_instance, da
     second = run()
     assert second.ran == [first.rows[3]["trial"]]
     assert len(second.rows) == 4 and all(row["status"] == "ok" for row in second.rows)
+
+
+@pytest.mark.parametrize("answer", [b"HTTP/1.1 400 Bad Request\r\n\r\n", None],
+                         ids=["a web server", "a silent server"])
+def test_a_port_that_is_not_ray_fails_fast(answer):
+    """Issue 21, defect 4: an address whose port answers but is not Ray (a web server, or one
+    that accepts and says nothing) is a ConnectionError in seconds, not minutes of Ray's
+    retries. (A real head's GCS and Ray Client ports answer the HTTP/2 probe: checked by hand
+    with `ray start --head` on 5 Dec.)"""
+    import threading
+
+    from minicnn.distributed import _ray
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    accepted = []
+
+    def serve():
+        conn, _ = server.accept()
+        accepted.append(conn)
+        conn.recv(100)
+        if answer is not None:
+            conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    start = time.monotonic()
+    with pytest.raises(ConnectionError, match="not as a Ray cluster does"):
+        _ray.check_address(f"127.0.0.1:{port}")
+    assert time.monotonic() - start < _ray.CONNECT_TIMEOUT + 2
+    server.close()
+    for conn in accepted:
+        conn.close()

@@ -37,13 +37,42 @@ def check_address(address: str) -> None:
         raise ValueError(f"Invalid value for argument `address`. Expected None, 'auto', "
                          f"'host:port' or 'ray://host:port'. Received address={address!r}")
     try:
-        with socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_TIMEOUT):
-            pass
+        with socket.create_connection((parts.hostname, parts.port),
+                                      timeout=CONNECT_TIMEOUT) as sock:
+            speaks_grpc = _answers_http2(sock)
     except OSError as e:
         raise ConnectionError(
             f"Cannot reach the Ray cluster at {address!r} ({e.strerror or e}) within "
             f"{CONNECT_TIMEOUT:.0f} s. Is its head node running (`ray start --head` prints the "
             f"address to join), and is the port open from this machine?") from e
+    if not speaks_grpc:
+        # Something else listens there (a web server, a database): ray.init would retry it
+        # for minutes before giving up.
+        raise ConnectionError(
+            f"{address!r} answers, but not as a Ray cluster does (Ray's head speaks gRPC; "
+            f"this port did not answer HTTP/2 within {CONNECT_TIMEOUT:.0f} s). Check the port: "
+            "`ray start --head` prints the address to join (by default port 6379, or 10001 "
+            "for ray://).")
+
+
+# HTTP/2's connection preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, the Ray
+# Client server) answers with a SETTINGS frame of its own (frame type 4).
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _answers_http2(sock: socket.socket) -> bool:
+    """Whether the server on `sock` answers the HTTP/2 preface with a SETTINGS frame."""
+    try:
+        sock.sendall(_HTTP2_PREFACE)
+        header = b""
+        while len(header) < 9:
+            chunk = sock.recv(9 - len(header))
+            if not chunk:
+                return False
+            header += chunk
+    except OSError:  # a timeout: it said nothing
+        return False
+    return header[3] == 4
 
 
 @contextlib.contextmanager
