@@ -6,6 +6,7 @@ from minicnn.layers.base import Layer, Parameter, clear_session
 from minicnn.layers.batch_norm import BatchNormalization
 from minicnn.layers.conv import Conv2D
 from minicnn.layers.conv_transpose import Conv2DTranspose
+from minicnn.layers.cropping import Cropping2D
 from minicnn.layers.dense import Dense
 from minicnn.layers.dropout import Dropout
 from minicnn.layers.flatten import Flatten
@@ -32,6 +33,9 @@ from minicnn.layers.pool import MaxPool2D, MaxPooling2D
 from minicnn.layers.random_flip import RandomFlip
 from minicnn.layers.random_translation import RandomTranslation
 from minicnn.layers.rescaling import Rescaling
+from minicnn.layers.reshape import Reshape
+from minicnn.layers.upsampling import UpSampling2D
+from minicnn.layers.zero_padding import ZeroPadding2D
 
 __all__ = [
     "Activation",
@@ -43,6 +47,7 @@ __all__ = [
     "Concatenate",
     "Conv2D",
     "Conv2DTranspose",
+    "Cropping2D",
     "Dense",
     "Dropout",
     "Flatten",
@@ -62,8 +67,11 @@ __all__ = [
     "RandomTranslation",
     "ReLU",
     "Rescaling",
+    "Reshape",
     "Softmax",
     "Subtract",
+    "UpSampling2D",
+    "ZeroPadding2D",
     "add",
     "average",
     "clear_session",
