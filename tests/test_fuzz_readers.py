@@ -1,0 +1,170 @@
+"""Fuzzing the readers of untrusted files (issue 21): IDX files (raw and gzip), CIFAR-10 batches
+(loose and in a .tar.gz) and minicnn's .npz model files, each mutated by hypothesis (bytes
+flipped, inserted, deleted, the file cut) a few thousand times in all. Every mutant must load
+correctly or raise the reader's one named error (IDXError, CIFAR10Error, ModelFileError: all
+ValueErrors that name the file), never another exception, and with memory bounded: the
+process's peak resident size may not grow by more than MEMORY_MB over the whole run."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import resource
+import tarfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from minicnn.datasets import cifar10
+from minicnn.datasets.idx import IDXError, read_idx, write_idx
+from minicnn.models import ModelFileError, Sequential, load_model
+from minicnn.models.model_file import ModelFileError as _same  # noqa: F401 (one class)
+
+MEMORY_MB = 300  # peak growth allowed over all the mutants of one reader
+FUZZ = settings(max_examples=1000, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+
+
+@st.composite
+def mutated(draw, original: bytes) -> bytes:
+    """`original` with a few random edits: flipped bytes, a cut, an insertion, a deletion,
+    a header field set to an extreme value."""
+    data = bytearray(original)
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["flip", "cut", "insert", "delete", "extreme"]))
+        if not data:
+            break
+        at = draw(st.integers(0, len(data) - 1))
+        if kind == "flip":
+            data[at] ^= draw(st.integers(1, 255))
+        elif kind == "cut":
+            del data[at:]
+        elif kind == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=16))
+        elif kind == "delete":
+            del data[at:at + draw(st.integers(1, 16))]
+        else:  # a 4-byte field (a dimension, a size) set to its largest values
+            data[at:at + 4] = draw(st.sampled_from([b"\xff\xff\xff\xff", b"\x7f\xff\xff\xff",
+                                                     b"\x00\x00\x00\x00"]))
+    return bytes(data)
+
+
+class PeakMemory:
+    """The growth of the process's peak resident size (Linux: kilobytes) since creation."""
+
+    def __init__(self):
+        self.start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    def grown_mb(self) -> float:
+        return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - self.start) / 1024
+
+
+def idx_original(tmp_path_factory, compressed: bool) -> bytes:
+    path = tmp_path_factory.mktemp("idx") / "x.idx"
+    write_idx(path, np.arange(3 * 5 * 4, dtype=np.uint8).reshape(3, 5, 4))
+    raw = path.read_bytes()
+    return gzip.compress(raw) if compressed else raw
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["raw", "gzip"])
+def test_idx_reader_survives_mutants(tmp_path_factory, compressed):
+    original = idx_original(tmp_path_factory, compressed)
+    folder = tmp_path_factory.mktemp("mutants")
+    path = folder / ("m.idx.gz" if compressed else "m.idx")
+    memory = PeakMemory()
+    outcomes = {"loaded": 0, "refused": 0}
+
+    @FUZZ
+    @given(data=mutated(original))
+    def check(data):
+        path.write_bytes(data)
+        try:
+            array = read_idx(path)
+        except IDXError as e:
+            assert str(path) in str(e)
+            outcomes["refused"] += 1
+            return
+        assert isinstance(array, np.ndarray)
+        outcomes["loaded"] += 1
+
+    check()
+    assert outcomes["refused"] > 0 and memory.grown_mb() < MEMORY_MB, (outcomes,
+                                                                        memory.grown_mb())
+
+
+def cifar_original(monkeypatch) -> bytes:
+    """A .tar.gz of six CIFAR-10 batches of 2 records each (RECORDS_PER_BATCH patched down)."""
+    monkeypatch.setattr(cifar10, "RECORDS_PER_BATCH", 2)
+    buffer = io.BytesIO()
+    rng = np.random.default_rng(0)
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name in (*cifar10.TRAIN_FILES, cifar10.TEST_FILE):
+            records = rng.integers(0, 256, (2, cifar10.RECORD_BYTES), dtype=np.uint8)
+            records[:, 0] %= 10
+            data = records.tobytes()
+            info = tarfile.TarInfo(f"{cifar10.FOLDER}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_cifar10_reader_survives_mutants(tmp_path_factory, monkeypatch):
+    original = cifar_original(monkeypatch)
+    folder = tmp_path_factory.mktemp("cifar")
+    path = folder / cifar10.ARCHIVE
+    memory = PeakMemory()
+    outcomes = {"loaded": 0, "refused": 0}
+
+    @FUZZ
+    @given(data=mutated(original))
+    def check(data):
+        path.write_bytes(data)
+        try:
+            (x, y), (xt, yt) = cifar10.load_data(str(path))
+        except cifar10.CIFAR10Error as e:
+            assert str(path) in str(e)
+            outcomes["refused"] += 1
+            return
+        assert x.shape == (10, 32, 32, 3) and y.max() < 10
+        outcomes["loaded"] += 1
+
+    check()
+    assert outcomes["refused"] > 0 and memory.grown_mb() < MEMORY_MB, (outcomes,
+                                                                        memory.grown_mb())
+
+
+def test_model_file_reader_survives_mutants(tmp_path_factory):
+    from minicnn import layers
+
+    folder = tmp_path_factory.mktemp("model")
+    model = Sequential([layers.Conv2D(2, 3, activation="relu", input_shape=(6, 6, 1)),
+                        layers.BatchNormalization(), layers.Flatten(),
+                        layers.Dense(3, activation="softmax")], seed=0)
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    model.train_on_batch(np.random.default_rng(0).random((4, 6, 6, 1)), np.eye(3)[[0, 1, 2, 0]])
+    model.save(folder / "original.npz")
+    original = (folder / "original.npz").read_bytes()
+    path = folder / "m.npz"
+    memory = PeakMemory()
+    outcomes = {"loaded": 0, "refused": 0}
+
+    @settings(max_examples=600, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(data=mutated(original))
+    def check(data):
+        path.write_bytes(data)
+        try:
+            loaded = load_model(path)
+        except ModelFileError as e:
+            assert str(path) in str(e)
+            outcomes["refused"] += 1
+            return
+        loaded.predict(np.zeros((1, 6, 6, 1)), verbose=0)
+        outcomes["loaded"] += 1
+
+    check()
+    assert outcomes["refused"] > 0 and memory.grown_mb() < MEMORY_MB, (outcomes,
+                                                                        memory.grown_mb())
