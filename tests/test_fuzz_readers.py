@@ -123,7 +123,7 @@ def test_cifar10_reader_survives_mutants(tmp_path_factory, monkeypatch):
     def check(data):
         path.write_bytes(data)
         try:
-            (x, y), (xt, yt) = cifar10.load_data(str(path))
+            (x, y), _ = cifar10.load_data(str(path))
         except cifar10.CIFAR10Error as e:
             assert str(path) in str(e)
             outcomes["refused"] += 1
