@@ -9,7 +9,6 @@ pixel stamps its kernel, scaled, onto the output, stride apart.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +16,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from minicnn import activations
 from minicnn.fast import LayerStep, make_plan
 from minicnn.fast.conv_transpose import ConvTransposeStep
 from minicnn.gradcheck import check_layer
@@ -26,7 +26,13 @@ from minicnn.models import Sequential, load_model
 from tests.strategies import seeds
 from tests.test_gradients import assert_passes, bias_away_from_kinks
 from tests.test_plan import assert_step_equals_layers
-from tests.tolerances import KERNEL_ATOL, KERNEL_RTOL, TF_FORWARD_ATOL, TF_FORWARD_RTOL
+from tests.tolerances import (
+    GRADCHECK_TOL,
+    KERNEL_ATOL,
+    KERNEL_RTOL,
+    TF_FORWARD_ATOL,
+    TF_FORWARD_RTOL,
+)
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,19 @@ def test_gradients(s, activation, use_bias, seed):
     layer.build(x.shape)
     if activation == "relu":
         bias_away_from_kinks(layer, x)
+        first_filter_all_active(layer, x)
     assert_passes(check_layer(layer, x, seed=seed))
+
+
+def first_filter_all_active(layer: Conv2DTranspose, x: np.ndarray) -> None:
+    """Filter 0's bias set so that its every pre-activation is >= 1: the gradient reaches every
+    input pixel even where the kink-free biases of bias_away_from_kinks leave only pixels no
+    input reaches alive (a 1x1 input, stride 2: one pixel x * w, one the bias alone)."""
+    layer.bias.value[0] = 0.0
+    relu, layer.activation = layer.activation, activations.linear
+    z = layer(x).reshape(-1, layer.filters)[:, 0]
+    layer.activation = relu
+    layer.bias.value[0] = 1.0 - z.min()
 
 
 def test_the_checker_catches_a_kernel_flipped_in_backward(monkeypatch):
@@ -270,14 +288,15 @@ def test_fast_step_equals_the_layer(s, activation, use_bias, input_gradient, dty
         np.testing.assert_array_equal(part.sum(axis=0), grad.reshape(part.shape[1:]))
 
 
-def decoder(activation: str = "sigmoid") -> Sequential:
-    """An MNIST autoencoder's shape in small: two stride-2 convs down, two transposed up."""
+def decoder() -> Sequential:
+    """An MNIST autoencoder's shape in small: two stride-2 convs down, transposed convs up, the
+    last with a sigmoid (so binary cross-entropy starts from its logits: backward_from_z)."""
     return Sequential([
         Conv2D(4, 3, strides=2, padding="same", activation="relu", input_shape=(8, 8, 1)),
         Conv2D(6, 3, strides=2, padding="same", activation="relu"),
-        Conv2DTranspose(6, 3, strides=2, padding="same", activation="relu"),
-        Conv2DTranspose(3, 3, strides=2, padding="valid", output_padding=1),  # 10x10
-        Conv2D(1, 3, padding="valid", activation=activation)], seed=0)
+        Conv2DTranspose(6, 3, strides=2, padding="same", activation="relu"),  # 4x4
+        Conv2DTranspose(4, (3, 2), padding="same"),
+        Conv2DTranspose(1, 2, strides=2, output_padding=0, activation="sigmoid")], seed=0)
 
 
 def test_the_plan_runs_it_as_a_fast_step_with_relu_or_none_only():
@@ -337,19 +356,40 @@ def test_save_load_and_to_keras_round_trip(tmp_path, oracle):
     assert np.abs(ours - theirs).max() <= TF_FORWARD_ATOL + TF_FORWARD_RTOL * np.abs(theirs).max()
 
 
-def test_gradient_check_of_the_fused_sigmoid_head():
-    """The loss head hands dL/dz to backward_from_z: the whole decoder checked on the loss."""
-    from minicnn.gradcheck import check_layers
-    from minicnn.losses import BinaryCrossentropy
+def test_the_fused_sigmoid_head_gradient_is_the_loss_gradient():
+    """Binary cross-entropy on a sigmoid Conv2DTranspose starts backward from dL/dz through
+    backward_from_z, as fit does; dL/dx and dL/dkernel against central differences of the loss
+    in float64. (check_layers works on deep copies, whose activation is no longer the module's
+    sigmoid object, so its head would not take the fused path.)"""
+    from minicnn.losses import BinaryCrossentropy, LossHead
 
-    model = decoder()
-    model.build((None, 8, 8, 1))
     rng = np.random.default_rng(5)
-    x = rng.random((2, 8, 8, 1))
-    layers = [copy.deepcopy(layer) for layer in model.layers[2:]]
-    h = x.astype(np.float32)
-    for layer in model.layers[:2]:
-        h = layer(h)
-    y = (rng.random((2, 8, 8, 1)) > 0.5).astype(np.float64)
-    report = check_layers(layers, h + 0.5, y=y, loss=BinaryCrossentropy())
-    assert report.passed, str(report)
+    h = rng.standard_normal((2, 3, 2, 3))
+    hidden = Conv2DTranspose(3, 3, strides=2, padding="same", activation="relu",
+                             bias_initializer="he_normal", dtype="float64")
+    last = Conv2DTranspose(1, 2, strides=2, output_padding=1, activation="sigmoid",
+                           dtype="float64")
+    for layer in (hidden, last):
+        layer.rng = rng
+    hidden.build(h.shape)
+    bias_away_from_kinks(hidden, h)
+    y = (rng.random((2, 13, 9, 1)) > 0.5).astype(np.float64)
+    head = LossHead(BinaryCrossentropy(), last)
+    assert head.from_logits
+
+    def loss() -> float:
+        return head.value(y, last(hidden(h)))
+
+    loss()
+    dx = hidden.backward(head.backward(y, last.cache.y.reshape(y.shape), last))
+    for value, grad in ((h, dx), (last.kernel.value, last.kernel.grad.copy())):
+        numeric = np.empty_like(value)
+        for i in np.ndindex(value.shape):
+            keep = value[i]
+            value[i] = keep + 1e-6
+            up = loss()
+            value[i] = keep - 1e-6
+            numeric[i] = (up - loss()) / 2e-6
+            value[i] = keep
+        error = np.abs(grad - numeric).max() / np.abs(numeric).max()
+        assert error < GRADCHECK_TOL, error
