@@ -17,7 +17,7 @@ Backward, from dout (N, L_h, L_w, F):
     dx      = dcols @ K2                 (N * H * W, C)             a Conv2D forward of dz
     dkernel = dcols.T @ xs               (KH * KW * F, C)           Conv2D's weight gradient,
     db      = sum of dz over rows        (F,)                       x and dz in swapped roles
-So no new kernel is needed: im2col and col2im from minicnn/kernels/conv.py, and two GEMMs.
+So no new kernel is needed: im2col and col2im from minicnn/kernels/conv.py, and GEMMs.
 
 Output size (Keras's, from its TensorFlow backend), per axis, for input size H:
     "valid": L = (H - 1) * S + K + output_padding   (output_padding None: max(K, S) - K)
