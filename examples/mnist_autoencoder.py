@@ -3,9 +3,12 @@
 The encoder halves the picture twice (Conv2D + MaxPooling2D: 28 -> 14 -> 7); the decoder
 doubles it back twice, once with a transposed convolution (Conv2DTranspose, strides=2: a
 learned upsampling, whose backward is a plain convolution, docs in its module) and once with
-UpSampling2D (each pixel repeated into a 2x2 block) followed by a Conv2D, and a sigmoid Conv2D
-gives the pixels in [0, 1]. The loss is the mean squared error between input and output: the
-target is the input itself. With --noise the input is corrupted first and the target stays
+UpSampling2D (each pixel repeated into a 2x2 block) followed by a Conv2D, and a last, linear
+Conv2D gives the pixels. The loss is the mean squared error between input and output: the
+target is the input itself. (A sigmoid output under MSE stalls here: from seed 0, minicnn and
+Keras alike, from the same weights, settle at a loss of 0.1128 by the second epoch, the MSE of
+predicting black everywhere, since a sigmoid's small slope far from 1/2 leaves the dead ReLUs
+before it no way back; a linear output reaches 0.008 in three epochs.) With --noise the input is corrupted first and the target stays
 clean: a denoising autoencoder (keras.io's "Convolutional autoencoder for image denoising").
 Run it from the project root:
 
@@ -45,7 +48,7 @@ def build(seed: int | None = 0) -> keras.Model:
     x = layers.Conv2DTranspose(32, 3, strides=2, activation="relu", padding="same")(x)  # 14
     x = layers.UpSampling2D(2)(x)  # 28x28
     x = layers.Conv2D(16, 3, activation="relu", padding="same")(x)
-    outputs = layers.Conv2D(1, 3, activation="sigmoid", padding="same")(x)
+    outputs = layers.Conv2D(1, 3, padding="same")(x)  # linear: MSE on the pixels themselves
     model = keras.Model(inputs, outputs, name="autoencoder")
     model.compile(optimizer="adam", loss="mse")
     return model
@@ -54,13 +57,13 @@ def build(seed: int | None = 0) -> keras.Model:
 def mse_bar(epochs: int, train_images: int) -> float:
     """How many times below the constant guess's MSE the test MSE must be.
 
-    Measured here with seed 0 (clean inputs): 1 epoch on --limit 2000 (1,800 images, 15 steps of
-    128) brings the test MSE to 0.054 against the mean image's 0.067 (1.2x); 5 epochs on all
-    54,000 images to 0.0037 (18x). Bars leave room below those.
+    Measured on 5 Dec with seed 0 (clean inputs): 1 epoch on --limit 2000 (1,800 images, 15
+    steps of 128) brings the test MSE to 0.0526 against the mean image's 0.0649 (1.2x); 3
+    epochs on --limit 6000 to 0.0077 (8.5x). Bars leave room below those.
     """
     seen = epochs * train_images
-    if seen >= 200_000:
-        return 8.0
+    if seen >= 16_000:
+        return 4.0
     if seen >= 1_500:
         return 1.05
     return 0.0
@@ -105,7 +108,7 @@ def save_picture(originals: np.ndarray, inputs: np.ndarray, outputs: np.ndarray,
     fig, axes = plt.subplots(len(rows), len(originals), figsize=(len(originals), len(rows)))
     for r, row in enumerate(rows):
         for c, image in enumerate(row):
-            axes[r, c].imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
+            axes[r, c].imshow(np.clip(image[..., 0], 0, 1), cmap="gray", vmin=0, vmax=1)
             axes[r, c].axis("off")
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)

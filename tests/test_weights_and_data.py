@@ -205,3 +205,14 @@ def test_data_errors_are_clear():
         model.fit(x, y, steps_per_epoch=0, verbose=0)
     with pytest.raises(ValueError, match=r"`epochs`. Expected a non-negative integer"):
         model.fit(x, y, epochs=1.5, verbose=0)
+
+
+def test_predict_on_an_output_of_unknown_size():
+    """The output array is sized from the first batch: an output shape with None sizes (a
+    Reshape after an Input of unknown height and width) predicts as model(x) does."""
+    import minicnn as keras
+
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, layers.Reshape((-1, 3))(inputs))
+    x = np.random.default_rng(0).random((5, 4, 6, 3)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(x, batch_size=2, verbose=0), x.reshape(5, -1, 3))

@@ -626,15 +626,21 @@ class Trainer:
         cbs = CallbackList([*(callbacks or []), ProgbarLogger(verbose)], self,
                            {"verbose": verbose, "steps": math.ceil(n / batch_size)})
         cbs.on_predict_begin()
-        outs = [np.empty((n, *t.shape[1:]), dtype=self.dtype) for t in self._graph.outputs]
+        outs: list[np.ndarray] | None = None
         with parallel.single_threaded_blas(), self._inference_plan() as plan:
             for step, start in enumerate(range(0, n, batch_size)):
                 cbs.on_predict_batch_begin(step)
                 got = self.training_pass(plan).forward(
                     [a[start:min(start + batch_size, n)] for a in xs], False, self._recording)
-                for o, g in zip(outs, got if len(outs) > 1 else [got], strict=True):
+                got = got if isinstance(got, list) else [got]
+                if outs is None:  # sized from the first batch: an output may have None sizes
+                    outs = [np.empty((n, *g.shape[1:]), dtype=g.dtype) for g in got]
+                for o, g in zip(outs, got, strict=True):
                     o[start:start + batch_size] = g
                 cbs.on_predict_batch_end(step)
+        if outs is None:
+            outs = [np.empty((0, *(d or 0 for d in t.shape[1:])), dtype=self.dtype)
+                    for t in self._graph.outputs]
         cbs.on_predict_end()
         return outs[0] if len(outs) == 1 else outs
 
