@@ -8,8 +8,9 @@ Conv2D gives the pixels. The loss is the mean squared error between input and ou
 target is the input itself. (A sigmoid output under MSE stalls here: from seed 0, minicnn and
 Keras alike, from the same weights, settle at a loss of 0.1128 by the second epoch, the MSE of
 predicting black everywhere, since a sigmoid's small slope far from 1/2 leaves the dead ReLUs
-before it no way back; a linear output reaches 0.008 in three epochs.) With --noise the input is corrupted first and the target stays
-clean: a denoising autoencoder (keras.io's "Convolutional autoencoder for image denoising").
+before it no way back; a linear output reaches 0.008 in three epochs.) With --noise the input
+is corrupted first and the target stays clean: a denoising autoencoder (keras.io's
+"Convolutional autoencoder for image denoising").
 Run it from the project root:
 
     python examples/mnist_autoencoder.py                         # 5 epochs
