@@ -138,8 +138,38 @@ class Optimizer:
         """The state kept for each of `params` (empty tuples before the first step)."""
         return [self._slots.get(p, ()) for p in params]
 
+    def slot_names(self) -> tuple[str, ...]:
+        """The arrays this optimizer keeps per weight, in `slots` order (none by default)."""
+        return ()
+
+    # Slots that are running averages of squares: never negative.
+    NON_NEGATIVE_SLOTS: tuple[str, ...] = ()
+
     def set_slots(self, params: list[Parameter], slots, iterations: int) -> None:
-        """Restore state saved with `slots(params)` and the step count, e.g. to resume training."""
+        """Restore state saved with `slots(params)` and the step count, e.g. to resume
+        training. The state is checked first, as a model file is untrusted input: per weight
+        either no arrays (before its first step) or exactly `slot_names()`, each of the weight's
+        shape and finite, the running averages of squares >= 0, and iterations a count >= 0."""
+        if not isinstance(iterations, (int, np.integer)) or isinstance(iterations, bool) or (
+                iterations < 0):
+            raise ValueError(f"optimizer iterations should be a count >= 0, not {iterations!r}")
+        names = self.slot_names()
+        for p, s in zip(params, slots, strict=True):
+            if len(s) not in (0, len(names)):
+                raise ValueError(
+                    f"optimizer state for {p.name} has {len(s)} arrays; {type(self).__name__} "
+                    f"with these settings keeps {len(names)} per weight {list(names)}")
+            for name, a in zip(names, s, strict=False):
+                a = np.asarray(a)
+                if a.shape != p.value.shape:
+                    raise ValueError(f"optimizer state {name} for {p.name} has shape {a.shape}, "
+                                     f"the weight {p.value.shape}")
+                if not np.all(np.isfinite(a)):
+                    raise ValueError(f"optimizer state {name} for {p.name} holds values that are "
+                                     "not finite")
+                if name in self.NON_NEGATIVE_SLOTS and np.any(a < 0):
+                    raise ValueError(f"optimizer state {name} for {p.name} is a mean of squares "
+                                     f"but holds {float(a.min()):.6g} < 0")
         self._slots = {p: tuple(s) for p, s in zip(params, slots, strict=True) if len(s)}
         self.iterations = int(iterations)
 
@@ -194,6 +224,9 @@ class SGD(Optimizer):
     def get_config(self) -> dict:
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
+    def slot_names(self) -> tuple[str, ...]:
+        return ("velocity",) if self.momentum else ()
+
     def _update(self, params: list[Parameter], grads: list[np.ndarray], lr: float) -> None:
         for p, g in zip(params, grads, strict=True):
             if self.momentum == 0.0:
@@ -226,6 +259,11 @@ class Adam(Optimizer):
     def get_config(self) -> dict:
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
                 "epsilon": self.epsilon}
+
+    NON_NEGATIVE_SLOTS = ("v",)
+
+    def slot_names(self) -> tuple[str, ...]:
+        return ("m", "v")
 
     def _update(self, params: list[Parameter], grads: list[np.ndarray], lr: float) -> None:
         t = self.iterations + 1
@@ -284,6 +322,11 @@ class RMSprop(Optimizer):
     def get_config(self) -> dict:
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
                 "epsilon": self.epsilon, "centered": self.centered}
+
+    NON_NEGATIVE_SLOTS = ("v",)
+
+    def slot_names(self) -> tuple[str, ...]:
+        return ("v", *(("m",) if self.momentum > 0 else ()), *(("a",) if self.centered else ()))
 
     def _update(self, params: list[Parameter], grads: list[np.ndarray], lr: float) -> None:
         rho = self.rho

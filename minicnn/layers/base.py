@@ -43,6 +43,9 @@ class Parameter:
     # False for state a layer updates itself in forward (BatchNormalization's moving statistics):
     # no optimizer, gradient check or LearningCheck sees it.
     trainable: bool = True
+    # The smallest value the weight may hold, where it has one (a variance: 0); set_weights
+    # and a model file refuse a value below it.
+    minimum: float | None = None
 
     def __post_init__(self) -> None:
         self.grad = np.zeros_like(self.value)
@@ -78,6 +81,22 @@ def shape_fits(expected: tuple, got: tuple, skip_axis: int | None = None) -> boo
     return len(expected) == len(got) and all(
         k == skip_axis or a is None or b is None or a == b
         for k, (a, b) in enumerate(zip(expected, got, strict=True)) if k > 0)
+
+
+def check_value(p: Parameter, value) -> None:
+    """A ValueError naming `p` when `value` cannot be its value: state a layer keeps (a moving
+    statistic) must be finite, and no weight may be below its `minimum`. A trained weight may
+    hold a NaN (a diverged run): that is its value, and predictions show it."""
+    value = np.asarray(value)
+    bad = None
+    if not p.trainable and not np.all(np.isfinite(value)):
+        bad = "values that are not finite"
+    elif p.minimum is not None and np.any(value < p.minimum):
+        bad = f"values below {p.minimum:g} (the smallest is {float(np.min(value)):.6g})"
+    if bad:
+        raise ValueError(f"weight {p.name} cannot hold {bad}: it is a layer's state, "
+                         f"which training keeps finite" + (
+                             f" and at least {p.minimum:g}" if p.minimum is not None else ""))
 
 
 def shape_str(shape) -> str:
@@ -287,6 +306,8 @@ class Layer:
                 f"Layer '{self.name}' expects {len(expected)} weights with shapes {expected}, "
                 f"received {len(received)} with shapes {received}"
             )
+        for p, w in zip(self._params, weights, strict=True):
+            check_value(p, w)
         for p, w in zip(self._params, weights, strict=True):
             p.value[...] = w
 

@@ -73,9 +73,11 @@ class BatchNormalization(Layer):
         self.moving_mean = self.add_weight("moving_mean", shape,
                                            self.moving_mean_initializer,
                                            trainable=False)
+        # A variance is >= 0 (0 is a channel that never varied, after a long run): a file or
+        # set_weights with a negative one would normalise by sqrt(negative + epsilon) = NaN.
         self.moving_variance = self.add_weight(
-            "moving_variance", shape, self.moving_variance_initializer,
-            trainable=False)
+            "moving_variance", shape, self.moving_variance_initializer, trainable=False)
+        self.moving_variance.minimum = 0.0
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
