@@ -28,6 +28,7 @@ from minicnn.fast.graph_plan import GraphPlan
 from minicnn.layers._names import unique_name
 from minicnn.layers.base import Layer, Parameter, shape_fits, shape_str
 from minicnn.layers.node import Graph, KerasTensor
+from minicnn.models import keras_file
 from minicnn.models.graph_config import MODEL_CLASSES, functional_config, model_from_config
 from minicnn.models.model_file import read_model_file, write_model_file
 from minicnn.models.summary import summary_text
@@ -308,8 +309,12 @@ class Model(Trainer, Layer):
                           **kwargs)
 
     def save(self, filepath: str | os.PathLike) -> None:
-        """Write architecture, weights and optimizer state to one .npz file, atomically
-        (`models.load_model` reads it back)."""
+        """Write architecture, weights and optimizer state, atomically: `.npz` is minicnn's own
+        file, `.keras` Keras 3's archive (keras.models.load_model opens it); `models.load_model`
+        reads both back."""
+        if keras_file.suffix_kind(filepath, weights_only=False) == "keras":
+            keras_file.save_model(self, filepath)
+            return
         if not self.built:
             raise ValueError(f"Model '{self.name}' is not built yet, so it has no weights to "
                              "save: fit it, call it on data, or give the first layer an "
@@ -319,12 +324,12 @@ class Model(Trainer, Layer):
         write_model_file(filepath, self.get_config(), self.get_weights(), slots)
 
     def save_weights(self, filepath: str | os.PathLike) -> None:
-        """Write the architecture and weights, without optimizer state, to one .npz file,
-        atomically; `load_weights` reads it (or a file from `save()`) back."""
-        if not os.fspath(filepath).endswith(".npz"):
-            raise ValueError("The filename must end in `.npz` (minicnn keeps weights in a NumPy "
-                             "archive; Keras's `.weights.h5` becomes `.weights.npz`). "
-                             f"Received: filepath={os.fspath(filepath)}")
+        """Write the weights, atomically: `.weights.h5` in Keras 3's layout (with the optimizer's
+        state, as Keras's), or `.npz` with the architecture and no optimizer state;
+        `load_weights` reads either back."""
+        if keras_file.suffix_kind(filepath, weights_only=True) == "weights.h5":
+            keras_file.save_weights(self, filepath)
+            return
         if not self.built:
             raise ValueError(f"Model '{self.name}' is not built yet, so it has no weights to "
                              "save: fit it, call it on data, or give the first layer an "
@@ -333,8 +338,11 @@ class Model(Trainer, Layer):
         write_model_file(filepath, config, self.get_weights(), [])
 
     def load_weights(self, filepath: str | os.PathLike) -> None:
-        """Load the weights of a model saved with `save()` or `save_weights()` into this model
-        of the same shape."""
+        """Load the weights of a model of the same shape into this one: from minicnn's `.npz`
+        (`save()` or `save_weights()`), or from Keras's `.weights.h5` or `.keras`."""
+        if keras_file.sniff(filepath) in ("hdf5", "keras"):
+            keras_file.load_weights(self, filepath)
+            return
         file = read_model_file(filepath)
         mine, theirs = self.get_weights(), [tuple(w.shape) for w in file.weights]
         if [w.shape for w in mine] != theirs:

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 
 import numpy as np
 
 from minicnn import losses, optimizers
 from minicnn.layers.base import Layer, shape_str
+from minicnn.models import keras_file
 from minicnn.models.functional import Model
 from minicnn.models.graph_config import model_from_config
 from minicnn.models.model_file import ModelFileError, read_model_file
 
 
-def load_model(filepath, custom_objects: dict | None = None) -> Model:
-    """A model saved with `model.save()`: same layers, weights, and optimizer state.
+def load_model(filepath, custom_objects: dict | None = None, compile: bool = True) -> Model:
+    """A model saved with `model.save()`: same layers, weights, and optimizer state. The file
+    is minicnn's `.npz` or a Keras 3 `.keras` archive (Keras's own too: its layers must be
+    minicnn's, its optimizer, loss and metrics too or it loads uncompiled, with a warning).
 
     `custom_objects` maps class names to the classes of your own layers (or optimizers), as in
     Keras: `load_model(path, custom_objects={"Square": Square})`.
@@ -31,6 +35,11 @@ def load_model(filepath, custom_objects: dict | None = None) -> Model:
         ModelFileError (a ValueError): the file is not a usable model file; the message names the
             file and the problem.
     """
+    kind = keras_file.sniff(filepath)
+    if kind == "keras" or (kind is None and os.fspath(filepath).endswith(".keras")):
+        return keras_file.load_model(filepath, custom_objects, compile=compile)
+    if kind == "hdf5":
+        raise keras_file.legacy_h5_error(os.fspath(filepath))
     file = read_model_file(filepath)
     arch = file.architecture
     stored = _StoredWeights(file.weights)
@@ -43,7 +52,7 @@ def load_model(filepath, custom_objects: dict | None = None) -> Model:
                 raise ValueError(f"{p.name} is {p.value.dtype} but the file holds it as "
                                  f"{w.dtype}")
         model.set_weights(file.weights)
-        if "compile" in arch:
+        if "compile" in arch and compile:
             c = arch["compile"]
             optimizer = _optimizer_class(c["optimizer"]["class_name"], custom_objects)
             config = dict(c["optimizer"]["config"])
