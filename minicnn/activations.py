@@ -48,6 +48,14 @@ class Activation:
     def __repr__(self) -> str:
         return self.name
 
+    def __reduce_ex__(self, protocol):
+        # A copied or pickled layer (a deep copy for a gradient check, a Ray replica) keeps
+        # the module's own activation object: the fast plan and the fused loss head recognise
+        # an activation by identity (`is activations.relu`).
+        if _BY_NAME.get(self.name) is self:
+            return (_shared, (self.name,))
+        return super().__reduce_ex__(protocol)
+
 
 class ReLUActivation(Activation):
     name = "relu"
@@ -140,6 +148,11 @@ sigmoid = SigmoidActivation()
 tanh = TanhActivation()
 softmax = SoftmaxActivation()
 _BY_NAME = {a.name: a for a in (linear, relu, leaky_relu, elu, sigmoid, tanh, softmax)}
+
+
+def _shared(name: str) -> Activation:
+    """The module's activation named `name` (what a copied layer's activation becomes)."""
+    return _BY_NAME[name]
 
 
 def get(identifier: str | Activation | None) -> Activation:

@@ -228,3 +228,23 @@ def test_adam_bias_correction_uses_beta_power_t():
         w -= 0.01 * np.sqrt(1 - 0.999**t) / (1 - 0.9**t) * m / (np.sqrt(v) + 1e-7)
         assert layer.kernel.value[0, 0] == pytest.approx(w, rel=KERNEL_RTOL["float64"])
     assert adam.iterations == 3
+
+
+def test_a_copied_or_pickled_layer_keeps_the_shared_activation():
+    """Activations are recognised by identity (the fast plan's steps, the fused loss head), so
+    a deep copy (gradient checks) or a pickle (a Ray replica) must keep the module's object; a
+    parametrised one (leaky_relu with another slope) is copied as it is."""
+    import copy
+    import pickle
+
+    from minicnn import activations
+    from minicnn.layers import Conv2D, Dense
+
+    conv = Conv2D(2, 3, activation="relu")
+    conv.build((None, 6, 6, 1))
+    for twin in (copy.deepcopy(conv), pickle.loads(pickle.dumps(conv))):
+        assert twin.activation is activations.relu
+    head = Dense(3, activation="softmax")
+    assert copy.deepcopy(head).activation is activations.softmax
+    leaky = activations.LeakyReLUActivation(0.3)
+    assert copy.deepcopy(leaky).negative_slope == 0.3 and copy.deepcopy(leaky) is not leaky
