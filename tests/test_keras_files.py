@@ -194,6 +194,10 @@ def test_damaged_files_and_misfits_are_named_errors(tmp_path):
     (tmp_path / "cut.weights.h5").write_bytes(weights[: len(weights) // 2])
     with pytest.raises(ModelFileError, match=r"cut\.weights\.h5"):
         minicnn_graph().load_weights(tmp_path / "cut.weights.h5")
+    with h5py.File(tmp_path / "g.weights.h5", "r+") as f:  # a variance below 0
+        f["layers/sequential/layers/batch_normalization/vars/3"][0] = -1.0
+    with pytest.raises(ModelFileError, match=r"moving_variance cannot hold values below 0"):
+        minicnn_graph().load_weights(tmp_path / "g.weights.h5")
     other = models.Model(*_graph_with_units(7))
     with pytest.raises(ModelFileError, match=r"layer 'dense_\d+' \(Dense\)'s dense_\d+/kernel "
                                              r"has shape \(\d+, 7\).*layers/dense/vars/0"):

@@ -26,7 +26,7 @@ import numpy as np
 from minicnn import initializers
 from minicnn.fast.graph_plan import GraphPlan
 from minicnn.layers._names import unique_name
-from minicnn.layers.base import Layer, Parameter, shape_fits, shape_str
+from minicnn.layers.base import Layer, Parameter, check_value, shape_fits, shape_str
 from minicnn.layers.node import Graph, KerasTensor
 from minicnn.models import keras_file
 from minicnn.models.graph_config import MODEL_CLASSES, functional_config, model_from_config
@@ -233,6 +233,7 @@ class Model(Trainer, Layer):
             if np.shape(w) != p.value.shape:
                 raise ValueError(f"Model '{self.name}': weight {p.name} has shape "
                                  f"{p.value.shape}, received {np.shape(w)}")
+            check_value(p, w)
         for p, w in zip(mine, weights, strict=True):
             p.value[...] = w
 

@@ -38,6 +38,7 @@ import zipfile
 import numpy as np
 
 from minicnn._atomic import atomic_write
+from minicnn.layers.base import check_value
 from minicnn.models import keras_config
 from minicnn.models.model_file import MAX_VALUES, ModelFileError
 
@@ -275,6 +276,11 @@ def _read_into(model, weights: _Weights) -> None:
                              f"the file's {group_path}/{k} has shape {tuple(d.shape)} and dtype "
                              f"{d.dtype}")
             values.append((p, weights.array(group_path, str(k), d)))
+    for p, value in values:  # a moving statistic must be finite, a variance >= 0 (set_weights')
+        try:
+            check_value(p, value)
+        except ValueError as e:
+            raise _error(weights.path, str(e)) from e
     for p, value in values:
         p.value[...] = value.astype(p.value.dtype, copy=False)
     if hasattr(model, "_reset_plans"):
