@@ -13,7 +13,7 @@ is corrupted first and the target stays clean: a denoising autoencoder (keras.io
 "Convolutional autoencoder for image denoising").
 Run it from the project root:
 
-    python examples/mnist_autoencoder.py                         # 5 epochs
+    python examples/mnist_autoencoder.py                         # 5 epochs, test MSE 0.0020
     python examples/mnist_autoencoder.py --epochs 1 --limit 2000 # a quick check
     python examples/mnist_autoencoder.py --noise 0.4             # denoising
 
@@ -60,9 +60,12 @@ def mse_bar(epochs: int, train_images: int) -> float:
 
     Measured on 5 Dec with seed 0 (clean inputs): 1 epoch on --limit 2000 (1,800 images, 15
     steps of 128) brings the test MSE to 0.0526 against the mean image's 0.0649 (1.2x); 3
-    epochs on --limit 6000 to 0.0077 (8.5x). Bars leave room below those.
+    epochs on --limit 6000 to 0.0077 (8.5x); the default 5 epochs on all 54,000 images to
+    0.0020 against 0.0675 (34.4x, about 40 s an epoch here). Bars leave room below those.
     """
     seen = epochs * train_images
+    if seen >= 200_000:
+        return 20.0
     if seen >= 16_000:
         return 4.0
     if seen >= 1_500:
