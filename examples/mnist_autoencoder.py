@@ -100,15 +100,16 @@ def load(synthetic: bool, limit: int | None, seed: int):
     return [(a.astype("float32") / 255)[..., None] for a in (train, test)]
 
 
-def save_picture(originals: np.ndarray, inputs: np.ndarray, outputs: np.ndarray,
+def save_picture(originals: np.ndarray, inputs: np.ndarray | None, outputs: np.ndarray,
                  path: str) -> None:
-    """Rows: the clean pictures, what the model was given, what it gave back."""
+    """Rows: the clean pictures, what the model was given (when it was noisy), what it gave
+    back."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [originals, inputs, outputs] if inputs is not originals else [originals, outputs]
+    rows = [originals, outputs] if inputs is None else [originals, inputs, outputs]
     fig, axes = plt.subplots(len(rows), len(originals), figsize=(len(originals), len(rows)))
     for r, row in enumerate(rows):
         for c, image in enumerate(row):
@@ -152,7 +153,8 @@ def main(argv: list[str] | None = None) -> float:
           f"({guess / test_mse:.1f}x the autoencoder's)")
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "reconstructions.png")
-    save_picture(test[:10], test_inputs[:10], model.predict(test_inputs[:10], verbose=0), path)
+    save_picture(test[:10], test_inputs[:10] if args.noise else None,
+                 model.predict(test_inputs[:10], verbose=0), path)
     print(f"Saved {path}")
     bar = mse_bar(args.epochs, int(len(train) * 0.9))
     if guess / test_mse < bar:
