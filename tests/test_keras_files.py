@@ -249,3 +249,38 @@ def test_import_minicnn_does_not_import_h5py():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_layer_goes_both_ways_with_no_code_of_its_own(tmp_path):
+    """Each layer's Keras config is its get_config(): the layers added since work unchanged."""
+    model = Sequential([
+        layers.Input((12, 12, 3)), layers.Rescaling(0.5, offset=0.1),
+        layers.RandomFlip("horizontal"), layers.RandomTranslation(0.1, 0.1),
+        layers.ZeroPadding2D(1), layers.Conv2D(8, 3, activation="relu"),
+        layers.BatchNormalization(), layers.Cropping2D(((1, 0), (0, 1))),
+        layers.UpSampling2D(2), layers.MaxPooling2D(),
+        layers.Conv2DTranspose(4, 3, strides=2, padding="same"),
+        layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False,
+                      kernel_initializer="he_normal"),
+        layers.ReLU(), layers.LeakyReLU(negative_slope=0.2),
+        layers.AveragePooling2D(pool_size=(1, 1)), layers.Activation("tanh"),
+        layers.Reshape((-1, 8)), layers.Flatten(), layers.Dropout(0.3),
+        layers.Dense(5, kernel_regularizer="l2"), layers.Softmax()], seed=4)
+    model.compile(optimizer=optimizers.RMSprop(momentum=0.5), loss="categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.learning_check = False
+    x = RNG.random((4, 12, 12, 3), dtype=np.float32)
+    model.fit(x, np.eye(5, dtype=np.float32)[[0, 1, 2, 3]], epochs=1, verbose=0)
+    model.save(tmp_path / "every.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        twin = keras.models.load_model(tmp_path / "every.keras")
+    assert_close(model.predict(x, verbose=0), twin.predict(x, verbose=0))
+    kernel = model.layers[4].kernel  # RMSprop's velocity, then momentum, each per weight
+    v, m = model.optimizer.slots([kernel])[0]
+    np.testing.assert_array_equal(twin.optimizer._velocities[0].numpy(), v)
+    np.testing.assert_array_equal(twin.optimizer._momentums[0].numpy(), m)
+    twin.save(tmp_path / "every_keras.keras")
+    back = load_model(tmp_path / "every_keras.keras")
+    assert_close(back.predict(x, verbose=0), twin.predict(x, verbose=0))
+    assert back.get_config()["layers"] == model.get_config()["layers"]

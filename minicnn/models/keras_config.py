@@ -12,7 +12,7 @@ and "inbound_nodes", a model its "compile_config":
     [layer name, call, 0]}}; "input_layers"/"output_layers": one such reference or a list.
 
 minicnn's layers take Keras's class names and arguments, so a layer's Keras config *is* its
-`get_config()` with a few values in Keras's serialized form (`_VALUE_FORMS`: a dtype as a
+`get_config()` with a few values in Keras's serialized form (`_keras_value`: a dtype as a
 DTypePolicy, an initializer or regularizer as a serialized object, no activation as "linear").
 No layer has code here: a layer whose config matches Keras's needs nothing. Reading, a Keras
 argument minicnn's layer does not take is dropped only when it asks for what minicnn does anyway
@@ -35,10 +35,14 @@ _INPUT_TYPES = ("InputLayer",)
 # None (no constraint, no quantization, no seed...) is neutral for every argument.
 _NEUTRAL = {"data_format": ["channels_last"], "dilation_rate": [1, [1, 1]], "groups": [1],
             "sparse": [False], "ragged": [False], "optional": [False], "synchronized": [False],
-            "renorm": [False], "keepdims": [False], "depth_multiplier": [1]}
+            "renorm": [False], "keepdims": [False], "depth_multiplier": [1],
+            "negative_slope": [0], "threshold": [0], "axis": [-1]}  # ReLU's, Softmax's
 _MEANINGLESS = {"renorm_momentum", "lora_alpha"}  # only used when their switch (None) is on
-_INITIALIZER_NAMES = {"glorot_uniform": "GlorotUniform", "he_normal": "HeNormal",
-                      "zeros": "Zeros", "ones": "Ones"}
+
+
+def _initializer_names() -> dict[str, str]:
+    """Keras's name of each of minicnn's initializers -> its class: "he_normal" -> "HeNormal"."""
+    return {name: cls.__name__ for name, cls in initializers._BY_NAME.items()}
 
 
 def snake_case(name: str) -> str:
@@ -86,7 +90,7 @@ def _keras_value(key: str, value):
     if key.endswith("_initializer"):
         name, seed = (value, None) if isinstance(value, str) else (value["class_name"],
                                                                    value.get("seed"))
-        name = _INITIALIZER_NAMES.get(name, name)
+        name = _initializer_names().get(name, name)
         return _serialized("keras.initializers", name,  # Zeros() and Ones() take no seed
                            {} if name in ("Zeros", "Ones") else {"seed": seed})
     if key.endswith("_regularizer") and isinstance(value, dict):
@@ -221,8 +225,11 @@ def _minicnn_value(where: str, key: str, value, dropped: list[str]):
         by_class = {cls.__name__ for cls in initializers._BY_NAME.values()}
         if name in initializers._BY_NAME:
             return name
-        if name in by_class:
-            return {"class_name": name, "seed": (value.get("config") or {}).get("seed")}
+        seed = (value.get("config") or {}).get("seed") if isinstance(value, dict) else None
+        if name in by_class and seed is None:  # its name, as minicnn's own configs have it
+            return {v: k for k, v in _initializer_names().items()}[name]
+        if name in by_class:  # a seeded object, which the layer's get_config() serializes
+            return initializers.get({"class_name": name, "seed": seed})
         dropped.append(f"{where}'s {key} {name} (minicnn's default instead; the weights come "
                        f"from the file)")
         return None
