@@ -149,9 +149,10 @@ def test_functional_graphs_both_ways(tmp_path):
         back = load_model(tmp_path / "k.keras")
     assert not back.compiled
     assert_close(back.predict(x, verbose=0), twin.predict(x, verbose=0))
-    fresh = minicnn_graph()
-    fresh.load_weights(tmp_path / "keras.weights.h5")
-    assert_close(fresh.predict(x, verbose=0), twin.predict(x, verbose=0))
+    for source in ("keras.weights.h5", "k.keras"):  # a weights file, or an archive's
+        fresh = minicnn_graph()
+        fresh.load_weights(tmp_path / source)
+        assert_close(fresh.predict(x, verbose=0), twin.predict(x, verbose=0))
 
 
 def test_a_layer_minicnn_lacks_is_one_clear_error(tmp_path):
@@ -190,6 +191,14 @@ def test_damaged_files_and_misfits_are_named_errors(tmp_path):
             dst.writestr(name, body[: len(body) // 3] if name.endswith(".h5") else body)
     with pytest.raises(ModelFileError, match=r"bad\.keras.*weights are not a readable HDF5"):
         load_model(tmp_path / "bad.keras")
+    for config, problem in ((b"{not json", "config.json is not readable JSON"),
+                            (b"[1, 2]", "config.json holds a list, not a model")):
+        with zipfile.ZipFile(tmp_path / "g.keras") as src, \
+                zipfile.ZipFile(tmp_path / "json.keras", "w") as dst:
+            for name in src.namelist():
+                dst.writestr(name, config if name == "config.json" else src.read(name))
+        with pytest.raises(ModelFileError, match=problem):
+            load_model(tmp_path / "json.keras")
     weights = (tmp_path / "g.weights.h5").read_bytes()
     (tmp_path / "cut.weights.h5").write_bytes(weights[: len(weights) // 2])
     with pytest.raises(ModelFileError, match=r"cut\.weights\.h5"):

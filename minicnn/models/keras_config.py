@@ -288,6 +288,8 @@ def model_arch(entry: dict, custom_objects=None, dropped: list[str] | None = Non
     """minicnn's architecture (graph_config.py's layout) of Keras's serialized model `entry`;
     what minicnn leaves out (initializers it lacks) is appended to `dropped`."""
     dropped = [] if dropped is None else dropped
+    if not isinstance(entry, dict):
+        raise KerasConfigError(f"its config.json holds a {type(entry).__name__}, not a model")
     kind, config = entry.get("class_name"), entry.get("config")
     if kind not in ("Sequential", "Functional") or not isinstance(config, dict):
         raise KerasConfigError(f"it holds a Keras {kind!r}; minicnn rebuilds Sequential and "

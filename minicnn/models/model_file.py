@@ -7,8 +7,9 @@ It holds plain arrays (no pickles, so loading one cannot run code):
     "weight/<k>"     the k-th weight array of model.get_weights(), float32 or float64
     "slot/<k>/<j>"   the optimizer's j-th state array (Adam's m, v) for weight k
 It is written to a temporary file and renamed over the target, so a crash mid-save leaves the
-previous file intact. This module knows the file, not the model: `Sequential.save` writes one,
-`models.load_model` builds a model from one.
+previous file intact. This module knows the file, not the model: `Model.save("m.npz")` writes
+one, `models.load_model` builds a model from one. (Keras 3's `.keras` and `.weights.h5` files
+are keras_file.py's; `save` names the format by the extension, never falling back to .npz.)
 
 A model file may come from anyone, so reading one does the cheap checks before the costly work.
 An .npz is a zip archive of .npy members, read here member by member: only the keys above are
