@@ -45,6 +45,7 @@ from minicnn.models.model_file import MAX_VALUES, ModelFileError
 KERAS_VERSION = "3.15.1"  # the Keras release whose layout these files follow (checked against)
 _CONFIG, _METADATA, _WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 _MAX_JSON_BYTES = 2**24
+_MAX_WEIGHTS_BYTES = 8 * MAX_VALUES + 2**26  # float64 weights and HDF5's own bookkeeping
 
 
 def suffix_kind(filepath, weights_only: bool) -> str:
@@ -180,35 +181,35 @@ def _error(path: str, problem: str) -> ModelFileError:
     return ModelFileError(f"Cannot read Keras file '{path}': {problem}")
 
 
-class _Archive:
-    """An open .keras archive's members, each read with a size ceiling."""
+def _read_archive(path: str, with_config: bool = True) -> tuple[dict | None, bytes]:
+    """A .keras archive's config.json (parsed; when asked for) and its model.weights.h5, each
+    member read with a size ceiling; every failure a ModelFileError naming the file."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise _error(path, f"it is truncated, corrupt or not a .keras archive "
+                           f"({type(e).__name__}: {e})") from e
 
-    def __init__(self, path: str):
-        self.path = path
+    def member(name: str, limit: int) -> bytes:
+        if name not in archive.namelist():
+            raise _error(path, f"the archive has no {name} (a .keras archive holds "
+                               f"{_CONFIG}, {_METADATA} and {_WEIGHTS})")
+        if archive.getinfo(name).file_size > limit:
+            raise _error(path, f"its {name} is larger than a minicnn model may be")
         try:
-            self.zip = zipfile.ZipFile(path)
-            self.names = set(self.zip.namelist())
-        except (zipfile.BadZipFile, EOFError, ValueError) as e:
-            raise _error(path, f"it is truncated, corrupt or not a .keras archive "
+            return archive.read(name)
+        except Exception as e:  # zipfile, zlib, bz2, lzma: all mean a damaged member
+            raise _error(path, f"its {name} is truncated or corrupt "
                                f"({type(e).__name__}: {e})") from e
 
-    def read(self, name: str, limit: int) -> bytes:
-        if name not in self.names:
-            raise _error(self.path, f"the archive has no {name} (a .keras archive holds "
-                                    f"{_CONFIG}, {_METADATA} and {_WEIGHTS})")
-        if self.zip.getinfo(name).file_size > limit:
-            raise _error(self.path, f"its {name} is larger than a minicnn model may be")
-        try:
-            return self.zip.read(name)
-        except Exception as e:  # zipfile, zlib, bz2, lzma: all mean a damaged member
-            raise _error(self.path, f"its {name} is truncated or corrupt "
-                                    f"({type(e).__name__}: {e})") from e
-
-    def config(self) -> dict:
-        try:
-            return json.loads(self.read(_CONFIG, _MAX_JSON_BYTES))
-        except (ValueError, RecursionError) as e:
-            raise _error(self.path, f"its {_CONFIG} is not readable JSON ({e})") from e
+    with archive:
+        config = None
+        if with_config:
+            try:
+                config = json.loads(member(_CONFIG, _MAX_JSON_BYTES))
+            except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8: ValueErrors
+                raise _error(path, f"its {_CONFIG} is not readable JSON ({e})") from e
+        return config, member(_WEIGHTS, _MAX_WEIGHTS_BYTES)
 
 
 class _Weights:
@@ -237,12 +238,15 @@ class _Weights:
             raise _error(self.path, f"its group {group_path} is damaged ({e})") from e
 
     def total_values(self) -> int:
+        """The numbers all the file's datasets hold, from their shapes (nothing is read)."""
+        import h5py
+
         total = 0
 
         def count(name, obj):
             nonlocal total
-            total += math.prod(getattr(obj, "shape", None) or (0,)) if hasattr(
-                obj, "dtype") else 0
+            if isinstance(obj, h5py.Dataset):
+                total += obj.size
         try:
             self.file.visititems(count)
         except Exception as e:
@@ -264,10 +268,10 @@ def _read_into(model, weights: _Weights) -> None:
         own = _own_weights(layer)
         stored = weights.datasets(group_path)
         kind = f"layer '{layer.name}' ({keras_config.keras_class_name(layer)})"
-        if sorted(stored) != [str(k) for k in range(len(own))]:
+        if set(stored) != {str(k) for k in range(len(own))}:
             raise _error(weights.path, f"{kind} has {len(own)} variables "
                          f"({', '.join(p.name for p in own) or 'none'}) but the file's "
-                         f"{group_path} holds {sorted(stored) or 'none'}; the file is of "
+                         f"{group_path} holds {sorted(stored, key=len) or 'none'}; the file is of "
                          f"another architecture")
         for k, p in enumerate(own):
             d = stored[str(k)]
@@ -295,7 +299,7 @@ def _read_optimizer(model, weights: _Weights, dropped: list[str]) -> None:
     kinds, interleaved = _optimizer_layout(opt)
     has_rate = not isinstance(opt.get_config()["learning_rate"], dict)
     first = 1 + has_rate
-    if sorted(stored, key=int) != [str(k) for k in range(first + kinds * len(params))]:
+    if set(stored) != {str(k) for k in range(first + kinds * len(params))}:
         dropped.append(f"the optimizer's state (the file has {len(stored)} arrays, minicnn's "
                        f"{type(opt).__name__} keeps {first + kinds * len(params)})")
         return
@@ -311,16 +315,17 @@ def _read_optimizer(model, weights: _Weights, dropped: list[str]) -> None:
             return
         groups.append(tuple(a.astype(p.value.dtype) for a in picks))
     by_param = {id(p): g for p, g in zip(params, groups, strict=True)}
-    opt.set_slots(model.weights, [by_param.get(id(p), ()) for p in model.weights],
-                  int(arrays[0]))
+    try:  # set_slots checks the values (finite, v >= 0) and that iterations is a count
+        opt.set_slots(model.weights, [by_param.get(id(p), ()) for p in model.weights],
+                      int(arrays[0]))
+    except (TypeError, ValueError) as e:
+        dropped.append(f"the optimizer's state ({e})")
 
 
 def _weights_source(path: str):
     """The HDF5 weights of a .weights.h5 file or inside a .keras archive, as h5py's source."""
     if zipfile.is_zipfile(path):
-        archive = _Archive(path)
-        limit = 8 * MAX_VALUES + 2**26
-        return io.BytesIO(archive.read(_WEIGHTS, limit))
+        return io.BytesIO(_read_archive(path, with_config=False)[1])
     return path
 
 
@@ -367,9 +372,8 @@ def load_model(filepath, custom_objects: dict | None = None, compile: bool = Tru
     from minicnn.models.graph_config import model_from_config
 
     path = os.fspath(filepath)
-    archive = _Archive(path)
-    entry = archive.config()
-    weights = _Weights(path, io.BytesIO(archive.read(_WEIGHTS, 8 * MAX_VALUES + 2**26)))
+    entry, data = _read_archive(path)
+    weights = _Weights(path, io.BytesIO(data))
     dropped: list[str] = []
     try:
         total = weights.total_values()
