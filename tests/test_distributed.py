@@ -303,3 +303,19 @@ def test_a_port_that_is_not_ray_fails_fast(answer):
     server.close()
     for conn in accepted:
         conn.close()
+
+
+def broken_recipe(seed=None, compile=True):
+    raise RuntimeError("a deliberate failure: the recipe is broken")
+
+
+def test_a_failed_trial_keeps_its_cause(ray_instance, data, tmp_path):
+    """Issue 21: a trial that fails twice was recorded as 'unknown error' (Tune had not yet
+    copied its error file to where get_error reads); its row now names the exception."""
+    from minicnn.distributed import sweep
+
+    result = sweep(data[0][:64], data[1][:64], {"recipe": ["broken"]}, tmp_path / "s",
+                   epochs=1, recipes={"broken": broken_recipe}, verbose=0)
+    [row] = result.rows
+    assert row["status"] == ("error: RuntimeError: a deliberate failure: the recipe is broken")
+    assert row["attempts"] == "2" and result.best is None

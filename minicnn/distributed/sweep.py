@@ -299,10 +299,24 @@ def _writer_class():
 
 
 def _error_line(trial) -> str:
-    error = trial.get_error()
-    text = str(error) if error is not None else "unknown error"
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:200] if lines else "unknown error"
+    """The last line of the trial's error (the exception and its message). Tune writes the
+    error to the trial's local error file first and copies it to its storage later, where
+    `get_error` reads it: at on_trial_error it may not be there yet, so the local file is read
+    too (without it the cause was lost as "unknown error")."""
+    text = ""
+    try:
+        error = trial.get_error()
+        text = "" if error is None else str(error)
+    except Exception:
+        text = ""
+    if not text.strip():
+        path = getattr(trial, "error_file", None)
+        if path and os.path.isfile(path):
+            with open(path, errors="replace") as f:
+                text = f.read()
+    lines = [line for line in text.strip().splitlines()
+             if line.strip() and not line.startswith("Failure # ")]
+    return lines[-1].strip()[:200] if lines else "unknown error"
 
 
 def _read_rows(path: str) -> list[dict]:
