@@ -168,3 +168,41 @@ def test_model_file_reader_survives_mutants(tmp_path_factory):
     check()
     assert outcomes["refused"] > 0 and memory.grown_mb() < MEMORY_MB, (outcomes,
                                                                         memory.grown_mb())
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".weights.h5"])
+def test_keras_file_readers_survive_mutants(tmp_path_factory, suffix):
+    """Keras 3's archive and weights file (read with zipfile, json and h5py) mutated: a load
+    or ModelFileError, never another exception."""
+    from minicnn import layers
+
+    folder = tmp_path_factory.mktemp("keras")
+    model = Sequential([layers.Conv2D(2, 3, activation="relu", input_shape=(6, 6, 1)),
+                        layers.Flatten(), layers.Dense(3, activation="softmax")], seed=0)
+    model.compile("adam", "categorical_crossentropy")
+    original_path = folder / f"original{suffix}"
+    (model.save if suffix == ".keras" else model.save_weights)(original_path)
+    original = original_path.read_bytes()
+    path = folder / f"m{suffix}"
+    memory = PeakMemory()
+    outcomes = {"loaded": 0, "refused": 0}
+
+    @settings(max_examples=300, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(data=mutated(original))
+    def check(data):
+        path.write_bytes(data)
+        try:
+            if suffix == ".keras":
+                load_model(path).predict(np.zeros((1, 6, 6, 1)), verbose=0)
+            else:
+                model.load_weights(path)
+        except ModelFileError as e:
+            assert str(path) in str(e)
+            outcomes["refused"] += 1
+            return
+        outcomes["loaded"] += 1
+
+    check()
+    assert outcomes["refused"] > 0 and memory.grown_mb() < MEMORY_MB, (outcomes,
+                                                                        memory.grown_mb())
