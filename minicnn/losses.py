@@ -197,19 +197,32 @@ class _AlongAxis(Loss):
         return {**super().get_config(), "axis": self.axis}
 
 
-class CategoricalCrossentropy(_AlongAxis):
-    """Cross-entropy between one-hot (or soft) targets (N, K) and probabilities, or logits with
-    from_logits=True; label_smoothing spreads that share of each target over the K classes."""
+class _CrossEntropy(_AlongAxis):
+    """What the categorical and the binary cross-entropy share: from_logits and label_smoothing
+    (each subclass smooths towards its own uniform target)."""
 
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
-                 reduction: str | None = "sum_over_batch_size",
-                 name: str = "categorical_crossentropy", dtype=None) -> None:
+    def __init__(self, from_logits: bool, label_smoothing: float, axis: int, reduction,
+                 name: str, dtype) -> None:
         super().__init__(axis=axis, name=name, reduction=reduction, dtype=dtype)
         if not 0 <= label_smoothing <= 1:
             raise ValueError(f"Invalid value for argument `label_smoothing`. Expected a value "
                              f"in [0, 1]. Received: label_smoothing={label_smoothing!r}")
         self.from_logits = bool(from_logits)
         self.label_smoothing = float(label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
+
+
+class CategoricalCrossentropy(_CrossEntropy):
+    """Cross-entropy between one-hot (or soft) targets (N, K) and probabilities, or logits with
+    from_logits=True; label_smoothing spreads that share of each target over the K classes."""
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str | None = "sum_over_batch_size",
+                 name: str = "categorical_crossentropy", dtype=None) -> None:
+        super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
 
     def _hint(self, y):
         if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1):
@@ -261,9 +274,6 @@ class CategoricalCrossentropy(_AlongAxis):
         g = self.weights(None, p.shape[:-1], self._mask(y))
         return self.logits_gradient_of(y, p, g).astype(p.dtype, copy=False)
 
-    def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}
 
 
 class SparseCategoricalCrossentropy(CategoricalCrossentropy):
@@ -306,19 +316,14 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         return {**config, "ignore_class": self.ignore_class}
 
 
-class BinaryCrossentropy(_AlongAxis):
+class BinaryCrossentropy(_CrossEntropy):
     """Elementwise cross-entropy of independent probabilities (or logits with
     from_logits=True), averaged along the last axis; label_smoothing pulls targets toward 0.5."""
 
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
                  reduction: str | None = "sum_over_batch_size",
                  name: str = "binary_crossentropy", dtype=None) -> None:
-        super().__init__(axis=axis, name=name, reduction=reduction, dtype=dtype)
-        if not 0 <= label_smoothing <= 1:
-            raise ValueError(f"Invalid value for argument `label_smoothing`. Expected a value "
-                             f"in [0, 1]. Received: label_smoothing={label_smoothing!r}")
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = float(label_smoothing)
+        super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
 
     def _smoothed(self, y):
         s = self.label_smoothing
@@ -350,9 +355,6 @@ class BinaryCrossentropy(_AlongAxis):
         y = y if smoothed else self._smoothed(y)
         return (p - y) * (g[..., None] / p.shape[-1])
 
-    def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}
 
 
 class MeanSquaredError(Loss):

@@ -23,9 +23,6 @@ from minicnn.models import ModelFileError, Sequential, load_model
 from minicnn.models.model_file import ModelFileError as _same  # noqa: F401 (one class)
 
 MEMORY_MB = 300  # peak growth allowed over all the mutants of one reader
-FUZZ = settings(max_examples=1000, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
 
 
 @st.composite
@@ -62,6 +59,31 @@ class PeakMemory:
         return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - self.start) / 1024
 
 
+def fuzz(original: bytes, path, load, error: type[Exception], examples: int = 1000) -> dict:
+    """Write each mutant of `original` to `path` and `load(path)` it: a load, or `error`
+    naming the file; returns the counts, after checking the process's peak memory."""
+    memory = PeakMemory()
+    outcomes = {"loaded": 0, "refused": 0}
+
+    @settings(max_examples=examples, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(data=mutated(original))
+    def check(data):
+        path.write_bytes(data)
+        try:
+            load(path)
+        except error as e:
+            assert str(path) in str(e)
+            outcomes["refused"] += 1
+            return
+        outcomes["loaded"] += 1
+
+    check()
+    assert outcomes["refused"] > 0 and memory.grown_mb() < MEMORY_MB, (outcomes,
+                                                                        memory.grown_mb())
+    return outcomes
+
+
 def idx_original(tmp_path_factory, compressed: bool) -> bytes:
     path = tmp_path_factory.mktemp("idx") / "x.idx"
     write_idx(path, np.arange(3 * 5 * 4, dtype=np.uint8).reshape(3, 5, 4))
@@ -74,25 +96,11 @@ def test_idx_reader_survives_mutants(tmp_path_factory, compressed):
     original = idx_original(tmp_path_factory, compressed)
     folder = tmp_path_factory.mktemp("mutants")
     path = folder / ("m.idx.gz" if compressed else "m.idx")
-    memory = PeakMemory()
-    outcomes = {"loaded": 0, "refused": 0}
 
-    @FUZZ
-    @given(data=mutated(original))
-    def check(data):
-        path.write_bytes(data)
-        try:
-            array = read_idx(path)
-        except IDXError as e:
-            assert str(path) in str(e)
-            outcomes["refused"] += 1
-            return
-        assert isinstance(array, np.ndarray)
-        outcomes["loaded"] += 1
+    def load(path):
+        assert isinstance(read_idx(path), np.ndarray)
 
-    check()
-    assert outcomes["refused"] > 0 and memory.grown_mb() < MEMORY_MB, (outcomes,
-                                                                        memory.grown_mb())
+    fuzz(original, path, load, IDXError)
 
 
 def cifar_original(monkeypatch) -> bytes:
@@ -115,25 +123,12 @@ def test_cifar10_reader_survives_mutants(tmp_path_factory, monkeypatch):
     original = cifar_original(monkeypatch)
     folder = tmp_path_factory.mktemp("cifar")
     path = folder / cifar10.ARCHIVE
-    memory = PeakMemory()
-    outcomes = {"loaded": 0, "refused": 0}
 
-    @FUZZ
-    @given(data=mutated(original))
-    def check(data):
-        path.write_bytes(data)
-        try:
-            (x, y), _ = cifar10.load_data(str(path))
-        except cifar10.CIFAR10Error as e:
-            assert str(path) in str(e)
-            outcomes["refused"] += 1
-            return
+    def load(path):
+        (x, y), _ = cifar10.load_data(str(path))
         assert x.shape == (10, 32, 32, 3) and y.max() < 10
-        outcomes["loaded"] += 1
 
-    check()
-    assert outcomes["refused"] > 0 and memory.grown_mb() < MEMORY_MB, (outcomes,
-                                                                        memory.grown_mb())
+    fuzz(original, path, load, cifar10.CIFAR10Error)
 
 
 def test_model_file_reader_survives_mutants(tmp_path_factory):
@@ -148,26 +143,9 @@ def test_model_file_reader_survives_mutants(tmp_path_factory):
     model.save(folder / "original.npz")
     original = (folder / "original.npz").read_bytes()
     path = folder / "m.npz"
-    memory = PeakMemory()
-    outcomes = {"loaded": 0, "refused": 0}
-
-    @settings(max_examples=600, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-    @given(data=mutated(original))
-    def check(data):
-        path.write_bytes(data)
-        try:
-            loaded = load_model(path)
-        except ModelFileError as e:
-            assert str(path) in str(e)
-            outcomes["refused"] += 1
-            return
-        loaded.predict(np.zeros((1, 6, 6, 1)), verbose=0)
-        outcomes["loaded"] += 1
-
-    check()
-    assert outcomes["refused"] > 0 and memory.grown_mb() < MEMORY_MB, (outcomes,
-                                                                        memory.grown_mb())
+    fuzz(original, path,
+         lambda path: load_model(path).predict(np.zeros((1, 6, 6, 1)), verbose=0),
+         ModelFileError, examples=600)
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".weights.h5"])
@@ -184,25 +162,11 @@ def test_keras_file_readers_survive_mutants(tmp_path_factory, suffix):
     (model.save if suffix == ".keras" else model.save_weights)(original_path)
     original = original_path.read_bytes()
     path = folder / f"m{suffix}"
-    memory = PeakMemory()
-    outcomes = {"loaded": 0, "refused": 0}
 
-    @settings(max_examples=300, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-    @given(data=mutated(original))
-    def check(data):
-        path.write_bytes(data)
-        try:
-            if suffix == ".keras":
-                load_model(path).predict(np.zeros((1, 6, 6, 1)), verbose=0)
-            else:
-                model.load_weights(path)
-        except ModelFileError as e:
-            assert str(path) in str(e)
-            outcomes["refused"] += 1
-            return
-        outcomes["loaded"] += 1
+    def load(path):
+        if suffix == ".keras":
+            load_model(path).predict(np.zeros((1, 6, 6, 1)), verbose=0)
+        else:
+            model.load_weights(path)
 
-    check()
-    assert outcomes["refused"] > 0 and memory.grown_mb() < MEMORY_MB, (outcomes,
-                                                                        memory.grown_mb())
+    fuzz(original, path, load, ModelFileError, examples=300)
