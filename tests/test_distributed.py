@@ -319,3 +319,28 @@ def test_a_failed_trial_keeps_its_cause(ray_instance, data, tmp_path):
     [row] = result.rows
     assert row["status"] == ("error: RuntimeError: a deliberate failure: the recipe is broken")
     assert row["attempts"] == "2" and result.best is None
+
+
+def test_the_local_instance_listens_on_loopback_only():
+    """Issue 21: the Ray instance minicnn starts for itself (no address) is reachable from this
+    machine only: its GCS address is 127.0.0.1, tasks run, and Ray's switch is put back
+    afterwards. In a fresh process: this one may be connected to Ray already."""
+    pytest.importorskip("ray")
+    import subprocess
+    import sys
+
+    code = """
+import os
+from ray._private import ray_constants
+from minicnn.distributed import _ray
+before = (os.environ.get(_ray._CLUSTER_SWITCH), ray_constants.ENABLE_RAY_CLUSTER)
+with _ray.connected(None, 1) as ray:
+    assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:"), \
+        ray.get_runtime_context().gcs_address
+    assert ray.get(ray.remote(lambda: 7).remote()) == 7
+assert (os.environ.get(_ray._CLUSTER_SWITCH), ray_constants.ENABLE_RAY_CLUSTER) == before
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]

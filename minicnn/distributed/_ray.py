@@ -91,10 +91,15 @@ def connected(address: str | None, num_cpus: int) -> Iterator[object]:
     if ray.is_initialized():
         yield ray
         return
+    loopback = None
     if address is None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR", configure_logging=True)
+        loopback = _loopback_only()
+        try:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     logging_level="ERROR", configure_logging=True)
+        finally:
+            loopback.started()
     else:
         try:
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
@@ -104,3 +109,41 @@ def connected(address: str | None, num_cpus: int) -> Iterator[object]:
         yield ray
     finally:
         ray.shutdown()
+        if loopback is not None:
+            loopback.restore()
+
+
+# Ray's switch between a node other machines can join and a machine-local one (its default on
+# macOS and Windows): off, every Ray process listens on 127.0.0.1 only.
+_CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+class _loopback_only:
+    """The local instance minicnn starts for itself (address=None) listens on 127.0.0.1 only,
+    instead of every interface: nothing of it is reachable from the network. Ray decides from
+    its cluster switch, read from the environment by the processes it starts and from
+    ray._private.ray_constants by this one; both are set for the start and put back after
+    (a later join of a real cluster from this process must be reachable)."""
+
+    def __init__(self) -> None:
+        self.env = os.environ.get(_CLUSTER_SWITCH)
+        os.environ[_CLUSTER_SWITCH] = "0"
+        try:
+            from ray._private import ray_constants
+        except ImportError:  # another Ray layout: its default stands
+            ray_constants = None
+        self.constants = ray_constants
+        self.constant = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+        if self.constant is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = False
+
+    def started(self) -> None:
+        """Ray's processes are running (with the switch in their environment): put it back."""
+        if self.env is None:
+            os.environ.pop(_CLUSTER_SWITCH, None)
+        else:
+            os.environ[_CLUSTER_SWITCH] = self.env
+
+    def restore(self) -> None:
+        if self.constant is not None:
+            self.constants.ENABLE_RAY_CLUSTER = self.constant
