@@ -344,3 +344,37 @@ print("ok")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+def test_ctrl_c_stops_a_sweep_promptly_and_says_so(tmp_path):
+    """Issue 21, defects 2 and 8: SIGINT during the trials ends the sweep within seconds with
+    SweepInterrupted (not a normal return listing every trial as run)."""
+    pytest.importorskip("ray")
+    import signal
+    import subprocess
+    import sys
+
+    code = f"""
+import numpy as np
+from minicnn.distributed import sweep
+rng = np.random.default_rng(0)
+x = rng.random((2000, 28, 28, 1)).astype("float32")
+y = np.eye(10)[rng.integers(0, 10, 2000)]
+sweep(x, y, {{"learning_rate": [1e-3, 3e-4, 1e-4], "seed": [0, 1]}}, {str(tmp_path / "s")!r},
+      epochs=50, verbose=1)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    started = time.monotonic()
+    for line in proc.stdout:  # wait for the trials to start
+        if "to run" in line:
+            break
+    time.sleep(max(0.0, 12 - (time.monotonic() - started)))
+    proc.send_signal(signal.SIGINT)
+    stopped = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert time.monotonic() - stopped < 30
+    assert proc.returncode != 0 and "SweepInterrupted" in err, err[-2000:]
