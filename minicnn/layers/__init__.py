@@ -30,8 +30,11 @@ from minicnn.layers.merge import (
 )
 from minicnn.layers.node import Input, InputLayer
 from minicnn.layers.pool import MaxPool2D, MaxPooling2D
+from minicnn.layers.random_contrast import RandomContrast
 from minicnn.layers.random_flip import RandomFlip
+from minicnn.layers.random_rotation import RandomRotation
 from minicnn.layers.random_translation import RandomTranslation
+from minicnn.layers.random_zoom import RandomZoom
 from minicnn.layers.rescaling import Rescaling
 from minicnn.layers.reshape import Reshape
 from minicnn.layers.upsampling import UpSampling2D
@@ -63,8 +66,11 @@ __all__ = [
     "MaxPooling2D",
     "Multiply",
     "Parameter",
+    "RandomContrast",
     "RandomFlip",
+    "RandomRotation",
     "RandomTranslation",
+    "RandomZoom",
     "ReLU",
     "Rescaling",
     "Reshape",

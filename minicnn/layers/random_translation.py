@@ -15,11 +15,8 @@ Backward is the transpose: each input pixel gets dout back from every output pix
 it, times the weight it was read with. The fill is a constant: it has no gradient.
 
 Where a point lands follows TensorFlow's kernel (ImageProjectiveTransformV3), Keras's default
-backend, on an axis of L pixels: "reflect" (d c b a | a b c d | d c b a) mirrors about -0.5 and
-L - 0.5, "wrap" (a b c d | a b c d) moves by L, "nearest" clamps to the edge; then all three
-clamp to [0, L - 1], so a point less than a pixel past an edge reads one pixel, never a blend
-across the seam. "constant" reads fill_value for each neighbour outside the image. "nearest"
-interpolation rounds halves away from zero, as C's round does.
+backend, as minicnn/layers/_image_transform.py describes it for all three moving layers
+(RandomRotation and RandomZoom read with the same taps, in a map that is not separable).
 
 The draws come from `self.rng` as in RandomFlip: fit gives the layer a generator per training
 step, keyed by (its seed or the model's, the step number), so a seeded run is reproducible.
@@ -27,15 +24,21 @@ step, keyed by (its seed or the model's, the step number), so a seeded run is re
 
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 
+from minicnn.layers._image_transform import (
+    FILL_MODES,
+    INTERPOLATIONS,
+    check_choice,
+    check_number,
+    factor_range,
+    image_shape,
+    source,
+    taps,
+)
 from minicnn.layers.base import Layer
-
-FILL_MODES = ("reflect", "wrap", "constant", "nearest")
-INTERPOLATIONS = ("bilinear", "nearest")
 
 
 class TranslationCache(NamedTuple):
@@ -45,55 +48,15 @@ class TranslationCache(NamedTuple):
     cols: np.ndarray | None  # (N, W, W): the same for columns
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _factor_range(value, argument: str) -> tuple[float, float]:
-    """Keras's rule: f means [-|f|, |f|], a pair is sorted; every bound within [-1, 1]."""
-    pair = (-abs(value), abs(value)) if _is_number(value) else (
-        tuple(value) if isinstance(value, (tuple, list)) else None)
-    if pair is None or len(pair) != 2 or not all(_is_number(v) and -1 <= v <= 1 for v in pair):
-        raise ValueError(
-            f"Invalid value for argument `{argument}`. Expected a number in [-1, 1] or a tuple "
-            f"(lower, upper) of two numbers in [-1, 1]. Received {argument}={value!r}")
-    lower, upper = sorted(float(v) for v in pair)
-    return lower, upper
-
-
-def _source(c: np.ndarray, L: int, fill_mode: str) -> np.ndarray:
-    """The coordinates c (float) on an axis of L pixels brought onto it by `fill_mode`."""
-    if fill_mode == "constant":
-        return c
-    if L == 1:
-        return np.zeros_like(c)
-    if fill_mode == "reflect":  # period 2L; the second half of each period runs backwards
-        c = np.mod(c, 2 * L)
-        c = np.where(c >= L, 2 * L - 1 - c, c)
-    elif fill_mode == "wrap":
-        # TensorFlow counts the periods in steps of L - 1 but moves by L: for shifts under
-        # L - 1 pixels that is c -+ L; longer ones land on an edge. Kept, to agree with Keras.
-        c = np.where(c < 0, c + L * (np.trunc(-c / (L - 1)) + 1),
-                     np.where(c > L - 1, c - L * np.trunc(c / (L - 1)), c))
-    return np.clip(c, 0, L - 1)
-
-
 def _axis_map(shift: np.ndarray, L: int, fill_mode: str, interpolation: str,
               dtype) -> np.ndarray:
     """shift (N,) -> A (N, L, L): (A[n] @ v)[i] is v read at i - shift[n]; a row sums to
     less than 1 where "constant" reads fill_value."""
-    c = _source(np.arange(L) - shift[:, None], L, fill_mode)  # (N, L)
-    if interpolation == "nearest":  # halves away from zero (np.round would go to even)
-        at = np.sign(c) * np.floor(np.abs(c) + 0.5)
-        taps = [(at, np.ones_like(c))]
-    else:
-        at = np.floor(c)
-        taps = [(at, 1 - (c - at)), (at + 1, c - at)]
+    c = source(np.arange(L) - shift[:, None], L, fill_mode)  # (N, L)
     A = np.zeros((len(shift), L, L), dtype)
     n, i = np.indices(c.shape)
-    for at, weight in taps:  # two taps may read the same pixel (at an edge): add them
-        inside = (at >= 0) & (at < L)
-        np.add.at(A, (n, i, np.clip(at, 0, L - 1).astype(int)), np.where(inside, weight, 0))
+    for at, weight in taps(c, L, interpolation):  # two taps may read one pixel (at an edge)
+        np.add.at(A, (n, i, at), weight)
     return A
 
 
@@ -116,28 +79,18 @@ class RandomTranslation(Layer):
                  fill_value: float = 0.0, input_shape=None, *, name: str | None = None,
                  dtype=None):
         super().__init__(name=name, dtype=dtype, input_shape=input_shape)
-        self.height_lower, self.height_upper = _factor_range(height_factor, "height_factor")
-        self.width_lower, self.width_upper = _factor_range(width_factor, "width_factor")
-        for argument, value, allowed in (("fill_mode", fill_mode, FILL_MODES),
-                                         ("interpolation", interpolation, INTERPOLATIONS)):
-            if value not in allowed:
-                raise ValueError(f"Invalid value for argument `{argument}`. Expected one of "
-                                 f"{allowed}. Received {argument}={value!r}")
-        if not _is_number(fill_value):
-            raise ValueError("Invalid value for argument `fill_value`. Expected a number. "
-                             f"Received fill_value={fill_value!r}")
+        self.height_lower, self.height_upper = factor_range(height_factor, "height_factor")
+        self.width_lower, self.width_upper = factor_range(width_factor, "width_factor")
+        check_choice("fill_mode", fill_mode, FILL_MODES)
+        check_choice("interpolation", interpolation, INTERPOLATIONS)
         self.height_factor, self.width_factor = height_factor, width_factor
         self.fill_mode, self.interpolation = fill_mode, interpolation
-        self.seed, self.fill_value = seed, float(fill_value)
+        self.seed, self.fill_value = seed, check_number("fill_value", fill_value)
         if seed is not None:
             self.rng = np.random.default_rng(seed)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 4:
-            raise ValueError(f"Layer '{self.name}' (RandomTranslation) expects 4-D input "
-                             f"(batch, height, width, channels), received input_shape="
-                             f"{tuple(input_shape)}")
-        return tuple(input_shape)
+        return image_shape(self, input_shape)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, H, W, C) -> y (N, H, W, C)."""
