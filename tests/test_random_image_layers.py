@@ -178,6 +178,24 @@ def test_a_seeded_model_augments_the_same_way_every_run_and_saves(tmp_path):
                                rtol=TF_FORWARD_RTOL, atol=TF_FORWARD_ATOL)
 
 
+def test_keras_files_carry_the_layers_both_ways(tmp_path):
+    keras = keras_on_tensorflow()
+    model = Sequential([RandomRotation((-0.2, 0.1), "wrap", seed=1, input_shape=(6, 5, 2)),
+                        RandomZoom(0.3, (-0.1, 0.2), "constant", "nearest", fill_value=1.0),
+                        RandomContrast(0.4, (0, 1)), Flatten(), Dense(3)])
+    model.save(tmp_path / "m.keras")
+    x = np.random.default_rng(0).random((4, 6, 5, 2), dtype=np.float32)
+    theirs = keras.models.load_model(tmp_path / "m.keras")
+    assert [type(layer).__name__ for layer in theirs.layers[:3]] == [
+        "RandomRotation", "RandomZoom", "RandomContrast"]
+    assert tuple(theirs.layers[2].factor) == (0, 0.4) and theirs.layers[1].fill_mode == "constant"
+    assert_close(theirs.predict(x, verbose=0), model.predict(x))
+    back = load_model(tmp_path / "m.keras")
+    for ours, loaded in zip(model.layers[:3], back.layers[:3], strict=True):
+        assert {k: plain(v) for k, v in loaded.get_config().items()} == {
+            k: plain(v) for k, v in ours.get_config().items()}
+
+
 @pytest.mark.parametrize(("make", "argument", "received"), [
     (lambda: RandomRotation(1.5), "factor", "1.5"),
     (lambda: RandomRotation((0.1,)), "factor", "(0.1,)"),

@@ -1,6 +1,6 @@
-"""What RandomTranslation, RandomRotation and RandomZoom share: their arguments, and reading an
-image at moved points as TensorFlow's kernel (ImageProjectiveTransformV3, Keras's default
-backend) does.
+"""What the random image layers share: their arguments (Keras's factor rules, RandomContrast's
+too), and, for RandomTranslation, RandomRotation and RandomZoom, reading an image at moved points
+as TensorFlow's kernel (ImageProjectiveTransformV3, Keras's default backend) does.
 
 A transform is Keras's 8 numbers per image, (a0, a1, a2, b0, b1, b2, 0, 0): output pixel (i, j)
 (row i, column j) reads the input at column a0*j + a1*i + a2 and row b0*j + b1*i + b2. On an axis
