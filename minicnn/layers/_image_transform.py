@@ -139,10 +139,9 @@ def scatter(dout: np.ndarray, index: np.ndarray, weight: np.ndarray) -> np.ndarr
     in one pass."""
     N, H, W, C = dout.shape
     pixel = (np.arange(N)[:, None, None] * (H * W) + index).ravel()  # into (N*H*W,)
-    dx = np.empty((N * H * W, C), dout.dtype)
+    flat, dx = dout.reshape(N, H * W, 1, C), np.empty((N * H * W, C), dout.dtype)
     for c in range(C):
-        dx[:, c] = np.bincount(pixel, (weight * dout.reshape(N, H * W, 1, C)[..., c]).ravel(),
-                               minlength=N * H * W)
+        dx[:, c] = np.bincount(pixel, (weight * flat[..., c]).ravel(), minlength=N * H * W)
     return dx.reshape(N, H, W, C)
 
 
