@@ -378,3 +378,35 @@ sweep(x, y, {{"learning_rate": [1e-3, 3e-4, 1e-4], "seed": [0, 1]}}, {str(tmp_pa
         proc.kill()
     assert time.monotonic() - stopped < 30
     assert proc.returncode != 0 and "SweepInterrupted" in err, err[-2000:]
+
+
+def test_a_killed_driver_leaves_no_ray_process(tmp_path):
+    """Issue 21, defect 8: SIGKILL of the process that started the local instance used to
+    leave Ray's agents (and running trials) alive; the reaper stops them all."""
+    pytest.importorskip("ray")
+    import signal
+    import subprocess
+    import sys
+
+    code = """
+import os, time
+from minicnn.distributed import _ray
+with _ray.connected(None, 1) as ray:
+    node = ray._private.worker._global_node
+    raylet = node.all_processes["raylet"][0].process.pid
+    print(raylet, flush=True)
+    time.sleep(120)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    raylet = int(proc.stdout.readline())
+    below = [int(p) for p in subprocess.run(["pgrep", "-P", str(raylet)], capture_output=True,
+                                            text=True).stdout.split()]
+    assert below, "raylet runs agents and workers"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    from minicnn.distributed._reaper import alive
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(alive(p) for p in [raylet, *below]):
+        time.sleep(0.5)
+    assert not [p for p in [raylet, *below] if alive(p)]

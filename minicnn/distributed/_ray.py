@@ -91,7 +91,7 @@ def connected(address: str | None, num_cpus: int) -> Iterator[object]:
     if ray.is_initialized():
         yield ray
         return
-    loopback = None
+    loopback = reaper = None
     if address is None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         loopback = _loopback_only()
@@ -100,6 +100,7 @@ def connected(address: str | None, num_cpus: int) -> Iterator[object]:
                      logging_level="ERROR", configure_logging=True)
         finally:
             loopback.started()
+        reaper = _start_reaper(ray)
     else:
         try:
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
@@ -111,6 +112,34 @@ def connected(address: str | None, num_cpus: int) -> Iterator[object]:
         ray.shutdown()
         if loopback is not None:
             loopback.restore()
+            if reaper is not None:
+                reaper.terminate()
+                reaper.wait()
+
+
+def _start_reaper(ray):
+    """A watcher that stops the local instance if this process dies without shutting it down
+    (SIGKILL): see _reaper.py. None where Ray's process list is not where this Ray keeps it."""
+    import subprocess
+    import sys
+
+    node = getattr(getattr(ray, "_private", None), "worker", None)
+    node = getattr(node, "_global_node", None)
+    processes = getattr(node, "all_processes", None)
+    if not processes:
+        return None
+    from minicnn.distributed import _reaper
+
+    pids = [info.process.pid for infos in processes.values() for info in infos
+            if getattr(info, "process", None) is not None]
+    # Ray's processes and those already below them (raylet's agents): noted here, since the
+    # reaper's first look may come after a quick death of this process. The reaper runs as a
+    # script, not as minicnn.distributed._reaper: it imports nothing of minicnn's, so it is
+    # watching within a fraction of a second.
+    pids = [str(p) for p in _reaper.descendants(pids)]
+    return subprocess.Popen([sys.executable, _reaper.__file__, str(os.getpid()), *pids],
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
 
 
 # Ray's switch between a node other machines can join and a machine-local one (its default on
