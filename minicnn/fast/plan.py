@@ -3,6 +3,7 @@
     Conv2D(relu) + MaxPooling2D that qualify   -> ConvPoolStep (one fused pass)
     any other Conv2D with 'relu' or no activation -> ConvStep (chunked on threads)
     Conv2DTranspose with 'relu' or no activation -> ConvTransposeStep (chunked on threads)
+    DepthwiseConv2D, SeparableConv2D, 'relu' or none -> DepthwiseStep (chunked on threads)
     BatchNormalization (+ a non-overlapping 'valid' MaxPooling2D after it)
                                                 -> BatchNormStep (the pool joins its pass)
     Dropout                                     -> DropoutStep (mask and output in one pass)
@@ -25,6 +26,7 @@ from minicnn.fast.batch_norm import BatchNormStep
 from minicnn.fast.conv import ConvStep
 from minicnn.fast.conv_pool import ConvPoolStep
 from minicnn.fast.conv_transpose import ConvTransposeStep
+from minicnn.fast.depthwise import DepthwiseStep
 from minicnn.fast.dropout import DropoutStep
 from minicnn.fast.step import LayerStep, Step
 from minicnn.layers.base import Layer
@@ -34,7 +36,7 @@ from minicnn.layers.base import Layer
 # A step matches a layer by what it computes, not by its exact class: a subclass of Conv2D that
 # overrides neither forward nor backward keeps the fast path (`step.computes_as`).
 REGISTRY: tuple[type[Step], ...] = (ConvPoolStep, ConvStep, ConvTransposeStep, BatchNormStep,
-                                    DropoutStep)
+                                    DropoutStep, DepthwiseStep)
 
 
 def make_plan(layers: Sequence[Layer], fast: bool = True,

@@ -8,6 +8,7 @@ from minicnn.layers.conv import Conv2D
 from minicnn.layers.conv_transpose import Conv2DTranspose
 from minicnn.layers.cropping import Cropping2D
 from minicnn.layers.dense import Dense
+from minicnn.layers.depthwise_conv import DepthwiseConv2D
 from minicnn.layers.dropout import Dropout
 from minicnn.layers.flatten import Flatten
 from minicnn.layers.global_pool import (
@@ -37,6 +38,7 @@ from minicnn.layers.random_translation import RandomTranslation
 from minicnn.layers.random_zoom import RandomZoom
 from minicnn.layers.rescaling import Rescaling
 from minicnn.layers.reshape import Reshape
+from minicnn.layers.separable_conv import SeparableConv2D
 from minicnn.layers.upsampling import UpSampling2D
 from minicnn.layers.zero_padding import ZeroPadding2D
 
@@ -52,6 +54,7 @@ __all__ = [
     "Conv2DTranspose",
     "Cropping2D",
     "Dense",
+    "DepthwiseConv2D",
     "Dropout",
     "Flatten",
     "GlobalAveragePooling2D",
@@ -74,6 +77,7 @@ __all__ = [
     "ReLU",
     "Rescaling",
     "Reshape",
+    "SeparableConv2D",
     "Softmax",
     "Subtract",
     "UpSampling2D",
