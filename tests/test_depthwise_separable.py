@@ -351,3 +351,12 @@ def test_save_load_and_to_keras_round_trip(tmp_path, oracle):
         type(layer).__name__ for layer in model.layers]
     ours, theirs = model.predict(x, verbose=0), twin.predict(x, verbose=0)
     assert np.abs(ours - theirs).max() <= TF_FORWARD_ATOL + TF_FORWARD_RTOL * np.abs(theirs).max()
+    # Keras's own files, both ways: the configs are get_config()'s, the weights in Keras's order
+    _, keras = oracle
+    model.save(tmp_path / "m.keras")
+    theirs = keras.models.load_model(tmp_path / "m.keras").predict(x, verbose=0)
+    assert np.abs(ours - theirs).max() <= TF_FORWARD_ATOL + TF_FORWARD_RTOL * np.abs(theirs).max()
+    twin.save(tmp_path / "keras.keras")
+    back = load_model(tmp_path / "keras.keras", compile=False)
+    assert back.get_config()["layers"] == model.get_config()["layers"]
+    np.testing.assert_array_equal(back.predict(x, verbose=0), ours)
