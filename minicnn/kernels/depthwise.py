@@ -9,11 +9,11 @@ as zero and receive nothing, so padding is never materialised.
     dx[n, h, w, c]       = sum_{i, j, kh, kw, m} dz[n, i, j, c*M + m] * kernel[kh, kw, c, m]
     dkernel[kh, kw, c, m] = sum_{n, i, j} x[n, h, w, c] * dz[n, i, j, c*M + m]
 
-Performance rules: the innermost loop runs over c, on 1-D views of one pixel and one tap (with
-4-D indexing in that loop LLVM did not vectorise it: 6.0 ms against 0.5 ms for 4 x 45 x 45 x 64,
-3 x 3); m is the outer loop, so for M = 1 every access is contiguous; outputs are passed in and
-overwritten; each call runs serially and releases the GIL (the fast plan runs it on chunks of a
-batch on its threads).
+Performance rules: the innermost loop runs over c, which LLVM vectorises; m is the loop outside
+it, so for M = 1 every access is contiguous (with m innermost, a loop of length 1, the forward
+took 6.0 ms instead of 0.8 ms on 4 x 45 x 45 x 64 with a 3 x 3 kernel); outputs are passed in
+and overwritten; each call runs serially and releases the GIL (the fast plan runs it on chunks
+of a batch on its threads).
 There is no GEMM to lean on (each channel has its own KH * KW weights), which is why these are
 loops rather than an im2col matrix: that matrix would be KH * KW times the input for a
 multiply-add count of the same size as the output's.
