@@ -17,6 +17,13 @@ the .keras checkpoint) runs on any machine. By default the network is the tutori
 quarter of its widths and on 64x64 pictures (NumPy on a CPU); --full builds keras.io's exact
 widths (128, 256, 512, 728, 1024). It ends by checking the validation accuracy on generated
 pictures against `ACCURACY_BAR`.
+
+Measured here (5 Dec, seed 1337, the defaults: 1,000 pictures a class, batch 16, 8 epochs, 800
+steps, about 60 s): validation accuracy 0.910. The network has eight BatchNormalization layers
+at Keras's momentum 0.99, whose moving statistics keep 99% of themselves per step; after 240
+steps (4 epochs of 300 pictures a class) the validation accuracy was still 0.51, the inference
+logits nearly constant, while training accuracy was 0.78: `fit` says so in its LearningCheck
+warning. keras.io trains 25 epochs of 23,000 pictures.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import minicnn as keras  # Keras's names: keras.Input, keras.Model, keras.layers
 from minicnn import layers
 
 FULL_WIDTHS = (128, (256, 512, 728), 1024)  # keras.io's entry, blocks and exit widths
-ACCURACY_BAR = 0.85  # generated discs against crosses, after the default 4 epochs (see main)
+ACCURACY_BAR = 0.85  # generated discs against crosses, after the default 800 steps (above)
 
 
 def make_model(input_shape: tuple, num_classes: int, widths=FULL_WIDTHS) -> keras.Model:
@@ -105,10 +112,10 @@ def write_generated_pictures(folder: str, per_class: int, size: int, seed: int) 
 def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", help="a folder with one subfolder of pictures per class")
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--pictures", type=int, default=300,
+    parser.add_argument("--pictures", type=int, default=1000,
                         help="generated pictures per class (without --data)")
     parser.add_argument("--full", action="store_true", help="keras.io's widths, not a quarter")
     parser.add_argument("--seed", type=int, default=1337)
@@ -143,7 +150,8 @@ def main(argv: list[str] | None = None) -> float:
                         validation_data=val_ds, verbose=args.verbose)
     accuracy = history.history["val_acc"][-1]
     print(f"Validation accuracy after {args.epochs} epochs: {accuracy:.4f}")
-    if args.data is None and args.epochs >= 4 and accuracy < ACCURACY_BAR:
+    steps = args.epochs * len(train_ds)
+    if args.data is None and steps >= 800 and accuracy < ACCURACY_BAR:
         print(f"FAILED: below the bar of {ACCURACY_BAR} for generated pictures",
               file=sys.stderr)
         sys.exit(1)
