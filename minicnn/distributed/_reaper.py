@@ -7,9 +7,10 @@ Ray's own processes (gcs_server, raylet and what raylet runs: its agents, the tr
 outlive a driver killed with SIGKILL, keep listening, and keep training (seen: two trial workers
 at 72% CPU each, 15 s after the sweep's driver was killed). `_ray.connected` starts this
 watcher in a session of its own, with the driver's pid and Ray's; twice a second it notes the
-processes below Ray's (they are reparented to init the moment their parent exits, and Ray's
-own die with the driver: seen, gcs_server and raylet zombies within a second of the SIGKILL,
-their agents orphaned and alive) and checks whether the driver is alive; once it is not, it
+processes below Ray's (a process is reparented to init the moment its parent exits, so they
+cannot be found from Ray's afterwards: in runs with a plain local instance gcs_server and
+raylet had exited within a second of the SIGKILL, by the reaper's hand or their own, and the
+agents were left orphaned and alive) and checks whether the driver is alive; once it is not, it
 sends SIGTERM to every process it noted, then SIGKILL to any left after TIMEOUT seconds (each
 checked by its start time, so a reused pid is never hit). A driver that shuts Ray down itself
 terminates the reaper first. Linux: descendants are found in /proc.
