@@ -243,8 +243,8 @@ def test_our_config_keys_are_keras_config_keys(oracle):
      "Invalid value for argument `depth_multiplier`.*Received depth_multiplier=0"),
     (lambda: SeparableConv2D(0, 3), "Invalid value for argument `filters`.*Received filters=0"),
     (lambda: SeparableConv2D(2, 3, padding="full"), "Received padding='full'"),
-    (lambda: SeparableConv2D(2, 3, pointwise_regularizer="l2"),
-     "argument `pointwise_regularizer`. Expected None.*Received pointwise_regularizer='l2'"),
+    (lambda: SeparableConv2D(2, 3, pointwise_regularizer="l3"),
+     "Received pointwise_regularizer='l3'"),
     (lambda: DepthwiseConv2D(4)(np.zeros((1, 3, 5, 2))), "kernel \\(4, 4\\) does not fit"),
 ])
 def test_errors_name_the_argument(make, message):
@@ -329,7 +329,8 @@ def test_config_round_trip():
                             activation="relu", use_bias=False, depthwise_regularizer="l2",
                             name="dw", dtype="float64"),
             SeparableConv2D(5, 3, strides=2, padding="same", depth_multiplier=3,
-                            activation="tanh", pointwise_initializer="he_normal", name="sep")):
+                            activation="tanh", pointwise_initializer="he_normal", name="sep",
+                            depthwise_regularizer="l2", pointwise_regularizer="l1")):
         config = layer.get_config()
         assert type(layer).from_config(config).get_config() == config
         assert (config["dilation_rate"], config["data_format"]) == ([1, 1], "channels_last")

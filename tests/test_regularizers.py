@@ -11,6 +11,7 @@ from minicnn import regularizers
 from minicnn.layers import Conv2D, Dense, Flatten
 from minicnn.models import Sequential, load_model
 from minicnn.optimizers import SGD
+from minicnn.regularizers import L1L2, L2
 from tests.tolerances import TF_FORWARD_ATOL, TF_FORWARD_RTOL, TF_GRAD_ATOL, TF_GRAD_RTOL
 
 
@@ -79,5 +80,37 @@ def test_the_penalty_is_in_the_loss_and_the_step_as_in_keras():
     assert abs(ours_loss - theirs_loss) <= TF_FORWARD_ATOL + TF_FORWARD_RTOL * abs(theirs_loss)
     for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
         # one SGD step of lr 0.1: the weights differ by lr times the gradients' difference
+        np.testing.assert_allclose(a, b, rtol=0,
+                                   atol=TF_GRAD_ATOL + TF_GRAD_RTOL * float(np.abs(b).max()))
+
+
+def test_separable_conv_penalties_are_in_the_loss_and_the_step_as_in_keras():
+    """SeparableConv2D's depthwise and pointwise regularizers each penalise their own kernel:
+    the same loss and the same weights after one SGD step as Keras from the same weights."""
+    from minicnn.layers import SeparableConv2D
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    keras = pytest.importorskip("keras", reason="Keras is the oracle")
+    rng = np.random.default_rng(2)
+    x = rng.random((8, 7, 7, 2), dtype=np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)]
+    ours = Sequential([SeparableConv2D(4, 3, activation="relu", input_shape=(7, 7, 2),
+                                       depthwise_regularizer=L2(0.05),
+                                       pointwise_regularizer=L1L2(l1=1e-3, l2=1e-2)),
+                       Flatten(), Dense(3, activation="softmax")], seed=4)
+    ours.compile(SGD(0.1), "categorical_crossentropy")
+    theirs = keras.Sequential([
+        keras.Input((7, 7, 2)),
+        keras.layers.SeparableConv2D(
+            4, 3, activation="relu", depthwise_regularizer=keras.regularizers.L2(0.05),
+            pointwise_regularizer=keras.regularizers.L1L2(l1=1e-3, l2=1e-2)),
+        keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    theirs.set_weights(ours.get_weights())
+    theirs.compile(keras.optimizers.SGD(0.1), "categorical_crossentropy")
+    assert len(ours.layers[0].penalties()) == 2
+    ours_loss = ours.train_on_batch(x, y)
+    theirs_loss = float(theirs.train_on_batch(x, y))
+    assert abs(ours_loss - theirs_loss) <= TF_FORWARD_ATOL + TF_FORWARD_RTOL * abs(theirs_loss)
+    for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=0,
                                    atol=TF_GRAD_ATOL + TF_GRAD_RTOL * float(np.abs(b).max()))

@@ -248,6 +248,13 @@ class Layer:
         self._inbound_nodes.append(Node(self, tensors, out, index, multi_input=multi))
         return out
 
+    def penalties(self) -> list:
+        """(Parameter, regularizer) pairs the loss adds: by default the `kernel_regularizer` of
+        a layer's `kernel`; a layer with several regularized weights lists them all."""
+        reg = getattr(self, "kernel_regularizer", None)
+        kernel = getattr(self, "kernel", None)
+        return [(kernel, reg)] if reg is not None and kernel is not None else []
+
     def _call_clone(self) -> Layer:
         """A copy for one more call of the same layer: the same Parameters, its own cache."""
         return copy.copy(self)

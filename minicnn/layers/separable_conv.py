@@ -32,15 +32,6 @@ class SeparableCache(NamedTuple):
     y: np.ndarray  # (N * H_out * W_out, F), after the activation
 
 
-def _no_regularizer(value, argument: str):
-    # fit adds a penalty for a layer's `kernel` only (minicnn/models/step.py); a regularizer
-    # that would silently never be applied is refused instead.
-    if regularizers.get(value) is not None:
-        raise ValueError(f"Invalid value for argument `{argument}`. Expected None (minicnn's "
-                         f"SeparableConv2D has no weight penalties). Received {argument}="
-                         f"{value!r}")
-
-
 class SeparableConv2D(DepthwiseWindow):
     _config_keys = ("filters", "kernel_size", "strides", "padding", "data_format",
                     "dilation_rate", "depth_multiplier", "activation", "use_bias",
@@ -61,9 +52,18 @@ class SeparableConv2D(DepthwiseWindow):
         self.depthwise_initializer = depthwise_initializer
         self.pointwise_initializer = pointwise_initializer
         self.bias_initializer = bias_initializer
-        _no_regularizer(depthwise_regularizer, "depthwise_regularizer")
-        _no_regularizer(pointwise_regularizer, "pointwise_regularizer")
-        self.depthwise_regularizer = self.pointwise_regularizer = None
+        self.depthwise_regularizer = regularizers.get(depthwise_regularizer,
+                                                      "depthwise_regularizer")
+        self.pointwise_regularizer = regularizers.get(pointwise_regularizer,
+                                                      "pointwise_regularizer")
+
+    def penalties(self) -> list:
+        """Both kernels' penalties, each by its own regularizer (as Keras adds them)."""
+        return [(p, reg) for p, reg in ((getattr(self, "depthwise_kernel", None),
+                                         self.depthwise_regularizer),
+                                        (getattr(self, "pointwise_kernel", None),
+                                         self.pointwise_regularizer))
+                if reg is not None and p is not None]
 
     def build(self, input_shape) -> None:
         self._check_rank(input_shape)

@@ -69,9 +69,10 @@ class TrainingPass:
         return (self.head.value(y, out, sample_weight) + self.penalty()) * len(out)
 
     def penalty(self) -> float:
-        """The kernel_regularizer penalties of every layer, each shared layer once."""
-        return sum(reg(layer.kernel.value) for layer in self.model._compute_layers
-                   if (reg := getattr(layer, "kernel_regularizer", None)) is not None)
+        """The weight penalties of every layer (`layer.penalties()`: a kernel_regularizer's,
+        SeparableConv2D's two), each shared layer once."""
+        return sum(reg(p.value) for layer in self.model._compute_layers
+                   for p, reg in layer.penalties())
 
     def backward(self, y: np.ndarray, out: np.ndarray, recording: Recording | None = None,
                  penalties: bool = True, hook: BackwardHook | None = None,
@@ -94,8 +95,9 @@ class TrainingPass:
         return dxs
 
     def add_penalty_gradients(self) -> None:
-        """d(penalty)/dW added to each regularized, trainable kernel's .grad."""
+        """d(penalty)/dW added to each regularized, trainable weight's .grad."""
         for layer in self.model._compute_layers:
-            reg = getattr(layer, "kernel_regularizer", None)
-            if reg is not None and layer.params:
-                layer.kernel.grad += reg.gradient(layer.kernel.value)
+            trainable = layer.params
+            for p, reg in layer.penalties():
+                if any(p is q for q in trainable):
+                    p.grad += reg.gradient(p.value)
