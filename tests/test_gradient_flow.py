@@ -141,3 +141,12 @@ def test_the_vanishing_gradients_example_teaches_its_lesson(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "vanishing gradients?" in proc.stdout
     assert (tmp_path / "gradient_flow_sigmoid.png").exists()
+
+
+def test_learning_warnings_point_at_the_users_fit_line():
+    x, y = data()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LearningWarning)
+        deep("sigmoid").fit(x, y, batch_size=16, verbose=0)  # this line
+    said = [w for w in caught if issubclass(w.category, LearningWarning)]
+    assert said and all(w.filename == __file__ for w in said), [w.filename for w in said]

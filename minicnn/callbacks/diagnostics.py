@@ -3,11 +3,24 @@ and BackwardSummaryLogger (the backward summary every epoch)."""
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 
 import numpy as np
 
 from minicnn.callbacks.base import Callback
+
+
+def _callers_level() -> int:
+    """The stacklevel that points a warning at the first frame outside minicnn (the user's
+    `fit` call), not at the callback machinery that raised it."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+            package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class LearningWarning(UserWarning):
@@ -63,7 +76,8 @@ class LearningCheck(Callback):
                 self.problems.append(f"{p.name} did not change in the first {self.steps} steps "
                                      "although its gradient was not zero")
         for problem in self.problems:
-            warnings.warn(f"Layer did not learn: {problem}", LearningWarning, stacklevel=2)
+            warnings.warn(f"Layer did not learn: {problem}", LearningWarning,
+                          stacklevel=_callers_level())
         if not self.problems:  # a layer that did not learn at all says more than a ratio
             self._check_vanishing(params)
 
@@ -87,7 +101,7 @@ class LearningCheck(Callback):
                        "at every layer; try ReLU, BatchNormalization, or a better "
                        "initialisation (callbacks.GradientFlow shows it layer by layer).")
             self.problems.append(message)
-            warnings.warn(message, LearningWarning, stacklevel=3)
+            warnings.warn(message, LearningWarning, stacklevel=_callers_level())
 
     def on_epoch_end(self, epoch, logs=None):
         xs = getattr(self.model._local, "last_batch", None)
@@ -126,7 +140,7 @@ class LearningCheck(Callback):
                    f"{layer.momentum:.0%} of themselves per step: train longer, or lower the "
                    f"momentum (e.g. 0.9).")
         self.problems.append(message)
-        warnings.warn(message, LearningWarning, stacklevel=2)
+        warnings.warn(message, LearningWarning, stacklevel=_callers_level())
 
 
 class BackwardSummaryLogger(Callback):
