@@ -48,3 +48,27 @@ def positive_int(value, argument: str) -> int:
             f"Received {argument}={value!r}"
         )
     return value
+
+
+def check_images(layer, input_shape, class_name: str | None = None) -> None:
+    """A 2-D spatial layer takes 4-D input (batch, height, width, channels): else the error
+    naming the layer (as `class_name`, by default its class) and the shape received."""
+    if len(input_shape) != 4:
+        raise ValueError(
+            f"Layer '{layer.name}' ({class_name or type(layer).__name__}) expects 4-D input "
+            f"(batch, height, width, channels), received input_shape={tuple(input_shape)}")
+
+
+def conv_geometry(layer, H: int, W: int, class_name: str | None = None
+                  ) -> tuple[int, int, int, int]:
+    """(H_out, W_out, PT, PL) of a convolution window (`layer.kernel_size`, `.strides`,
+    `.padding`) over an H x W input: the output size and the padding at the top and left;
+    an error naming the layer when the kernel does not fit."""
+    (KH, KW), (SH, SW) = layer.kernel_size, layer.strides
+    H_out, PT = window_geometry(H, KH, SH, layer.padding)
+    W_out, PL = window_geometry(W, KW, SW, layer.padding)
+    if H_out <= 0 or W_out <= 0:
+        raise ValueError(
+            f"Layer '{layer.name}' ({class_name or type(layer).__name__}): kernel "
+            f"{layer.kernel_size} does not fit an input of {H}x{W} with padding='valid'")
+    return H_out, W_out, PT, PL

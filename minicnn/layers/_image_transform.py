@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minicnn.layers._args import check_images
 from minicnn.layers.base import Layer
 
 FILL_MODES = ("reflect", "wrap", "constant", "nearest")
@@ -73,10 +74,7 @@ def check_number(argument: str, value) -> float:
 
 def image_shape(layer, input_shape) -> tuple:
     """compute_output_shape of a layer that maps images to images of the same shape."""
-    if len(input_shape) != 4:
-        raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) expects 4-D input "
-                         f"(batch, height, width, channels), received input_shape="
-                         f"{tuple(input_shape)}")
+    check_images(layer, input_shape)
     return tuple(input_shape)
 
 

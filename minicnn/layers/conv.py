@@ -19,7 +19,13 @@ import numpy as np
 
 from minicnn import activations, regularizers
 from minicnn.kernels import col2im, im2col
-from minicnn.layers._args import padding_mode, positive_int, positive_pair, window_geometry
+from minicnn.layers._args import (
+    check_images,
+    conv_geometry,
+    padding_mode,
+    positive_int,
+    positive_pair,
+)
 from minicnn.layers.base import Layer
 
 
@@ -51,22 +57,10 @@ class Conv2D(Layer):
 
     def geometry(self, H: int, W: int) -> tuple[int, int, int, int]:
         """(H_out, W_out, PT, PL): the output size and the padding at the top and left."""
-        (KH, KW), (SH, SW) = self.kernel_size, self.strides
-        H_out, PT = window_geometry(H, KH, SH, self.padding)
-        W_out, PL = window_geometry(W, KW, SW, self.padding)
-        if H_out <= 0 or W_out <= 0:
-            raise ValueError(
-                f"Layer '{self.name}' (Conv2D): kernel {self.kernel_size} does not fit an input "
-                f"of {H}x{W} with padding='valid'"
-            )
-        return H_out, W_out, PT, PL
+        return conv_geometry(self, H, W, "Conv2D")
 
     def build(self, input_shape) -> None:
-        if len(input_shape) != 4:
-            raise ValueError(
-                f"Layer '{self.name}' (Conv2D) expects 4-D input (batch, height, width, channels)"
-                f", received input_shape={tuple(input_shape)}"
-            )
+        check_images(self, input_shape, "Conv2D")
         KH, KW = self.kernel_size
         self.dtype = self.dtype or np.dtype(np.float32)
         self.kernel = self.add_weight("kernel", (KH, KW, input_shape[-1], self.filters),

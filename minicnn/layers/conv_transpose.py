@@ -36,7 +36,13 @@ import numpy as np
 
 from minicnn import activations, regularizers
 from minicnn.kernels import col2im, im2col
-from minicnn.layers._args import padding_mode, positive_int, positive_pair, window_geometry
+from minicnn.layers._args import (
+    check_images,
+    padding_mode,
+    positive_int,
+    positive_pair,
+    window_geometry,
+)
 from minicnn.layers.base import Layer
 
 
@@ -112,10 +118,7 @@ class Conv2DTranspose(Layer):
         return L_h, L_w, PT, PL
 
     def build(self, input_shape) -> None:
-        if len(input_shape) != 4:
-            raise ValueError(
-                f"Layer '{self.name}' (Conv2DTranspose) expects 4-D input (batch, height, "
-                f"width, channels), received input_shape={tuple(input_shape)}")
+        check_images(self, input_shape, "Conv2DTranspose")
         KH, KW = self.kernel_size
         self.dtype = self.dtype or np.dtype(np.float32)
         self.kernel = self.add_weight("kernel", (KH, KW, self.filters, input_shape[-1]),

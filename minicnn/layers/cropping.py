@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from minicnn.layers._args import check_images
 from minicnn.layers.base import Layer, shape_str
-from minicnn.layers.zero_padding import Pairs, channels_last, check_images, side_pairs
+from minicnn.layers.zero_padding import Pairs, channels_last, side_pairs
 
 
 class Cropping2D(Layer):

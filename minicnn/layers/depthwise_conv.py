@@ -31,7 +31,13 @@ from minicnn.kernels.depthwise import (
     depthwise_backward_kernel,
     depthwise_forward,
 )
-from minicnn.layers._args import padding_mode, positive_int, positive_pair, window_geometry
+from minicnn.layers._args import (
+    check_images,
+    conv_geometry,
+    padding_mode,
+    positive_int,
+    positive_pair,
+)
 from minicnn.layers.base import Layer, Parameter
 
 
@@ -58,20 +64,7 @@ class DepthwiseWindow(Layer):
 
     def geometry(self, H: int, W: int) -> tuple[int, int, int, int]:
         """(H_out, W_out, PT, PL): the output size and the padding at the top and left."""
-        (KH, KW), (SH, SW) = self.kernel_size, self.strides
-        H_out, PT = window_geometry(H, KH, SH, self.padding)
-        W_out, PL = window_geometry(W, KW, SW, self.padding)
-        if H_out <= 0 or W_out <= 0:
-            raise ValueError(
-                f"Layer '{self.name}' ({type(self).__name__}): kernel {self.kernel_size} does not "
-                f"fit an input of {H}x{W} with padding='valid'")
-        return H_out, W_out, PT, PL
-
-    def _check_rank(self, input_shape) -> None:
-        if len(input_shape) != 4:
-            raise ValueError(
-                f"Layer '{self.name}' ({type(self).__name__}) expects 4-D input (batch, height, "
-                f"width, channels), received input_shape={tuple(input_shape)}")
+        return conv_geometry(self, H, W)
 
     def _output_size(self, input_shape) -> tuple:
         _, H, W, _ = input_shape
@@ -123,7 +116,7 @@ class DepthwiseConv2D(DepthwiseWindow):
         self.kernel_regularizer = self.depthwise_regularizer
 
     def build(self, input_shape) -> None:
-        self._check_rank(input_shape)
+        check_images(self, input_shape)
         KH, KW = self.kernel_size
         C, M = input_shape[-1], self.depth_multiplier
         self.dtype = self.dtype or np.dtype(np.float32)

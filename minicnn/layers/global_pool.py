@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minicnn.layers._args import check_images
 from minicnn.layers.base import Layer
 
 
@@ -19,10 +20,7 @@ class _GlobalPooling2D(Layer):
     per_sample = True  # each sample's output from that sample alone (Layer.per_sample)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 4:
-            raise ValueError(
-                f"Layer '{self.name}' ({type(self).__name__}) expects 4-D input (batch, height, "
-                f"width, channels), received input_shape={tuple(input_shape)}")
+        check_images(self, input_shape)
         return (None, input_shape[3])
 
 

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from minicnn.kernels import maxpool_backward, maxpool_forward
-from minicnn.layers._args import padding_mode, positive_pair, window_geometry
+from minicnn.layers._args import check_images, padding_mode, positive_pair, window_geometry
 from minicnn.layers.base import Layer
 
 
@@ -49,11 +49,7 @@ class Pooling2D(Layer):
         return H_out, W_out, PT, PL
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 4:
-            raise ValueError(
-                f"Layer '{self.name}' ({type(self).__name__}) expects 4-D input (batch, height, "
-                f"width, channels), received input_shape={tuple(input_shape)}"
-            )
+        check_images(self, input_shape)
         _, H, W, C = input_shape
         H_out, W_out, _, _ = self.geometry(H, W)
         return (None, H_out, W_out, C)

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from minicnn import activations, regularizers
-from minicnn.layers._args import positive_int
+from minicnn.layers._args import check_images, positive_int
 from minicnn.layers.depthwise_conv import DepthwiseWindow
 
 
@@ -66,7 +66,7 @@ class SeparableConv2D(DepthwiseWindow):
                 if reg is not None and p is not None]
 
     def build(self, input_shape) -> None:
-        self._check_rank(input_shape)
+        check_images(self, input_shape)
         KH, KW = self.kernel_size
         CM = input_shape[-1] * self.depth_multiplier
         self.dtype = self.dtype or np.dtype(np.float32)

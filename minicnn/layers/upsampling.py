@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.layers._args import positive_pair
+from minicnn.layers._args import check_images, positive_pair
 from minicnn.layers.base import Layer
-from minicnn.layers.zero_padding import channels_last, check_images
+from minicnn.layers.zero_padding import channels_last
 
 INTERPOLATIONS = ("nearest", "bilinear")
 

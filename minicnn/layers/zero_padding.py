@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.layers.base import Layer, shape_str
+from minicnn.layers._args import check_images
+from minicnn.layers.base import Layer
 
 Pairs = tuple[tuple[int, int], tuple[int, int]]
 
@@ -53,14 +54,6 @@ def channels_last(data_format) -> str:
         "Invalid value for argument `data_format`. Expected 'channels_last' or None: minicnn "
         "keeps images as (batch, height, width, channels) only; transpose channels-first data "
         f"with x.transpose(0, 2, 3, 1). Received data_format={data_format!r}")
-
-
-def check_images(layer: Layer, input_shape) -> None:
-    """A 2-D spatial layer takes 4-D input (batch, height, width, channels)."""
-    if len(input_shape) != 4:
-        raise ValueError(
-            f"Layer '{layer.name}' ({type(layer).__name__}) expects 4-D input (batch, height, "
-            f"width, channels), received input_shape={shape_str(tuple(input_shape))}")
 
 
 class ZeroPadding2D(Layer):
