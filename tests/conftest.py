@@ -11,6 +11,11 @@ import threading
 import pytest
 from hypothesis import HealthCheck, settings
 
+# Kernels compile in this process at first use, as numba's default: a test of the fast plan
+# must not run the reference layers because a background compile has not finished yet
+# (minicnn/fast/warmup.py; tests/test_warmup.py tests the background mode in fresh processes).
+os.environ["MINICNN_COMPILE"] = "foreground"
+
 settings.register_profile("minicnn", deadline=None, max_examples=40,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", parent=settings.get_profile("minicnn"), derandomize=True)

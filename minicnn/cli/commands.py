@@ -325,6 +325,24 @@ def summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def warmup(args: argparse.Namespace) -> int:
+    from minicnn.fast import warmup as compiling
+
+    missing = compiling.missing_kernels()
+    if not missing:
+        print("minicnn: every kernel is already in numba's cache for this CPU.")
+        return 0
+    print(f"minicnn: compiling {len(missing)} numba kernels for this CPU...", flush=True)
+    seconds = compiling.warm_all(progress=lambda line: print(f"  {line}", flush=True))
+    left = compiling.missing_kernels()
+    if left:
+        raise CLIError(f"{len(left)} kernels are still not in numba's cache after compiling "
+                       f"({', '.join(left)}); is its cache directory writable? (numba "
+                       "writes beside minicnn's sources, or to $NUMBA_CACHE_DIR)")
+    print(f"minicnn: done in {seconds:.1f} s; later runs load them from numba's cache.")
+    return 0
+
+
 def report(args: argparse.Namespace) -> int:
     from minicnn.cli.report import write_report
 

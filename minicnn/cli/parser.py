@@ -6,7 +6,16 @@ import argparse
 from collections.abc import Callable
 
 from minicnn import __version__
-from minicnn.cli.commands import MODELS, evaluate, predict, report, summary, sweep, train
+from minicnn.cli.commands import (
+    MODELS,
+    evaluate,
+    predict,
+    report,
+    summary,
+    sweep,
+    train,
+    warmup,
+)
 from minicnn.datasets.registry import DATASET_FILE, DATASETS
 
 
@@ -220,4 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a .npz file saved by train or model.save() (default: the notebook's "
                           "untrained model)")
     custom_objects_option(sub)
+
+    command("warmup", warmup, "compile minicnn's numba kernels for this CPU now",
+            "Compile every numba kernel of minicnn into numba's on-disk cache now (about a "
+            "minute on 2 cores), so that no later run compiles: for a Docker image or a CI "
+            "cache. Without it the first training run on a machine compiles them in the "
+            "background while the reference layers train.")
     return parser

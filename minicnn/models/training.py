@@ -35,7 +35,7 @@ from minicnn import gradcheck, losses, optimizers
 from minicnn import metrics as metrics_module
 from minicnn._tensor import as_tensor
 from minicnn.callbacks import Callback, CallbackList, History, LearningCheck, ProgbarLogger
-from minicnn.fast import Step, parallel
+from minicnn.fast import Step, parallel, warmup
 from minicnn.fast.graph_plan import GraphPlan
 from minicnn.layers.base import shape_fits, shape_str
 from minicnn.layers.node import KerasTensor
@@ -208,7 +208,13 @@ class Trainer:
     def _steps(self) -> GraphPlan:
         """The plan a training pass runs. A recording shows every layer's own pass, so it runs
         the reference layers."""
-        return self._graph_plan(self.fast and self._recording is None)
+        return self._graph_plan(self._fast_now())
+
+    def _fast_now(self) -> bool:
+        """Whether this call runs the fast plan: compile(fast=True), no recording, and its
+        kernels compiled (on a fresh machine they compile in the background meanwhile, and
+        the reference layers run: minicnn/fast/warmup.py)."""
+        return self.fast and self._recording is None and warmup.ready(self)
 
     @property
     def _flow(self):
@@ -222,7 +228,7 @@ class Trainer:
         threads never write to anything they share. Plans are reused from call to call."""
         if not self.built:
             self._graph_plan(self.fast)  # raises the not-built error
-        key = self._plan_key(self.fast and self._recording is None)
+        key = self._plan_key(self._fast_now())
         with self._idle_lock:
             idle = self._idle.get(key)
             plan = idle.pop() if idle else None
@@ -507,6 +513,8 @@ class Trainer:
                     params) -> None:
         """The epochs of fit; `batches()` yields one epoch's training steps, each a function
         that runs it and returns ((batch loss times its size, output), targets, weights)."""
+        if self.fast and params["verbose"] != 0:
+            warmup.announce(self)  # one line, on a fresh machine only
         callbacks.on_train_begin()
         tracker = None
         for epoch in range(initial_epoch, epochs):

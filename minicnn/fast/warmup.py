@@ -1,0 +1,282 @@
+"""The first step on a fresh machine: numba compiles off the critical path.
+
+numba compiles a kernel the first time it is called and keeps the machine code in its on-disk
+cache (`cache=True`), keyed by the source file and the CPU. On a fresh install the notebook's
+first training step compiled about 25 kernels in that step: 15 s on a 2-core EPYC, against
+0.4 s once they were cached. So while the cache does not hold every minicnn kernel for this CPU,
+a model's training and inference calls:
+- start one background process, `python -m minicnn.fast.warmup DIR`, which compiles into the
+  cache by running, on two samples, first the model itself (from its `to_json()`), then a set of
+  small models that together call every kernel (`ZOO`);
+- meanwhile run the model's reference layers (the first tier, proven equal to the fast plan by
+  tests/test_plan.py), whose five kernels compile in about 1.3 s;
+- switch to the fast plan at the first call after the background process has warmed that model
+  (and any other model once it has compiled everything).
+A model that cannot be rebuilt from JSON (a layer of your own) waits for the whole set; if the
+background process fails, the kernels compile in the process as before, and a warning gives its
+log. Nothing changes once the cache is complete: the check runs once per process.
+
+MINICNN_COMPILE=foreground compiles in the process, at first use, as numba does by default (the
+tests run so); `minicnn warmup` compiles everything now, for a Docker image or a CI cache.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import os
+import pkgutil
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+MODES = ("background", "foreground")
+_KERNEL_PACKAGES = ("minicnn.kernels", "minicnn.fast.kernels")
+
+_lock = threading.Lock()
+_complete = False  # every kernel is cached (or compiled here, or we gave up waiting)
+_warm: weakref.WeakSet = weakref.WeakSet()  # models the background process has warmed
+_background: _Background | None = None
+
+
+def mode() -> str:
+    """MINICNN_COMPILE: 'background' (the default) or 'foreground'."""
+    value = os.environ.get("MINICNN_COMPILE", "").strip().lower() or "background"
+    if value not in MODES:
+        warnings.warn(f"MINICNN_COMPILE={value!r} is not one of {', '.join(MODES)}; "
+                      "using 'background'", stacklevel=3)
+        return "background"
+    return value
+
+
+def kernels() -> list:
+    """Every numba kernel of minicnn (the module-level dispatchers of its kernel packages)."""
+    from numba.core.dispatcher import Dispatcher
+
+    found = []
+    for package_name in _KERNEL_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in pkgutil.iter_modules(package.__path__, package_name + "."):
+            module = importlib.import_module(info.name)
+            found += [v for v in vars(module).values()
+                      if isinstance(v, Dispatcher) and v.__module__ == info.name]
+    return found
+
+
+def missing_kernels() -> list[str]:
+    """The kernels with no machine code for this CPU in numba's cache (nor compiled in this
+    process): what a first call would compile."""
+    missing = []
+    for kernel in kernels():
+        if kernel.signatures:
+            continue
+        try:
+            cache = kernel._cache._cache_file  # numba's own index of what it has on disk
+            magic = kernel.targetctx.codegen().magic_tuple()
+            index = cache._load_index()  # empty when the source changed since it was cached
+            cached = any(key[1] == magic for key in index)
+        except Exception:  # another numba's internals: assume cached (compile at first use)
+            cached = True
+        if not cached:
+            missing.append(kernel.py_func.__qualname__)
+    return missing
+
+
+def ready(model) -> bool:
+    """Whether `model`'s fast plan may run now without compiling in this process (in the
+    foreground mode: always). Starts the background compile the first time it is not."""
+    global _complete
+    if _complete or model in _warm:
+        return True
+    with _lock:
+        if _complete or mode() == "foreground":
+            return True
+        if _background is None and not missing_kernels():
+            _complete = True
+            return True
+        background = _start(model)
+        if background.model_warm(model):
+            _warm.add(model)
+            return True
+        if background.finished():
+            _complete = True
+            return True
+        return False
+
+
+def announce(model, print_line: Callable[[str], None] = print) -> None:
+    """Before a fit: one line saying that kernels are compiling, if they are."""
+    if ready(model):
+        if mode() == "foreground" and not _complete and missing_kernels():
+            print_line("minicnn: compiling its numba kernels for this CPU (once: the next runs "
+                       "load them from numba's cache; about 15 s on 2 cores).")
+        return
+    print_line("minicnn: compiling its numba kernels for this CPU in the background (once; "
+               "about 20 s on 2 cores); the reference layers train until they are ready.")
+
+
+@contextlib.contextmanager
+def foreground() -> Iterator[None]:
+    """Compile in this process within the block (what `minicnn warmup` does)."""
+    before = os.environ.get("MINICNN_COMPILE")
+    os.environ["MINICNN_COMPILE"] = "foreground"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MINICNN_COMPILE", None)
+        else:
+            os.environ["MINICNN_COMPILE"] = before
+
+
+class _Background:
+    """The one background compile of this process: `python -m minicnn.fast.warmup DIR`."""
+
+    def __init__(self, model) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="minicnn-warmup-"))
+        self.model = weakref.ref(model)
+        try:
+            (self.dir / "model.json").write_text(model.to_json())
+        except Exception:  # a layer of its own: the zoo only, then the whole cache
+            self.model = lambda: None
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "MINICNN_COMPILE": "foreground",
+               "PYTHONPATH": os.pathsep.join(
+                   p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+        self.log = self.dir / "log.txt"
+        self.started = time.perf_counter()
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "minicnn.fast.warmup", str(self.dir)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+        atexit.register(self.stop)
+
+    def model_warm(self, model) -> bool:
+        return self.model() is model and (self.dir / "model.done").exists()
+
+    def finished(self) -> bool:
+        code = self.process.poll()
+        if code is None:
+            return False
+        if code != 0:
+            tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            warnings.warn(f"minicnn's background compile failed (exit code {code}); its "
+                          f"kernels compile in this process at first use instead. Its log "
+                          f"({self.log}) ends:\n{tail}", RuntimeWarning, stacklevel=4)
+        return True
+
+    def stop(self) -> None:
+        """At exit: a compile still running stops with the program (what it cached stays);
+        its folder goes, unless it failed (a warning gave its log)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
+        if self.process.returncode in (0, -signal.SIGTERM):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _start(model) -> _Background:
+    global _background
+    if _background is None:
+        _background = _Background(model)
+    return _background
+
+
+# -- what the background process runs -----------------------------------------------------------
+def exercise(model, batch: int = 2) -> None:
+    """One training step, one inference call and one float64 reference pass on `batch` random
+    samples: every kernel `model`'s plans call, compiled (or loaded from the cache)."""
+    from minicnn import optimizers
+
+    rng = np.random.default_rng(0)
+    model.compile(optimizer=optimizers.Adam(), loss="mse")
+    xs = [rng.standard_normal((batch, *shape[1:])).astype(model.dtype)
+          for shape in _input_shapes(model)]
+    y = np.zeros((batch, *model.output_shape[1:]), dtype=model.dtype)
+    model.train_on_batch(xs if len(xs) > 1 else xs[0], y)
+    model.predict(xs if len(xs) > 1 else xs[0], verbose=0)
+
+
+def _input_shapes(model) -> list[tuple]:
+    shape = model.input_shape
+    return list(shape) if isinstance(shape, list) else [shape]
+
+
+def zoo() -> list:
+    """Small models that between them call every kernel of minicnn (tests/test_warmup.py checks
+    that nothing is left uncompiled after them), the built-in recipes first."""
+    from minicnn import layers
+    from minicnn.models import recipes
+    from minicnn.models.sequential import Sequential
+
+    models = [recipes.mnist_cnn(), recipes.fashion_mnist_cnn(), recipes.cifar10_cnn(),
+              recipes.resnet20()]
+    grey = (12, 12, 1)
+    models.append(Sequential([
+        layers.Conv2D(4, 3, padding="same", activation="relu", input_shape=grey),
+        layers.BatchNormalization(),
+        layers.MaxPooling2D(2),
+        layers.Conv2DTranspose(4, 3, strides=2, activation="relu"),
+        layers.DepthwiseConv2D(3, activation="relu"),
+        layers.SeparableConv2D(8, 3, activation="relu"),
+        layers.GlobalAveragePooling2D(),
+        layers.Dense(3, activation="softmax"),
+    ]))
+    models.append(Sequential([
+        layers.Conv2D(20, 3, activation="relu", input_shape=(10, 10, 3)),
+        layers.MaxPooling2D(2, strides=1),
+        layers.Flatten(),
+        layers.Dense(2),
+    ]))
+    return models
+
+
+def warm_all(progress: Callable[[str], None] | None = None) -> float:
+    """Compile every kernel into numba's cache, here and now; returns the seconds it took."""
+    start = time.perf_counter()
+    with foreground(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        models = zoo()
+        for k, model in enumerate(models, 1):
+            exercise(model)
+            if progress is not None:
+                progress(f"{k}/{len(models)} models: {time.perf_counter() - start:.1f} s")
+    return time.perf_counter() - start
+
+
+def _main(directory: str) -> int:
+    from minicnn.models.saving import model_from_json
+
+    folder = Path(directory)
+    try:
+        spec = folder / "model.json"
+        if spec.exists():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    exercise(model_from_json(spec.read_text()))
+            except Exception:  # a layer this process cannot rebuild: its model waits for all
+                traceback.print_exc()
+            else:
+                (folder / "model.done").touch()
+        warm_all()
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1]))
