@@ -71,7 +71,9 @@ def with_every_branch() -> Sequential:
     (lambda: models.cifar10_cnn(seed=2, augment=False), (32, 32, 3)),
     (every_layer_model, (12, 12, 3)),
     (with_every_branch, (6, 6, 2)),
-], ids=["mnist_cnn", "fashion_mnist_cnn", "cifar10_cnn", "every_layer", "global_average"])
+    (lambda: models.lenet(seed=3), (28, 28, 1)),
+], ids=["mnist_cnn", "fashion_mnist_cnn", "cifar10_cnn", "every_layer", "global_average",
+        "lenet"])
 def test_to_keras_predicts_what_minicnn_predicts(make, shape):
     model = make()
     # Non-trivial BatchNormalization statistics, so that copying them is checked too.
@@ -87,6 +89,21 @@ def test_to_keras_predicts_what_minicnn_predicts(make, shape):
         np.testing.assert_array_equal(ours, theirs)
     x = rng.random((6, *shape), dtype=np.float32)
     assert_close_to_scale(model.predict(x, verbose=0), twin.predict(x, verbose=0))
+
+
+def test_the_sigmoid_lenet_trains_as_its_keras_twin():
+    """d2l's LeNet (sigmoids, average pools, SGD at 0.9): three steps from the same weights."""
+    model = models.lenet(seed=0)
+    twin = to_keras(model, compile=True)
+    rng = np.random.default_rng(1)
+    x = rng.random((3, 16, 28, 28, 1), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, (3, 16))]
+    for xb, yb in zip(x, y, strict=True):
+        ours = model.train_on_batch(xb, yb, return_dict=True)["loss"]
+        theirs = twin.train_on_batch(xb, yb, return_dict=True)["loss"]
+        assert ours == pytest.approx(float(theirs), rel=1e-5)
+    for a, b in zip(model.get_weights(), twin.get_weights(), strict=True):
+        assert_close_to_scale(a, b)
 
 
 def test_to_keras_keeps_every_argument():

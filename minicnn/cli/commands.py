@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # The built-in recipes' names, spelled out so that `--help` needs no engine import (a test
 # checks them against minicnn.models.RECIPES).
-MODELS = ("mnist_cnn", "fashion_mnist_cnn", "cifar10_cnn", "resnet20")
+MODELS = ("mnist_cnn", "fashion_mnist_cnn", "cifar10_cnn", "resnet20", "lenet")
 
 
 # -- shared steps --------------------------------------------------------------------------------

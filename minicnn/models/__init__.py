@@ -8,6 +8,7 @@ from minicnn.models.recipes import (
     RECIPES,
     cifar10_cnn,
     fashion_mnist_cnn,
+    lenet,
     mnist_cnn,
     resnet20,
     resnet_cifar,
@@ -16,5 +17,5 @@ from minicnn.models.saving import clone_model, load_model, model_from_json
 from minicnn.models.sequential import Sequential
 
 __all__ = ["RECIPES", "Model", "ModelFileError", "Sequential", "cifar10_cnn", "clone_model",
-           "fashion_mnist_cnn", "load_model", "mnist_cnn", "model_from_json", "resnet20",
+           "fashion_mnist_cnn", "lenet", "load_model", "mnist_cnn", "model_from_json", "resnet20",
            "resnet_cifar", "to_keras"]

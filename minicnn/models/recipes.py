@@ -164,10 +164,34 @@ def resnet20(seed: int | None = None, compile: bool = True, augment: bool = True
     trains."""
     return resnet_cifar(20, seed=seed, compile=compile, augment=augment)
 
+def lenet(seed: int | None = None, compile: bool = True) -> Sequential:
+    """LeNet-5 as *Dive into Deep Learning* (d2l.ai, section 7.6) builds it, for (28, 28, 1)
+    inputs: Conv2D(6, 5x5, 'same') -> AvgPool -> Conv2D(16, 5x5) -> AvgPool -> Dense(120) ->
+    Dense(84) -> Dense(10), every hidden layer a sigmoid; SGD with d2l's learning rate 0.9 and
+    cross-entropy (d2l trains it on Fashion-MNIST at batch 256). d2l's last layer gives logits
+    to a from-logits loss; here it is a softmax, which the loss fuses into the same gradient,
+    so that predict() gives probabilities as the other recipes do. 61,706 parameters.
+    """
+    model = Sequential([
+        layers.Conv2D(6, 5, padding="same", activation="sigmoid", input_shape=(28, 28, 1)),
+        layers.AveragePooling2D(2, strides=2),
+        layers.Conv2D(16, 5, activation="sigmoid"),
+        layers.AveragePooling2D(2, strides=2),
+        layers.Flatten(),
+        layers.Dense(120, activation="sigmoid"),
+        layers.Dense(84, activation="sigmoid"),
+        layers.Dense(10, activation="softmax"),
+    ], seed=seed)
+    if compile:
+        model.compile(optimizer=optimizers.SGD(learning_rate=0.9),
+                      loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
 
 RECIPES: dict[str, Callable[..., Model]] = {
     "mnist_cnn": mnist_cnn,
     "fashion_mnist_cnn": fashion_mnist_cnn,
     "cifar10_cnn": cifar10_cnn,
     "resnet20": resnet20,
+    "lenet": lenet,
 }
