@@ -16,7 +16,9 @@ started in (no thread variables are set, except for the 1-thread half of the sca
    the epoch time is the median of the `--epochs` that follow. Peak RSS is taken after them.
 3. Single training steps (`train_on_batch`) at batch 128, in alternating blocks: the median.
 4. `predict` and `evaluate` on the 10,000 test images at Keras's default batch size (32, as the
-   notebook calls them) and at 128: one untimed call, then alternating repeats.
+   notebook calls them) and at 128: one untimed call, then alternating repeats. Then the
+   latency of one image: each framework's quickest call on a batch of 1 (`predict_on_batch`
+   for minicnn and TensorFlow, the module under `no_grad` for PyTorch), rounds alternating.
 5. Scaling: step time at batch sizes 32 to 512, with each framework's default threads; with
    one thread, each told so through its own knob (minicnn.set_num_threads(1), with
    MINICNN_NUM_THREADS=1 and OPENBLAS_NUM_THREADS=1; intra- and inter-op parallelism 1 for
@@ -26,7 +28,8 @@ started in (no thread variables are set, except for the 1-thread half of the sca
 6. The other recipes (`fashion_mnist_cnn` with BatchNormalization and Dropout, Keras's classic
    `cifar10_cnn`), each in fresh workers on its own data set: single training steps at the
    recipe's batch size, in alternating blocks, minicnn against TensorFlow (which runs the same
-   recipe's Keras twin, `minicnn.models.to_keras`): the medians and their ratio.
+   recipe's Keras twin, `minicnn.models.to_keras`): the medians and their ratio. Also
+   `resnet20` (CIFAR-10, batch 128) and d2l's sigmoid `lenet` (Fashion-MNIST, batch 256).
 
 Writes train-latest.md (rendered by _report.py) and train-latest.json to --out (default
 benchmarks/results/), replacing the last run's.
@@ -49,7 +52,8 @@ VALIDATION_SPLIT = 0.1
 SCALING_BATCH_SIZES = (32, 64, 128, 256, 512)
 # Each recipe's data set and batch size (the tutorial's: Keras's cifar10_cnn trained on 32).
 RECIPES = {"mnist_cnn": ("mnist", 128), "fashion_mnist_cnn": ("fashion_mnist", 128),
-           "cifar10_cnn": ("cifar10", 32), "resnet20": ("cifar10", 128)}
+           "cifar10_cnn": ("cifar10", 32), "resnet20": ("cifar10", 128),
+           "lenet": ("fashion_mnist", 256)}
 # The one CPU the scaling study's one-core workers run on (the first this process may use), or
 # None where affinity cannot be set (not Linux): the one-core column is then left out.
 PIN_CPU = min(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else None
@@ -77,7 +81,9 @@ def cold_starts(frameworks: list[str], fill_cache: bool = True) -> dict:
         try:
             if fw == "minicnn":
                 with tempfile.TemporaryDirectory(prefix="minicnn-numba-cache-") as cache:
-                    cold = probe(fw, {**os.environ, "NUMBA_CACHE_DIR": cache})
+                    # A fresh install as a user has it: the default compile mode too.
+                    env = {k: v for k, v in os.environ.items() if k != "MINICNN_COMPILE"}
+                    cold = probe(fw, {**env, "NUMBA_CACHE_DIR": cache})
                 if fill_cache:  # in case numba's cache is empty, as on a fresh clone
                     probe(fw, os.environ.copy())
                 results[fw] = {"cold": cold, "warm": probe(fw, os.environ.copy())}
@@ -205,6 +211,22 @@ def run_inference(workers: dict, batch_sizes, repeats: int) -> dict:
     return results
 
 
+# -- 4b. batch-1 latency ---------------------------------------------------------------------------
+def run_latency(workers: dict, n: int, rounds: int) -> dict:
+    """One image per call, `n` calls per round, frameworks alternating round by round."""
+    samples = {fw: [] for fw in workers}
+    for r in range(rounds + 1):
+        for fw, w in workers.items():
+            _common.settle()
+            seconds = w.request("latency", n=n)["seconds"]
+            if r:  # the first round warms up
+                samples[fw].extend(seconds)
+    results = {fw: _common.summary(s) for fw, s in samples.items()}
+    print("  " + ", ".join(f"{workers[fw].name} {s['median'] * 1e3:.3f} ms"
+                           for fw, s in results.items()), flush=True)
+    return results
+
+
 # -- 6. the other recipes -------------------------------------------------------------------------
 def run_recipe(frameworks, name: str, batch_size: int, random_data: bool, n: int, rounds: int,
                warmup: int) -> dict | None:
@@ -276,6 +298,7 @@ def parse_args(argv):
     args.limit_train, args.limit_test = (5_000, 1_000) if q else (None, None)
     args.step_rounds, args.step_n = (2, 5) if q else (5, 20)
     args.infer_batch_sizes, args.infer_repeats = ((32,), 1) if q else ((32, 128), 3)
+    args.latency = (20, 1) if q else (200, 5)
     args.scaling_sizes, args.scaling_n = ((32, 128), 3) if q else (SCALING_BATCH_SIZES, 15)
     return args
 
@@ -301,6 +324,8 @@ def run_notebook(args, frameworks, data_dir, r: dict, setups: dict) -> None:
                       f"min {s['min'] * 1e3:.1f} ms", flush=True)
             print("Inference:", flush=True)
             r["inference"] = run_inference(workers, args.infer_batch_sizes, args.infer_repeats)
+            print("Latency, one image per call:", flush=True)
+            r["latency"] = run_latency(workers, *args.latency)
         if not args.no_scaling:
             print("Scaling, default threads:", flush=True)
             r["scaling"]["default"] = run_scaling(workers, args.scaling_sizes, args.scaling_n,
@@ -335,8 +360,8 @@ def main(argv=None) -> int:
     info = _common.machine_info(frameworks)
     print(f"Training benchmark: {', '.join(frameworks)}; models: {', '.join(args.models)}; "
           f"data: {data_text}", flush=True)
-    r = {"epochs": {}, "steps": {}, "inference": {}, "cold_start": {}, "scaling": {},
-         "recipes": {}}
+    r = {"epochs": {}, "steps": {}, "inference": {}, "latency": {}, "cold_start": {},
+         "scaling": {}, "recipes": {}}
     setups = {}
     if notebook:
         run_notebook(args, frameworks, data_dir, r, setups)

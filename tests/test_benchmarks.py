@@ -151,11 +151,19 @@ def test_bench_train_quick(tmp_path):
     if HAS_TF:
         assert "minicnn/TF epoch ratio (target <= 0.80" in markdown
     assert "| framework | epoch time (median) |" in proc.stdout
+    # Issue 22: batch-1 latency, and the cold start with when the fast plan took over.
+    for fw in frameworks:
+        assert data["latency"][fw]["median"] > 0 and data["latency"][fw]["n"] == 20
+    assert "## Latency: one image per call" in markdown
+    cold = data["cold_start"]["minicnn"]["cold"]
+    assert cold["fast_plan_after_s"] >= cold["total_s"] and cold["fast_step_s"] > 0
+    assert "cold start: import + first step, empty numba cache (issue 22: < 3 s)" in markdown
     # The other recipes: a training step each, at the recipe's batch size, against TensorFlow.
-    assert list(data["recipes"]) == ["fashion_mnist_cnn", "cifar10_cnn", "resnet20"]
+    assert list(data["recipes"]) == ["fashion_mnist_cnn", "cifar10_cnn", "resnet20", "lenet"]
     for name, batch_size, issue in (("fashion_mnist_cnn", 128, "issue 11: <= 1.5x"),
                                     ("cifar10_cnn", 32, "issue 11: <= 1.5x"),
-                                    ("resnet20", 128, "issue 18: <= 0.8x")):
+                                    ("resnet20", 128, "issue 22: <= 0.7x"),
+                                    ("lenet", 256, "issue 22: <= 0.8x")):
         recipe = data["recipes"][name]
         assert recipe["batch_size"] == batch_size
         assert set(recipe["steps"]) == set(frameworks) - {"pytorch"}  # the notebook's only
