@@ -9,7 +9,8 @@ a model's training and inference calls:
   cache by running, on two samples, first the model itself (from its `to_json()`), then a set of
   small models that together call every kernel (`ZOO`);
 - meanwhile run the model's reference layers (the first tier, proven equal to the fast plan by
-  tests/test_plan.py), whose five kernels compile in about 1.3 s;
+  tests/test_plan.py); the background process compiles their kernels first (about 1.3 s), and
+  until then those kernels' NumPy references stand in for them (minicnn/kernels/_stand_in.py);
 - switch to the fast plan at the first call after the background process has warmed that model
   (and any other model once it has compiled everything).
 A model that cannot be rebuilt from JSON (a layer of your own) waits for the whole set; if the
@@ -42,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from minicnn.kernels import _stand_in
+
 MODES = ("background", "foreground")
 _KERNEL_PACKAGES = ("minicnn.kernels", "minicnn.fast.kernels")
 
@@ -70,7 +73,8 @@ def kernels() -> list:
         package = importlib.import_module(package_name)
         for info in pkgutil.iter_modules(package.__path__, package_name + "."):
             module = importlib.import_module(info.name)
-            found += [v for v in vars(module).values()
+            values = [getattr(v, "dispatcher", v) for v in vars(module).values()]  # _stand_in
+            found += [v for v in values
                       if isinstance(v, Dispatcher) and v.__module__ == info.name]
     return found
 
@@ -109,10 +113,15 @@ def ready(model) -> bool:
         background = _start(model)
         if background.model_warm(model):
             _warm.add(model)
+            _stand_in.active = False
             return True
         if background.finished():
             _complete = True
+            _stand_in.active = False
             return True
+        # Until the background process has the reference layers' own kernels (its first
+        # seconds), their NumPy twins stand in for them.
+        _stand_in.active = not _warm and not (background.dir / "reference.done").exists()
         return False
 
 
@@ -196,13 +205,13 @@ def _start(model) -> _Background:
 
 
 # -- what the background process runs -----------------------------------------------------------
-def exercise(model, batch: int = 2) -> None:
-    """One training step, one inference call and one float64 reference pass on `batch` random
-    samples: every kernel `model`'s plans call, compiled (or loaded from the cache)."""
+def exercise(model, batch: int = 2, fast: bool = True) -> None:
+    """One training step and one inference call on `batch` random samples: every kernel
+    `model`'s plan (fast, or its reference layers) calls, compiled or loaded from the cache."""
     from minicnn import optimizers
 
     rng = np.random.default_rng(0)
-    model.compile(optimizer=optimizers.Adam(), loss="mse")
+    model.compile(optimizer=optimizers.Adam(), loss="mse", fast=fast)
     xs = [rng.standard_normal((batch, *shape[1:])).astype(model.dtype)
           for shape in _input_shapes(model)]
     y = np.zeros((batch, *model.output_shape[1:]), dtype=model.dtype)
@@ -267,7 +276,11 @@ def _main(directory: str) -> int:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    exercise(model_from_json(spec.read_text()))
+                    model = model_from_json(spec.read_text())
+                    # First what the model runs meanwhile (about 1.3 s), then its fast plan.
+                    exercise(model, fast=False)
+                    (folder / "reference.done").touch()
+                    exercise(model)
             except Exception:  # a layer this process cannot rebuild: its model waits for all
                 traceback.print_exc()
             else:

@@ -1,8 +1,9 @@
 """The reference engine's kernels: plain loops over ndarrays and ints, compiled with numba.
 
-Each kernel `foo` is bound at module level as `foo = njit(...)(_foo)`, so the un-jitted twin `_foo`
-stays importable, and each has a plain NumPy reference `foo_reference` that the tests compare it
-with. Kernels know nothing of layers. Debug them with `NUMBA_DISABLE_JIT=1`.
+Each kernel `foo` is bound at module level as `foo = Kernel(njit(...)(_foo), ...)`, so the un-jitted
+twin `_foo` stays importable, and each has a plain NumPy reference `foo_reference` that the tests
+compare it with; on a fresh machine that reference stands in for it while numba compiles in the
+background (`_stand_in.py`). Kernels know nothing of layers. Debug them with `NUMBA_DISABLE_JIT=1`.
 
 These are the loops a textbook would write (im2col / col2im, max pooling, the Adam update); the
 kernels that exist only for speed (a direct convolution, fused conv + ReLU + pool) live with the

@@ -12,6 +12,8 @@ sqrt(v_hat). The caller computes alpha once per step. Arrays are 1-D views of on
 import numpy as np
 from numba import njit
 
+from minicnn.kernels._stand_in import Kernel
+
 
 def _adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon):
     """Update w, m, v (all (P,)) in place from the gradient g (P,).
@@ -37,7 +39,16 @@ def _adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon):
 
 # Serial: the largest tensor of the reference model has 36,928 elements, too few to pay for a
 # parallel launch.
-adam_update = njit(cache=True, nogil=True)(_adam_update)
+def _adam_update_stand_in(w, g, m, v, alpha, beta_1, beta_2, epsilon):
+    w_new, m[...], v[...] = adam_update_reference(w, g, m, v, alpha, beta_1, beta_2, epsilon)
+    step = w - w_new
+    w[...] = w_new
+    return float(np.dot(step, step))
+
+
+# While numba compiles in the background on a fresh machine, the NumPy reference stands in
+# (minicnn/kernels/_stand_in.py).
+adam_update = Kernel(njit(cache=True, nogil=True)(_adam_update), _adam_update_stand_in)
 
 
 def adam_update_reference(w, g, m, v, alpha, beta_1, beta_2, epsilon):

@@ -10,6 +10,8 @@ Shapes: x (N, H, W, C); cols (N * H_out * W_out, KH * KW * C), rows ordered (n, 
 import numpy as np
 from numba import njit
 
+from minicnn.kernels._stand_in import Kernel
+
 
 def _im2col(x, KH, KW, SH, SW, PT, PL, H_out, W_out, cols):
     """Fill `cols` (N * H_out * W_out, KH * KW * C) with the receptive fields of x (N, H, W, C).
@@ -59,8 +61,18 @@ def _col2im(dcols, KH, KW, SH, SW, PT, PL, H_out, W_out, dx):
                             dx[n, h, w, c] += dcols[row, col + c]
 
 
-im2col = njit(cache=True, nogil=True)(_im2col)
-col2im = njit(cache=True, nogil=True)(_col2im)
+def _im2col_stand_in(x, KH, KW, SH, SW, PT, PL, H_out, W_out, cols):
+    cols[...] = im2col_reference(x, KH, KW, SH, SW, PT, PL, H_out, W_out)
+
+
+def _col2im_stand_in(dcols, KH, KW, SH, SW, PT, PL, H_out, W_out, dx):
+    dx[...] = col2im_reference(dcols, dx.shape, KH, KW, SH, SW, PT, PL, H_out, W_out)
+
+
+# While numba compiles in the background on a fresh machine, the NumPy references stand in
+# (minicnn/kernels/_stand_in.py).
+im2col = Kernel(njit(cache=True, nogil=True)(_im2col), _im2col_stand_in)
+col2im = Kernel(njit(cache=True, nogil=True)(_col2im), _col2im_stand_in)
 
 
 def _padded_window_slices(kh, kw, SH, SW, H_out, W_out):

@@ -12,6 +12,8 @@ Shapes: x (N, H, W, C); out, argmax, dout (N, H_out, W_out, C); argmax is int32.
 import numpy as np
 from numba import njit
 
+from minicnn.kernels._stand_in import Kernel
+
 
 def _maxpool_forward(x, PH, PW, SH, SW, PT, PL, out, argmax):
     """Fill out and argmax (N, H_out, W_out, C) with each window's max and where it was.
@@ -59,8 +61,20 @@ def _maxpool_backward(dout, argmax, dx):
                     dx_flat[n, argmax[n, i, j, c], c] += dout[n, i, j, c]
 
 
-maxpool_forward = njit(cache=True, nogil=True)(_maxpool_forward)
-maxpool_backward = njit(cache=True, nogil=True)(_maxpool_backward)
+def _maxpool_forward_stand_in(x, PH, PW, SH, SW, PT, PL, out, argmax):
+    out[...], argmax[...] = maxpool_forward_reference(x, PH, PW, SH, SW, PT, PL, out.shape[1],
+                                                      out.shape[2])
+
+
+def _maxpool_backward_stand_in(dout, argmax, dx):
+    dx[...] = maxpool_backward_reference(dout, argmax, dx.shape)
+
+
+# While numba compiles in the background on a fresh machine, the NumPy references stand in
+# (minicnn/kernels/_stand_in.py).
+maxpool_forward = Kernel(njit(cache=True, nogil=True)(_maxpool_forward), _maxpool_forward_stand_in)
+maxpool_backward = Kernel(njit(cache=True, nogil=True)(_maxpool_backward),
+                          _maxpool_backward_stand_in)
 
 
 def maxpool_forward_reference(x, PH, PW, SH, SW, PT, PL, H_out, W_out):
