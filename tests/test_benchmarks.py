@@ -281,3 +281,24 @@ def test_profile_one_core_quick(tmp_path):
     assert where["288x288:288x64"] == (None, None)  # conv2 forward or weight gradient
     coverage = {(g["layer"], g["pass"]): g["coverage"] for g in gemms}
     assert coverage[("conv2", "forward")] == 1.0 and coverage[("conv3", "forward")] == 0.0
+
+
+@pytest.mark.slow
+def test_compare_commits_quick(tmp_path):
+    """HEAD against the working tree: every figure of both, and their ratio."""
+    table = tmp_path / "compare.md"
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "compare_commits.py"), "HEAD", "--rounds", "1",
+         "--quick", "--out", str(table)],
+        cwd=ROOT, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    rows = table.read_text().splitlines()[2:]
+    assert [row.split(" | ")[0].lstrip("| ") for row in rows] == [
+        "mnist_cnn step (batch 128) ms", "fashion_mnist_cnn step (batch 128) ms",
+        "cifar10_cnn step (batch 32) ms", "resnet20 step (batch 128) ms",
+        "lenet step (batch 256) ms", "predict 10k, batch 32 s",
+        "one image, predict_on_batch ms"]
+    assert all(float(row.rstrip(" |").split(" | ")[-1]) > 0 for row in rows)
+    worktrees = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"],
+                               capture_output=True, text=True).stdout
+    assert "minicnn-compare-" not in worktrees  # removed afterwards
