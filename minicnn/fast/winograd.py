@@ -185,7 +185,8 @@ def winograd_conv2d_backward(dout: np.ndarray, cache: WinogradCache,
     dU = work.get("dU", (len(pieces), 16, C, F), dout.dtype)
     dbias = work.get("dbias", (len(pieces), F), dout.dtype)
     dx = np.empty((N, H, W, C), dtype=dout.dtype) if input_gradient else None
-    U_t = U.transpose(0, 2, 1)  # (16, F, C)
+    # (16, F, C), contiguous: the batched GEMM with a transposed view ran 1.6x slower
+    U_t = np.ascontiguousarray(U.transpose(0, 2, 1))
 
     def chunk(p: int, a: int, b: int) -> None:
         dU_block = work.get(f"dU{p}", (16, C, F), dout.dtype)
