@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from minicnn.fast import ConvPoolStep, ConvStep, LayerStep, make_plan, parallel
 from minicnn.fast.batch_norm import BatchNormStep
 from minicnn.fast.dropout import DropoutStep
+from minicnn.fast.kernels import batch_norm as bn_kernels
 from minicnn.fast.kernels.batch_norm import (
     bn_backward_dx,
     bn_backward_dx_reference,
@@ -38,9 +39,18 @@ from minicnn.fast.kernels.batch_norm import (
     dropout_forward,
     dropout_forward_reference,
 )
-from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from minicnn.layers import (
+    Activation,
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPooling2D,
+    ReLU,
+)
 from minicnn.layers.dropout import DropoutCache
-from minicnn.models import Sequential, cifar10_cnn, fashion_mnist_cnn
+from minicnn.models import Sequential, cifar10_cnn, fashion_mnist_cnn, resnet20
 from minicnn.utils import to_categorical
 from tests.strategies import distinct_values, dtypes, seeds, standard_normal
 from tests.test_plan import ModeSpy, assert_entry_points_pass_their_modes, scale_close
@@ -98,21 +108,69 @@ def test_bn_mean_var_and_normalize_match_their_references(setup):
     assert_sums_close(got_mu, want_mu, terms=1)
     assert_sums_close(got_var, want_var, terms=1)
     y = np.full_like(x, np.nan)
-    bn_normalize(x, mu, inv_sigma, gamma, beta, y)
+    bn_normalize(x, mu, inv_sigma, gamma, beta, False, y)
     assert_exact(y, bn_normalize_reference(x, mu, inv_sigma, gamma, beta))  # the same operations
 
 
 @given(setup=bn_inputs(), training=st.booleans())
 def test_bn_backward_kernels_match_their_references(setup, training):
-    rng, x, mu, inv_sigma, gamma, _beta = setup
+    rng, x, mu, inv_sigma, gamma, beta = setup
     M, C = x.shape
     dout = standard_normal(rng, x.shape, x.dtype)
     sums = np.full((4, C), np.nan, x.dtype)
-    bn_backward_sums(dout, x, mu, inv_sigma, gamma, 0, C, sums)
+    bn_backward_sums(dout, x, mu, inv_sigma, gamma, beta, False, 0, C, sums)
     assert_sums_close(sums, bn_backward_sums_reference(dout, x, mu, inv_sigma, gamma), terms=M)
     dx = np.full_like(x, np.nan)
-    bn_backward_dx(dout, x, mu, inv_sigma, gamma, inv_sigma / M, sums, training, M, dx)
+    bn_backward_dx(dout, x, mu, inv_sigma, gamma, beta, False, inv_sigma / M, sums, training, M,
+                   dx)
     assert_exact(dx, bn_backward_dx_reference(dout, x, mu, inv_sigma, gamma, sums, training))
+
+
+@given(setup=bn_inputs(), training=st.booleans(), nan=st.booleans())
+def test_bn_kernels_with_a_relu_after_match_their_references(setup, training, nan):
+    """The ReLU joined to the pass: clamped forward, its mask recomputed backward; a NaN in dout
+    stays NaN where the ReLU was off (dout * 0), as the layers' product gives."""
+    rng, x, mu, inv_sigma, gamma, beta = setup
+    M, C = x.shape
+    y = np.full_like(x, np.nan)
+    bn_normalize(x, mu, inv_sigma, gamma, beta, True, y)
+    want_y = bn_normalize_reference(x, mu, inv_sigma, gamma, beta, relu=True)
+    assert_exact(y, want_y)
+    dout = standard_normal(rng, x.shape, x.dtype)
+    if nan:
+        dout[rng.integers(M), rng.integers(C)] = np.nan
+    sums = np.full((4, C), np.nan, x.dtype)
+    bn_backward_sums(dout, x, mu, inv_sigma, gamma, beta, True, 0, C, sums)
+    assert_sums_close(sums, bn_backward_sums_reference(dout, x, mu, inv_sigma, gamma, beta,
+                                                       relu=True), terms=M)
+    dx = np.full_like(x, np.nan)
+    bn_backward_dx(dout, x, mu, inv_sigma, gamma, beta, True, inv_sigma / M, sums, training, M,
+                   dx)
+    assert_exact(dx, bn_backward_dx_reference(dout, x, mu, inv_sigma, gamma, sums, training,
+                                              beta, relu=True))
+
+
+def test_the_bn_kernels_and_their_plain_twins_agree():
+    """The un-jitted twins (what NUMBA_DISABLE_JIT runs) compute what the compiled kernels do."""
+    rng = np.random.default_rng(3)
+    x = standard_normal(rng, (7, 3), np.float32) + np.float32(0.5)
+    mu, inv_sigma = x.mean(axis=0), np.float32(1.5) * np.ones(3, np.float32)
+    gamma = np.array([1.0, -2.0, 0.5], np.float32)
+    beta = np.array([0.1, -0.2, 0.3], np.float32)
+    dout = standard_normal(rng, x.shape, np.float32)
+    for relu in (False, True):
+        outs = []
+        for normalize, sums_of, dx_of in ((bn_kernels.bn_normalize, bn_kernels.bn_backward_sums,
+                                           bn_kernels.bn_backward_dx),
+                                          (bn_kernels._bn_normalize, bn_kernels._bn_backward_sums,
+                                           bn_kernels._bn_backward_dx)):
+            y, sums, dx = np.empty_like(x), np.empty((4, 3), np.float32), np.empty_like(x)
+            normalize(x, mu, inv_sigma, gamma, beta, relu, y)
+            sums_of(dout, x, mu, inv_sigma, gamma, beta, relu, 0, 3, sums)
+            dx_of(dout, x, mu, inv_sigma, gamma, beta, relu, inv_sigma / 7, sums, True, 7, dx)
+            outs.append((y, sums, dx))
+        for got, want in zip(*outs, strict=True):
+            assert_exact(got, want)
 
 
 @given(setup=bn_inputs(pooled=True), pool=st.tuples(st.integers(1, 3), st.integers(1, 3)),
@@ -239,6 +297,40 @@ def test_batch_norm_pool_step_equals_its_two_layers(n, h, w, c, pool, training, 
                                  training, input_gradient)
 
 
+@given(shape=st.one_of(st.tuples(st.integers(1, 9), st.integers(1, 5)),
+                       st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 5),
+                                 st.integers(1, 5))),
+       training=st.booleans(), center=st.booleans(), scale=st.booleans(),
+       input_gradient=st.booleans(), relu_layer=st.sampled_from(["Activation", "ReLU"]),
+       dtype=dtypes(), seed=seeds())
+def test_batch_norm_relu_step_equals_its_two_layers(shape, training, center, scale,
+                                                    input_gradient, relu_layer, dtype, seed):
+    """BatchNormalization + Activation('relu') (ResNet's) or ReLU(): one step, the layers'
+    output, gradients and moving statistics. The inputs straddle 0 (about half clamped)."""
+    rng = np.random.default_rng(seed)
+    x = (standard_normal(rng, shape, dtype) * 2 + rng.uniform(-1, 1)).astype(dtype)
+    bn = random_batch_norm(rng, shape, dtype, center, scale, momentum=rng.uniform(0, 1))
+    relu = Activation("relu", dtype=dtype) if relu_layer == "Activation" else ReLU(dtype=dtype)
+    relu.build(x.shape)
+    step = BatchNormStep(bn, relu, input_gradient=input_gradient)
+    assert step.layers == (bn, relu) and step.relu and step.pool is None
+    assert_bn_step_equals_layers(step, [bn, relu], [copy.deepcopy(bn), copy.deepcopy(relu)], x,
+                                 rng, training, input_gradient)
+
+
+def test_batch_norm_takes_only_a_relu_that_computes_as_the_layer():
+    """Another activation, or a ReLU subclass with math of its own, stays a step of its own."""
+    class LoudReLU(ReLU):
+        def forward(self, x, training=False):
+            return super().forward(x, training) * 2
+
+    bn = random_batch_norm(np.random.default_rng(0), (2, 3, 3, 4), "float32")
+    for other in (Activation("tanh"), Activation("linear"), LoudReLU()):
+        assert BatchNormStep.takes([bn, other], 0) == 1
+    assert BatchNormStep.takes([bn, Activation("relu")], 0) == 2
+    assert BatchNormStep.takes([bn, ReLU()], 0) == 2
+
+
 @given(shape=st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 5)),
        rate=st.floats(0, 0.9), training=st.booleans(), dtype=dtypes(), seed=seeds())
 def test_dropout_step_draws_the_layers_masks(shape, rate, training, dtype, seed):
@@ -304,6 +396,12 @@ def test_which_layers_become_which_steps():
     assert all(type(s) is LayerStep for s in make_plan(model.layers, fast=False))
     with pytest.raises(ValueError, match="BatchNormStep"):
         BatchNormStep(*model.layers[1:3])
+    # ResNet-20: each conv-BN-ReLU's BN and ReLU one step; a BN before an Add alone
+    steps = resnet20(seed=0, augment=False).graph_plan.steps
+    bn_steps = [[type(layer).__name__ for layer in s.layers] for s in steps
+                if isinstance(s, BatchNormStep)]
+    assert bn_steps.count(["BatchNormalization", "Activation"]) == 10
+    assert bn_steps.count(["BatchNormalization"]) == 9
 
 
 def fashion_data(n=16, seed=0):

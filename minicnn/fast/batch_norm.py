@@ -1,4 +1,4 @@
-"""BatchNormStep: a BatchNormalization, and the MaxPooling2D after it when there is one.
+"""BatchNormStep: a BatchNormalization, and the ReLU or the MaxPooling2D after it if any.
 
 It computes what the layers compute, bit for bit (see `minicnn/fast/kernels/batch_norm.py`: the
 sums add in the layer's own order and dtype), seeing the input as rows x (M, C), one per
@@ -13,6 +13,13 @@ sums add in the layer's own order and dtype), seeing the input as rows x (M, C),
   rather than an (M, C) xhat and recomputes xhat in both passes, which costs less than writing
   it forward and reading it back.
 
+An Activation('relu') (or a ReLU layer) right after it (ResNet's conv-BN-ReLU) joins the
+step: forward clamps the values as it writes them, backward recomputes the ReLU's mask from x in
+both passes (y > 0 exactly where xhat * gamma + beta > 0), so neither the activation's output
+nor its gradient is written (batch 128, median ms forward / backward, against BatchNormStep +
+the Activation layer: 32x32x16 1.49 / 3.74 against 2.56 / 6.13; 16x16x32 0.61 / 1.26 against
+1.28 / 1.93; 8x8x64 0.44 / 0.84 against 0.69 / 0.80).
+
 A non-overlapping 'valid' MaxPooling2D right after the BatchNormalization (the Fashion-MNIST
 model's blocks) joins the step: the normalised map is pooled as it is made and never written,
 and backward the pooled gradient is routed inside the sums and dx passes, never written out.
@@ -24,6 +31,7 @@ import functools
 
 import numpy as np
 
+from minicnn import activations
 from minicnn.fast import parallel
 from minicnn.fast.kernels.batch_norm import (
     bn_backward_dx,
@@ -35,28 +43,39 @@ from minicnn.fast.kernels.batch_norm import (
     bn_normalize,
 )
 from minicnn.fast.step import Step, computes_as
+from minicnn.layers.activation import Activation, ReLU
 from minicnn.layers.base import Layer
 from minicnn.layers.batch_norm import BatchNormalization
 from minicnn.layers.pool import MaxPooling2D
 
 
+def is_relu(layer: Layer) -> bool:
+    """`layer` is an Activation('relu') or a ReLU layer computing as the reference's."""
+    return ((computes_as(layer, Activation) or computes_as(layer, ReLU))
+            and layer.activation is activations.relu)
+
+
 class BatchNormStep(Step):
-    def __init__(self, bn: BatchNormalization, pool: MaxPooling2D | None = None,
+    def __init__(self, bn: BatchNormalization, after: Layer | None = None,
                  input_gradient: bool = True) -> None:
-        if not self.applies(bn, pool):
+        """after: the MaxPooling2D or the ReLU that joins the pass, or None."""
+        if not self.applies(bn, after):
             raise ValueError(f"BatchNormStep runs a built BatchNormalization, optionally with a "
-                             f"non-overlapping 'valid' MaxPooling2D; received {bn!r}, {pool!r}")
-        self.layers = (bn,) if pool is None else (bn, pool)
-        self.bn, self.pool = bn, pool
+                             f"non-overlapping 'valid' MaxPooling2D or a ReLU after it; "
+                             f"received {bn!r}, {after!r}")
+        self.layers = (bn,) if after is None else (bn, after)
+        self.bn = bn
+        self.relu = after is not None and is_relu(after)
+        self.pool = None if after is None or self.relu else after
         self.input_gradient = input_gradient
         self.cache = None
 
     @staticmethod
-    def applies(bn: Layer, pool: Layer | None = None) -> bool:
+    def applies(bn: Layer, after: Layer | None = None) -> bool:
         return (computes_as(bn, BatchNormalization) and bn.built and bn.trainable
-                and (pool is None or (computes_as(pool, MaxPooling2D)
-                                      and pool.padding == "valid"
-                                      and pool.strides == pool.pool_size)))
+                and (after is None or is_relu(after)
+                     or (computes_as(after, MaxPooling2D) and after.padding == "valid"
+                         and after.strides == after.pool_size)))
 
     @classmethod
     def takes(cls, layers, k: int) -> int:
@@ -85,7 +104,8 @@ class BatchNormStep(Step):
                       for c0 in range(0, C, 16)])
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """x (N, ..., C) -> y (N, ..., C), or the pool's output (N, H_p, W_p, C)."""
+        """x (N, ..., C) -> y (N, ..., C) (after the ReLU, with one), or the pool's output
+        (N, H_p, W_p, C)."""
         bn = self.bn
         x = np.ascontiguousarray(x)
         N, C, dtype = x.shape[0], x.shape[-1], x.dtype
@@ -105,7 +125,8 @@ class BatchNormStep(Step):
         affine = (mu, inv_sigma, gamma, beta)
         if self.pool is None:
             y = np.empty(x.shape, dtype=dtype)  # handed on: never a reused buffer
-            self._chunked(bn_normalize, N, (rows,), affine, (y.reshape(rows.shape),))
+            self._chunked(bn_normalize, N, (rows,), (*affine, self.relu),
+                          (y.reshape(rows.shape),))
             argmax = None
         else:
             (PH, PW), (_, H, W, _) = self.pool.pool_size, x.shape
@@ -125,11 +146,13 @@ class BatchNormStep(Step):
         N, C, dtype = x.shape[0], x.shape[-1], dout.dtype
         rows = x.reshape(-1, C)
         gamma = bn.gamma.value if bn.gamma is not None else np.ones(C, dtype)
+        beta = bn.beta.value if bn.beta is not None else np.zeros(C, dtype)
         sums = np.empty((4, C), dtype)
         dout = np.ascontiguousarray(dout)
         if self.pool is None:
             dout = dout.reshape(rows.shape)
-            self._by_channel(bn_backward_sums, C, (dout, rows, mu, inv_sigma, gamma), (sums,))
+            self._by_channel(bn_backward_sums, C,
+                             (dout, rows, mu, inv_sigma, gamma, beta, self.relu), (sums,))
         else:
             self._by_channel(bn_maxpool_backward_sums, C,
                              (dout, argmax, x, mu, inv_sigma, gamma, *self.pool.pool_size),
@@ -143,7 +166,9 @@ class BatchNormStep(Step):
         coefficients = (mu, inv_sigma, gamma, inv_sigma / len(rows), sums, training, len(rows))
         dx = np.empty(x.shape, dtype=dtype)  # handed on: never a reused buffer
         if self.pool is None:
-            self._chunked(bn_backward_dx, N, (dout, rows), coefficients, (dx.reshape(rows.shape),))
+            self._chunked(bn_backward_dx, N, (dout, rows),
+                          (mu, inv_sigma, gamma, beta, self.relu, *coefficients[3:]),
+                          (dx.reshape(rows.shape),))
         else:
             self._chunked(bn_maxpool_backward_dx, N, (dout, argmax, x),
                           (*coefficients, *self.pool.pool_size), (dx,))

@@ -17,6 +17,11 @@ same bits on any number of threads. Elementwise kernels follow the layer's expre
 order, `(x - mu) * inv_sigma`, times gamma, plus beta; backward they recompute xhat from x
 rather than keep an (M, C) xhat from the forward pass.
 
+With `relu` the kernels compute the BatchNormalization and the Activation('relu') after it:
+forward clamps as it writes, backward recomputes y = xhat * gamma + beta in each pass and takes
+the ReLU's gradient dout * (y > 0) (dout * 0 where y <= 0 or NaN, so a NaN dout stays NaN, as
+the layers' product) in place of dout.
+
 Dropout: `dropout_forward` makes the scaled mask and the output in one pass from the uniform
 draws u, which the step takes from the layer's generator exactly as the layer does.
 """
@@ -31,7 +36,7 @@ def _bn_mean_var(x, c0, c1, mu, var):
     """mu, var (C,) <- channels c0:c1 of x (M, C)'s mean and biased variance, as NumPy's
     x.mean(axis=0) and x.var(axis=0) compute them: rows added in order in x's dtype, the
     variance as the mean of (x - mu)**2 (two passes). The loops run over a row's slice with a
-    counter from 0, which numba compiles to SIMD (indexing x[m, c] with c from c0 does not)."""
+    counter from 0, which numba compiles to SIMD (indexing x[m, c] or x[m, c0 + j] does not)."""
     M, n = x.shape[0], c1 - c0
     count = np.zeros(1, dtype=x.dtype)
     count[0] = M
@@ -53,30 +58,39 @@ def _bn_mean_var(x, c0, c1, mu, var):
         var[c0 + j] = s[j] / count[0]
 
 
-def _bn_normalize(x, mu, inv_sigma, gamma, beta, y):
-    """y (M, C) <- (x - mu) * inv_sigma * gamma + beta, in the reference layer's order."""
+def _bn_normalize(x, mu, inv_sigma, gamma, beta, relu, y):
+    """y (M, C) <- (x - mu) * inv_sigma * gamma + beta, in the reference layer's order, and
+    then max(., 0) if relu (an Activation('relu') after the layer; a NaN stays NaN, as
+    np.maximum keeps it)."""
     M, C = x.shape
+    zero = y.dtype.type(0)
     for m in range(M):
         for c in range(C):
             xhat = (x[m, c] - mu[c]) * inv_sigma[c]
-            y[m, c] = xhat * gamma[c] + beta[c]
+            v = xhat * gamma[c] + beta[c]
+            y[m, c] = zero if (relu and v <= zero) else v
 
 
-def _bn_backward_sums(dout, x, mu, inv_sigma, gamma, c0, c1, sums):
-    """sums (4, C) <- channels c0:c1 of [sum(dout), sum(dout * xhat), sum(dxhat),
-    sum(dxhat * xhat)], dxhat = dout * gamma, over the rows of dout, x (M, C), added in order in
+def _bn_backward_sums(dout, x, mu, inv_sigma, gamma, beta, relu, c0, c1, sums):
+    """sums (4, C) <- channels c0:c1 of [sum(g), sum(g * xhat), sum(dxhat),
+    sum(dxhat * xhat)], dxhat = g * gamma, over the rows of dout, x (M, C), added in order in
     x's dtype as the reference layer's NumPy sums add them; xhat = (x - mu) * inv_sigma is
-    recomputed as the forward pass computed it. One loop per sum: a loop storing to one array
-    compiles to SIMD, one storing to four did not (numba cannot prove they do not overlap)."""
+    recomputed as the forward pass computed it. g is dout, or with relu the ReLU's gradient
+    dout * (y > 0), y = xhat * gamma + beta recomputed too. One loop per sum: a loop storing to
+    one array compiles to SIMD, one storing to four did not (numba cannot prove they do not
+    overlap)."""
     n = c1 - c0
+    zero = dout.dtype.type(0)
     s0, s1 = np.zeros(n, dtype=sums.dtype), np.zeros(n, dtype=sums.dtype)
     s2, s3 = np.zeros(n, dtype=sums.dtype), np.zeros(n, dtype=sums.dtype)
-    xhat = np.empty(n, dtype=x.dtype)
-    mu, inv_sigma, gamma = mu[c0:c1], inv_sigma[c0:c1], gamma[c0:c1]
+    xhat, g = np.empty(n, dtype=x.dtype), np.empty(n, dtype=dout.dtype)
+    mu, inv_sigma, gamma, beta = mu[c0:c1], inv_sigma[c0:c1], gamma[c0:c1], beta[c0:c1]
     for m in range(x.shape[0]):
-        g, row = dout[m, c0:c1], x[m, c0:c1]
+        d, row = dout[m, c0:c1], x[m, c0:c1]
         for j in range(n):
             xhat[j] = (row[j] - mu[j]) * inv_sigma[j]
+        for j in range(n):  # a select, not a copy: numba made `g[j] = d[j]` a memcpy call
+            g[j] = d[j] * zero if relu and not xhat[j] * gamma[j] + beta[j] > zero else d[j]
         for j in range(n):
             s0[j] += g[j]
         for j in range(n):
@@ -88,27 +102,27 @@ def _bn_backward_sums(dout, x, mu, inv_sigma, gamma, c0, c1, sums):
     sums[0, c0:c1], sums[1, c0:c1], sums[2, c0:c1], sums[3, c0:c1] = s0, s1, s2, s3
 
 
-def _bn_backward_dx(dout, x, mu, inv_sigma, gamma, k, sums, training, M, dx):
+def _bn_backward_dx(dout, x, mu, inv_sigma, gamma, beta, relu, k, sums, training, M, dx):
     """dx (M_chunk, C) from dout, x (M_chunk, C), in the reference layer's expressions and order.
 
     Training: dx = k * (M * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat)), k = inv_sigma / M,
     the sums rows 2 and 3 of `_bn_backward_sums`, M the rows of the whole batch (x may be a
     chunk of it); inference: dx = dxhat * inv_sigma (the statistics are constants then).
-    dxhat = dout * gamma.
+    dxhat = g * gamma, g as in `_bn_backward_sums` (dout, or the ReLU's gradient with relu).
     """
     count = np.zeros(1, dtype=dx.dtype)
     count[0] = M
+    zero = dout.dtype.type(0)
     Mc, C = x.shape
-    if training:
-        for m in range(Mc):
-            for c in range(C):
-                xhat = (x[m, c] - mu[c]) * inv_sigma[c]
-                dx[m, c] = k[c] * (count[0] * (dout[m, c] * gamma[c]) - sums[2, c]
-                                   - xhat * sums[3, c])
-    else:
-        for m in range(Mc):
-            for c in range(C):
-                dx[m, c] = (dout[m, c] * gamma[c]) * inv_sigma[c]
+    for m in range(Mc):
+        for c in range(C):
+            xhat = (x[m, c] - mu[c]) * inv_sigma[c]
+            d = dout[m, c]
+            g = d * zero if relu and not xhat * gamma[c] + beta[c] > zero else d
+            if training:
+                dx[m, c] = k[c] * (count[0] * (g * gamma[c]) - sums[2, c] - xhat * sums[3, c])
+            else:
+                dx[m, c] = (g * gamma[c]) * inv_sigma[c]
 
 
 def _bn_maxpool(x, mu, inv_sigma, gamma, beta, PH, PW, out, argmax):
@@ -248,24 +262,37 @@ def bn_mean_var_reference(x):
     return x.mean(axis=0), x.var(axis=0)
 
 
-def bn_normalize_reference(x, mu, inv_sigma, gamma, beta):
-    """The reference layer's formula; x (M, C), the rest (C,); returns y (M, C)."""
-    return ((x - mu) * inv_sigma) * gamma + beta
+def bn_normalize_reference(x, mu, inv_sigma, gamma, beta, relu=False):
+    """The reference layer's formula, then Activation('relu')'s np.maximum(y, 0) if relu;
+    x (M, C), the rest (C,); returns y (M, C)."""
+    y = ((x - mu) * inv_sigma) * gamma + beta
+    return np.maximum(y, 0).astype(x.dtype, copy=False) if relu else y
 
 
-def bn_backward_sums_reference(dout, x, mu, inv_sigma, gamma):
-    """The reference layer's NumPy sums; dout, x (M, C); returns (4, C): sum(dout),
-    sum(dout * xhat), sum(dxhat), sum(dxhat * xhat), dxhat = dout * gamma."""
+def _relu_gradient_reference(dout, x, mu, inv_sigma, gamma, beta, relu):
+    """What reaches the BatchNormalization: dout, or through the ReLU after it dout * (y > 0)."""
+    if not relu:
+        return dout
+    y = bn_normalize_reference(x, mu, inv_sigma, gamma, beta, relu=True)
+    return (dout * (y > 0)).astype(dout.dtype, copy=False)
+
+
+def bn_backward_sums_reference(dout, x, mu, inv_sigma, gamma, beta=None, relu=False):
+    """The reference layers' NumPy sums; dout, x (M, C); returns (4, C): sum(g),
+    sum(g * xhat), sum(dxhat), sum(dxhat * xhat), dxhat = g * gamma, g = dout (through the
+    ReLU's gradient first with relu)."""
+    g = _relu_gradient_reference(dout, x, mu, inv_sigma, gamma, beta, relu)
     xhat = (x - mu) * inv_sigma
-    dxhat = dout * gamma
-    return np.stack([dout.sum(axis=0), (dout * xhat).sum(axis=0), dxhat.sum(axis=0),
+    dxhat = g * gamma
+    return np.stack([g.sum(axis=0), (g * xhat).sum(axis=0), dxhat.sum(axis=0),
                      (dxhat * xhat).sum(axis=0)])
 
 
-def bn_backward_dx_reference(dout, x, mu, inv_sigma, gamma, sums, training):
-    """The reference layer's dx expressions; dout, x (M, C); returns dx (M, C)."""
+def bn_backward_dx_reference(dout, x, mu, inv_sigma, gamma, sums, training, beta=None,
+                             relu=False):
+    """The reference layers' dx expressions; dout, x (M, C); returns dx (M, C)."""
     M = x.shape[0]
-    dxhat = dout * gamma
+    dxhat = _relu_gradient_reference(dout, x, mu, inv_sigma, gamma, beta, relu) * gamma
     if not training:
         return dxhat * inv_sigma
     xhat = (x - mu) * inv_sigma
