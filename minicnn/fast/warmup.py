@@ -229,10 +229,11 @@ def zoo() -> list:
     that nothing is left uncompiled after them), the built-in recipes first."""
     from minicnn import layers
     from minicnn.models import recipes
+    from minicnn.models.functional import Model
     from minicnn.models.sequential import Sequential
 
     models = [recipes.mnist_cnn(), recipes.fashion_mnist_cnn(), recipes.cifar10_cnn(),
-              recipes.resnet20()]
+              recipes.resnet20(), recipes.lenet()]
     grey = (12, 12, 1)
     models.append(Sequential([
         layers.Conv2D(4, 3, padding="same", activation="relu", input_shape=grey),
@@ -250,6 +251,17 @@ def zoo() -> list:
         layers.Flatten(),
         layers.Dense(2),
     ]))
+    # The other activations, merges and pools, in a graph.
+    inputs = layers.Input((9, 9, 3))
+    a = layers.Conv2D(4, 3, padding="same", activation="tanh")(inputs)
+    b = layers.Conv2D(4, 3, padding="same", activation="elu")(inputs)
+    c = layers.Conv2D(4, 3, padding="same", activation="leaky_relu")(inputs)
+    d = layers.Conv2D(4, 3, padding="same", activation="softmax")(inputs)
+    x = layers.Concatenate()([layers.Add()([a, b]), layers.Multiply()([c, d])])
+    x = layers.Activation("sigmoid")(layers.AveragePooling2D(2, padding="same")(x))
+    x = layers.MaxPooling2D(2)(layers.BatchNormalization()(x))
+    outputs = layers.Dense(2)(layers.GlobalMaxPooling2D()(x))
+    models.append(Model(inputs, outputs))
     return models
 
 
