@@ -53,17 +53,23 @@ than stream through memory (than one block per chunk, forward 1.5x faster on CIF
 32x32x32 layer, 1.2x on conv2). Backward transforms x again, block by block, instead of keeping
 V, which is 4x the size of a 'same' input: the cache holds x and U only.
 
-Measured against ConvStep's im2col + GEMM (batch 128, float32, one core, min thread CPU time of
-20 alternating runs on a shared 2-core AMD EPYC; forward / backward with dx, in ms):
+Measured against ConvStep's im2col + GEMM (batch 128, float32, one thread, min of 10
+alternating runs on a shared 2-core AMD EPYC; forward / backward with dx, in ms; the conv ends
+in a ReLU, the notebook's conv2 in its pool, a ConvPoolStep):
 
     layer                               im2col          Winograd        ratio
-    notebook conv2  13x13x32 -> 64     12.0 / 22.7      9.6 / 19.2    0.80 / 0.84
-    notebook conv3   5x5x64  -> 64      2.5 /  4.3      2.9 /  6.5    1.16 / 1.52
-    CIFAR 32x32x32 -> 32 'same'        79.3 / 161       37.7 / 76.4   0.48 / 0.47
-    CIFAR 16x16x64 -> 64 'same'        53.7 / 99.3      27.0 / 51.9   0.50 / 0.52
+    notebook conv2  13x13x32 -> 64      6.4 / 12.7      3.9 /  7.1    0.62 / 0.56
+    notebook conv3   5x5x64  -> 64      1.1 /  2.5      1.1 /  2.6    0.99 / 1.03
+    CIFAR 32x32x32 -> 32 'same'        49.0 / 85.2     19.0 / 36.4    0.39 / 0.43
+    CIFAR 16x16x64 -> 64 'same'        32.3 / 62.6     14.0 / 27.9    0.43 / 0.45
+    ResNet 32x32x16 -> 16 'same'       18.6 / 31.4      8.5 / 17.6    0.46 / 0.56
+
+(Before the transforms indexed their arrays directly, Winograd's column read 9.6 / 19.2,
+2.9 / 6.5, 37.7 / 76.4 and 27.0 / 51.9 for the first four, on a busier machine.) At 16 to 64
+channels the 16 batched GEMMs now run near the core's peak and take half of the time or more.
 
 Winograd wins where its GEMMs are large and the im2col matrix is (9x the input) huge, and
-loses on conv3, whose 3x3 output (2x2 tiles cover 4x4) leaves only 1.27x fewer
+only breaks even on conv3, whose 3x3 output (2x2 tiles cover 4x4) leaves only 1.27x fewer
 multiplications to pay for the transforms.
 
 Threads: the batch is cut into parallel.chunks(N) as in ConvStep; each chunk's partial dU is
