@@ -427,10 +427,10 @@ def probe(framework: str, threads: int | None, process_start: float) -> dict:
         runner.train_step(x, y)
         steps.append(time.perf_counter() - t)
     # minicnn on an empty cache trains on its reference layers until the background compile
-    # has its kernels (minicnn/fast/warmup.py): when the fast plan took over, and its step.
+    # has its kernels (minicnn/models/warmup.py): when the fast plan took over, and its step.
     fast_after = fast_step = None
     if framework == "minicnn":
-        from minicnn.fast import warmup
+        from minicnn.models import warmup
 
         while not warmup.ready(runner.model) and time.perf_counter() - t0 < 600:
             runner.train_step(x, y)

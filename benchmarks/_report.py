@@ -315,7 +315,7 @@ def train_markdown(info, load, config, frameworks, r, data_text) -> str:
             "A fresh process: import, build the notebook's model, three training steps at "
             "batch 128 (total: import + build + the first). On an empty numba cache minicnn "
             "trains on its reference layers while a background process compiles its kernels "
-            "(minicnn/fast/warmup.py); 'fast plan from' is when the fast plan took over, "
+            "(minicnn/models/warmup.py); 'fast plan from' is when the fast plan took over, "
             "counted from the import, and its step then.", ""]
     if r.get("scaling"):
         out += scaling_markdown(r["scaling"])

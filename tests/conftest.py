@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 
 # Kernels compile in this process at first use, as numba's default: a test of the fast plan
 # must not run the reference layers because a background compile has not finished yet
-# (minicnn/fast/warmup.py; tests/test_warmup.py tests the background mode in fresh processes).
+# (minicnn/models/warmup.py; tests/test_warmup.py tests the background mode in fresh processes).
 os.environ["MINICNN_COMPILE"] = "foreground"
 
 settings.register_profile("minicnn", deadline=None, max_examples=40,

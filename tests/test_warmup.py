@@ -1,4 +1,4 @@
-"""The first run on a fresh machine: kernels compile in the background (minicnn/fast/warmup.py).
+"""The first run on a fresh machine: kernels compile in the background (minicnn/models/warmup.py).
 
 The end-to-end test runs in a fresh process with an empty numba cache (NUMBA_CACHE_DIR), as a
 fresh install is; the others drive the module's decisions in this process with a fake
@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 
 from minicnn import layers
-from minicnn.fast import warmup
-from minicnn.models import recipes
+from minicnn.models import recipes, warm_process, warmup
 from minicnn.models.sequential import Sequential
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +26,7 @@ FRESH_MACHINE = textwrap.dedent("""
     import json, time
     t0 = time.perf_counter()
     import numpy as np
-    from minicnn.fast import warmup
+    from minicnn.models import warmup
     from minicnn.models import recipes
 
     missing_at_start = len(warmup.missing_kernels())
@@ -95,7 +94,7 @@ def test_the_warmup_command_says_when_the_cache_does_not_keep_them(monkeypatch, 
     from minicnn.cli import main
 
     monkeypatch.setattr(warmup, "missing_kernels", lambda: ["_im2col", "_col2im"])
-    monkeypatch.setattr(warmup, "warm_all", lambda progress=None: 1.0)
+    monkeypatch.setattr(warm_process, "warm_all", lambda progress=None: 1.0)
     assert main(["warmup"]) != 0
     captured = capsys.readouterr()
     assert "compiling 2 numba kernels" in captured.out
@@ -125,7 +124,7 @@ def _until_ready(model, timeout=60.0) -> int:
 
 
 def _fake_compiler(background, tmp_path, code: str) -> None:
-    """Make the background process a script of ours (its argv: -m minicnn.fast.warmup DIR)."""
+    """Make the background process a script of ours (its argv: -m minicnn.models.warmup DIR)."""
     script = tmp_path / "fake.py"
     script.write_text("import sys, pathlib\nfolder = pathlib.Path(sys.argv[-1])\n" + code)
     real_popen = subprocess.Popen

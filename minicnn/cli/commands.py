@@ -326,14 +326,15 @@ def summary(args: argparse.Namespace) -> int:
 
 
 def warmup(args: argparse.Namespace) -> int:
-    from minicnn.fast import warmup as compiling
+    from minicnn.models import warm_process
+    from minicnn.models import warmup as compiling
 
     missing = compiling.missing_kernels()
     if not missing:
         print("minicnn: every kernel is already in numba's cache for this CPU.")
         return 0
     print(f"minicnn: compiling {len(missing)} numba kernels for this CPU...", flush=True)
-    seconds = compiling.warm_all(progress=lambda line: print(f"  {line}", flush=True))
+    seconds = warm_process.warm_all(progress=lambda line: print(f"  {line}", flush=True))
     left = compiling.missing_kernels()
     if left:
         raise CLIError(f"{len(left)} kernels are still not in numba's cache after compiling "

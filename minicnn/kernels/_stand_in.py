@@ -1,7 +1,7 @@
 """The reference kernels' NumPy stand-ins, for the seconds numba compiles in the background.
 
 On a fresh machine the reference layers train while a background process compiles minicnn's
-kernels (minicnn/fast/warmup.py). Compiling the five kernels those layers call would itself take
+kernels (minicnn/models/warmup.py). Compiling the five kernels those layers call would itself take
 the first step about 1.3 s (more on a busy machine), so until then each runs its plain NumPy
 reference (the `_reference` function every kernel has, its result written into the kernel's
 output arguments): the same numbers, to float rounding. A kernel this process has compiled or
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-# Set by minicnn.fast.warmup while its background process compiles and no model is warm yet.
+# Set by minicnn.models.warmup while its background process compiles and no model is warm yet.
 active = False
 
 

@@ -35,11 +35,11 @@ from minicnn import gradcheck, losses, optimizers
 from minicnn import metrics as metrics_module
 from minicnn._tensor import as_tensor
 from minicnn.callbacks import Callback, CallbackList, History, LearningCheck, ProgbarLogger
-from minicnn.fast import Step, parallel, warmup
+from minicnn.fast import Step, parallel
 from minicnn.fast.graph_plan import GraphPlan
 from minicnn.layers.base import shape_fits, shape_str
 from minicnn.layers.node import KerasTensor
-from minicnn.models import data
+from minicnn.models import data, warmup
 from minicnn.models.compiled import CompiledMetrics
 from minicnn.models.step import TrainingPass
 from minicnn.recording import BackwardSummary, Recording
@@ -213,7 +213,7 @@ class Trainer:
     def _fast_now(self) -> bool:
         """Whether this call runs the fast plan: compile(fast=True), no recording, and its
         kernels compiled (on a fresh machine they compile in the background meanwhile, and
-        the reference layers run: minicnn/fast/warmup.py)."""
+        the reference layers run: minicnn/models/warmup.py)."""
         return self.fast and self._recording is None and warmup.ready(self)
 
     @property

@@ -5,9 +5,9 @@ cache (`cache=True`), keyed by the source file and the CPU. On a fresh install t
 first training step compiled about 25 kernels in that step: 15 s on a 2-core EPYC, against
 0.4 s once they were cached. So while the cache does not hold every minicnn kernel for this CPU,
 a model's training and inference calls:
-- start one background process, `python -m minicnn.fast.warmup DIR`, which compiles into the
-  cache by running, on two samples, first the model itself (from its `to_json()`), then a set of
-  small models that together call every kernel (`ZOO`);
+- start one background process, `python -m minicnn.models.warm_process DIR`, which compiles
+  into the cache by running, on two samples, first the model itself (from its `to_json()`), then
+  a set of small models that together call every kernel (`warm_process.zoo`);
 - meanwhile run the model's reference layers (the first tier, proven equal to the fast plan by
   tests/test_plan.py); the background process compiles their kernels first (about 1.3 s), and
   until then those kernels' NumPy references stand in for them (minicnn/kernels/_stand_in.py);
@@ -35,13 +35,10 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
-
-import numpy as np
 
 from minicnn.kernels import _stand_in
 
@@ -151,7 +148,7 @@ def foreground() -> Iterator[None]:
 
 
 class _Background:
-    """The one background compile of this process: `python -m minicnn.fast.warmup DIR`."""
+    """The one background compile of this process: `python -m minicnn.models.warmup DIR`."""
 
     def __init__(self, model) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="minicnn-warmup-"))
@@ -168,7 +165,7 @@ class _Background:
         self.started = time.perf_counter()
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "minicnn.fast.warmup", str(self.dir)],
+                [sys.executable, "-m", "minicnn.models.warm_process", str(self.dir)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
         atexit.register(self.stop)
 
@@ -202,106 +199,3 @@ def _start(model) -> _Background:
     if _background is None:
         _background = _Background(model)
     return _background
-
-
-# -- what the background process runs -----------------------------------------------------------
-def exercise(model, batch: int = 2, fast: bool = True) -> None:
-    """One training step and one inference call on `batch` random samples: every kernel
-    `model`'s plan (fast, or its reference layers) calls, compiled or loaded from the cache."""
-    from minicnn import optimizers
-
-    rng = np.random.default_rng(0)
-    model.compile(optimizer=optimizers.Adam(), loss="mse", fast=fast)
-    xs = [rng.standard_normal((batch, *shape[1:])).astype(model.dtype)
-          for shape in _input_shapes(model)]
-    y = np.zeros((batch, *model.output_shape[1:]), dtype=model.dtype)
-    model.train_on_batch(xs if len(xs) > 1 else xs[0], y)
-    model.predict(xs if len(xs) > 1 else xs[0], verbose=0)
-
-
-def _input_shapes(model) -> list[tuple]:
-    shape = model.input_shape
-    return list(shape) if isinstance(shape, list) else [shape]
-
-
-def zoo() -> list:
-    """Small models that between them call every kernel of minicnn (tests/test_warmup.py checks
-    that nothing is left uncompiled after them), the built-in recipes first."""
-    from minicnn import layers
-    from minicnn.models import recipes
-    from minicnn.models.functional import Model
-    from minicnn.models.sequential import Sequential
-
-    models = [recipes.mnist_cnn(), recipes.fashion_mnist_cnn(), recipes.cifar10_cnn(),
-              recipes.resnet20(), recipes.lenet()]
-    grey = (12, 12, 1)
-    models.append(Sequential([
-        layers.Conv2D(4, 3, padding="same", activation="relu", input_shape=grey),
-        layers.BatchNormalization(),
-        layers.MaxPooling2D(2),
-        layers.Conv2DTranspose(4, 3, strides=2, activation="relu"),
-        layers.DepthwiseConv2D(3, activation="relu"),
-        layers.SeparableConv2D(8, 3, activation="relu"),
-        layers.GlobalAveragePooling2D(),
-        layers.Dense(3, activation="softmax"),
-    ]))
-    models.append(Sequential([
-        layers.Conv2D(20, 3, activation="relu", input_shape=(10, 10, 3)),
-        layers.MaxPooling2D(2, strides=1),
-        layers.Flatten(),
-        layers.Dense(2),
-    ]))
-    # The other activations, merges and pools, in a graph.
-    inputs = layers.Input((9, 9, 3))
-    a = layers.Conv2D(4, 3, padding="same", activation="tanh")(inputs)
-    b = layers.Conv2D(4, 3, padding="same", activation="elu")(inputs)
-    c = layers.Conv2D(4, 3, padding="same", activation="leaky_relu")(inputs)
-    d = layers.Conv2D(4, 3, padding="same", activation="softmax")(inputs)
-    x = layers.Concatenate()([layers.Add()([a, b]), layers.Multiply()([c, d])])
-    x = layers.Activation("sigmoid")(layers.AveragePooling2D(2, padding="same")(x))
-    x = layers.MaxPooling2D(2)(layers.BatchNormalization()(x))
-    outputs = layers.Dense(2)(layers.GlobalMaxPooling2D()(x))
-    models.append(Model(inputs, outputs))
-    return models
-
-
-def warm_all(progress: Callable[[str], None] | None = None) -> float:
-    """Compile every kernel into numba's cache, here and now; returns the seconds it took."""
-    start = time.perf_counter()
-    with foreground(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        models = zoo()
-        for k, model in enumerate(models, 1):
-            exercise(model)
-            if progress is not None:
-                progress(f"{k}/{len(models)} models: {time.perf_counter() - start:.1f} s")
-    return time.perf_counter() - start
-
-
-def _main(directory: str) -> int:
-    from minicnn.models.saving import model_from_json
-
-    folder = Path(directory)
-    try:
-        spec = folder / "model.json"
-        if spec.exists():
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    model = model_from_json(spec.read_text())
-                    # First what the model runs meanwhile (about 1.3 s), then its fast plan.
-                    exercise(model, fast=False)
-                    (folder / "reference.done").touch()
-                    exercise(model)
-            except Exception:  # a layer this process cannot rebuild: its model waits for all
-                traceback.print_exc()
-            else:
-                (folder / "model.done").touch()
-        warm_all()
-    except KeyboardInterrupt:
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1]))
