@@ -439,6 +439,8 @@ def probe(framework: str, threads: int | None, process_start: float) -> dict:
         t = time.perf_counter()
         runner.train_step(x, y)
         fast_step = time.perf_counter() - t
+        if warmup._background is not None:  # it outlives the program: not into the next run
+            warmup._background.process.wait(600)
     return {"import_s": t1 - t0, "build_s": t2 - t1, "first_step_s": steps[0],
             "later_step_s": min(steps[1:]), "total_s": t1 - t0 + t2 - t1 + steps[0],
             "fast_plan_after_s": fast_after, "fast_step_s": fast_step,

@@ -357,6 +357,11 @@ def main(argv=None) -> int:
     notebook = "mnist_cnn" in args.models
     data_dir, data_text = (_common.resolve_data(args.random_data) if notebook
                            else (None, "(the notebook's model not run)"))
+    # Every kernel in numba's cache first, as after any first run: a worker that found one
+    # missing would train on the reference layers while a background process compiled it
+    # (minicnn/models/warmup.py). The cold start is measured on an empty cache of its own.
+    subprocess.run([sys.executable, "-m", "minicnn", "warmup"], check=True,
+                   env={**os.environ, "PYTHONPATH": str(_common.ROOT)})
     info = _common.machine_info(frameworks)
     print(f"Training benchmark: {', '.join(frameworks)}; models: {', '.join(args.models)}; "
           f"data: {data_text}", flush=True)

@@ -10,6 +10,7 @@ once its fast plan has, then runs `zoo()`, small models that between them call e
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 import traceback
@@ -111,8 +112,13 @@ def _main(directory: str) -> int:
             else:
                 (folder / "model.done").touch()
         warm_all()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C reaches the program's whole process group
+        shutil.rmtree(folder, ignore_errors=True)
         return 130
+    # The program that started it may be gone: this process outlives it, so that a short
+    # first run still leaves every kernel cached. Its folder goes unless it failed (a warning
+    # in the program gives the log there).
+    shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

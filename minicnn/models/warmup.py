@@ -13,9 +13,11 @@ a model's training and inference calls:
   until then those kernels' NumPy references stand in for them (minicnn/kernels/_stand_in.py);
 - switch to the fast plan at the first call after the background process has warmed that model
   (and any other model once it has compiled everything).
-A model that cannot be rebuilt from JSON (a layer of your own) waits for the whole set; if the
-background process fails, the kernels compile in the process as before, and a warning gives its
-log. Nothing changes once the cache is complete: the check runs once per process.
+The background process goes on if the program ends first (a short script, Ctrl-C aside), so
+that one run leaves the cache complete. A model that cannot be rebuilt from JSON (a layer of
+your own) waits for the whole set; if the background process fails, the kernels compile in the
+process as before, and a warning gives its log. Nothing changes once the cache is complete: the
+check runs once per process.
 
 MINICNN_COMPILE=foreground compiles in the process, at first use, as numba does by default (the
 tests run so); `minicnn warmup` compiles everything now, for a Docker image or a CI cache.
@@ -23,13 +25,11 @@ tests run so); `minicnn warmup` compiles everything now, for a Docker image or a
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import importlib
 import os
 import pkgutil
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -167,7 +167,6 @@ class _Background:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "minicnn.models.warm_process", str(self.dir)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
-        atexit.register(self.stop)
 
     def model_warm(self, model) -> bool:
         return self.model() is model and (self.dir / "model.done").exists()
@@ -184,14 +183,13 @@ class _Background:
         return True
 
     def stop(self) -> None:
-        """At exit: a compile still running stops with the program (what it cached stays);
-        its folder goes, unless it failed (a warning gave its log)."""
+        """Stop it now (the tests do; a program that exits leaves it to finish, so that the
+        cache is complete once and for all: it cleans up after itself)."""
         if self.process.poll() is None:
             self.process.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(5)
-        if self.process.returncode in (0, -signal.SIGTERM):
-            shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _start(model) -> _Background:
