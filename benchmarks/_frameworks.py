@@ -239,7 +239,7 @@ class MinicnnRunner(TrainRunner):
         self.model.train_on_batch(x, y)
 
     def predict(self, x, batch_size):
-        return self.model.predict(x, batch_size=batch_size)
+        return self.model.predict(x, batch_size=batch_size, verbose=0)
 
     def evaluate(self, x, y, batch_size):
         return self.model.evaluate(x, y, batch_size=batch_size, verbose=0)
