@@ -275,3 +275,13 @@ def test_a_kernel_not_compiled_here_runs_its_stand_in_only_while_compiling(monke
     out[:] = 0
     kernel(a, out)
     assert out.tolist() == [0.0, 2.0, 4.0]
+
+
+def test_a_background_process_that_cannot_start_is_a_warning_and_compiles_here(background):
+    def popen(argv, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", argv[0])
+
+    background.setattr(warmup.subprocess, "Popen", popen)
+    with pytest.warns(RuntimeWarning, match="could not start its background compile"):
+        assert warmup.ready(recipes.mnist_cnn(seed=0))
+    assert warmup.ready(recipes.mnist_cnn(seed=0))  # once

@@ -107,7 +107,14 @@ def ready(model) -> bool:
         if _background is None and not missing_kernels():
             _complete = True
             return True
-        background = _start(model)
+        try:
+            background = _start(model)
+        except OSError as error:  # no temporary folder, no Python to start: compile here
+            warnings.warn(f"minicnn could not start its background compile ({error}); its "
+                          "kernels compile in this process at first use instead.",
+                          RuntimeWarning, stacklevel=3)
+            _complete = True
+            return True
         if background.model_warm(model):
             _warm.add(model)
             _stand_in.active = False
@@ -163,10 +170,14 @@ class _Background:
                    p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
         self.log = self.dir / "log.txt"
         self.started = time.perf_counter()
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "minicnn.models.warm_process", str(self.dir)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            with open(self.log, "wb") as log:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "minicnn.models.warm_process", str(self.dir)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+        except OSError:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
 
     def model_warm(self, model) -> bool:
         return self.model() is model and (self.dir / "model.done").exists()
