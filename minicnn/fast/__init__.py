@@ -5,6 +5,14 @@ This package runs the same arithmetic faster, as a plan of steps, each covering 
 layers (`model.plan` lists them, `step.layers` names what each covers):
 - a Conv2D(relu) and the MaxPooling2D after it run as one pass that skips the conv outputs the
   pool never reads (`ConvPoolStep`, kernels in `fast/kernels/conv_pool.py`);
+- every other Conv2D, Conv2DTranspose, DepthwiseConv2D and SeparableConv2D, with any activation
+  of minicnn.activations (linear, relu, leaky_relu and elu of any slope or alpha, sigmoid, tanh,
+  softmax), runs chunked on threads, bias and activation in one epilogue (`ConvStep`,
+  `ConvTransposeStep`, `DepthwiseStep`; a sigmoid or softmax one that ends the model, which a
+  loss may fuse with, runs its layer);
+- an Activation, ReLU, LeakyReLU or Softmax layer runs its activation in one pass, or a NumPy
+  ufunc between two (`ActivationStep`, `fast/activation.py`, kernels in
+  `fast/kernels/activations.py`);
 - a first conv with a tiny receptive field convolves directly, without an im2col matrix;
 - a 3x3 stride-1 conv with >= 16 input channels and outputs >= 6x6 runs Winograd F(2x2, 3x3)
   (`winograd.py`; the rule in `conv_algorithm.py`, shown as `step.algorithm`;
@@ -29,6 +37,7 @@ only public names: `parallel.chunks` and `parallel.cut_batches`, `step.per_sampl
 promises; tests/test_layering.py fails on an underscore name of this package used outside it).
 """
 
+from minicnn.fast.activation import ActivationStep
 from minicnn.fast.batch_norm import BatchNormStep
 from minicnn.fast.conv import ConvStep
 from minicnn.fast.conv_pool import ConvPoolStep
@@ -36,5 +45,5 @@ from minicnn.fast.dropout import DropoutStep
 from minicnn.fast.plan import backward_pass, make_plan
 from minicnn.fast.step import LayerStep, Step
 
-__all__ = ["BatchNormStep", "ConvPoolStep", "ConvStep", "DropoutStep", "LayerStep", "Step",
-           "backward_pass", "make_plan"]
+__all__ = ["ActivationStep", "BatchNormStep", "ConvPoolStep", "ConvStep", "DropoutStep",
+           "LayerStep", "Step", "backward_pass", "make_plan"]

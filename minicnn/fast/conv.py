@@ -1,16 +1,21 @@
-"""ConvStep: a Conv2D with a ReLU or no activation, its batch cut into chunks run on threads.
+"""ConvStep: a Conv2D with any activation of minicnn.activations, its batch cut into chunks run on
+threads.
 
-Each chunk of samples goes through the convolution, bias and ReLU on its own, on whichever of
+Each chunk of samples goes through the convolution, bias and activation on its own, on whichever of
 minicnn's threads is free (minicnn/fast/parallel.py); backward, each chunk computes its partial
 kernel and bias gradients, added in chunk order afterwards. Scratch arrays are reused from step
 to step (minicnn/fast/workspace.py). The convolution is one of three algorithms, picked for the
 layer's shape when the plan is built (`step.algorithm`; the rule and its measurements are in
 minicnn/fast/conv_algorithm.py):
-- "im2col": the im2col matrix, one GEMM and the fused bias + ReLU per chunk;
+- "im2col": the im2col matrix, one GEMM and the bias + activation epilogue per chunk;
 - "direct", for a tiny receptive field KH * KW * C (a first layer on grey images: 9): forward
-  convolves without the im2col matrix; backward builds the matrix it needs from the input;
+  convolves without the im2col matrix (and the ReLU, if any); backward builds the matrix it
+  needs from the input;
 - "winograd", for 3x3 stride-1 kernels: F(2x2, 3x3) (minicnn/fast/winograd.py), block by block,
-  the ReLU applied to each block's outputs while they are in cache.
+  the activation applied to each block's outputs while they are in cache.
+The activation's epilogue and backward are minicnn/fast/activation.py's (`bias_relu` and
+`relu_backward` for ReLU, the kernels' general pair for the others). A sigmoid or softmax conv
+that ends its chain stays a LayerStep (`head_may_fuse`).
 """
 
 from __future__ import annotations
@@ -19,15 +24,22 @@ import functools
 
 import numpy as np
 
-from minicnn import activations
 from minicnn.fast import parallel
+from minicnn.fast.activation import (
+    activation_code,
+    activation_gradient,
+    bias_activation_in_place,
+    head_may_fuse,
+    scratch,
+)
 from minicnn.fast.conv_algorithm import (
     DIRECT_MAX_FIELD,
     choose_algorithm,
     winograd_chunk,
     winograd_chunk_backward,
 )
-from minicnn.fast.kernels import bias_relu, conv_direct, relu_backward
+from minicnn.fast.kernels import conv_direct
+from minicnn.fast.kernels.activations import LINEAR, RELU
 from minicnn.fast.kernels.winograd import (
     winograd_filter_transform,
     winograd_filter_transform_backward,
@@ -44,14 +56,15 @@ __all__ = ["DIRECT_MAX_FIELD", "ConvStep"]
 class ConvStep(Step):
     def __init__(self, conv: Conv2D, input_gradient: bool = True) -> None:
         if not self.applies(conv):
-            raise ValueError(f"ConvStep runs a built Conv2D with 'relu' or no activation; "
-                             f"received {conv!r}")
+            raise ValueError(f"ConvStep runs a built Conv2D with an activation of "
+                             f"minicnn.activations; received {conv!r}")
         self.layers = (conv,)
         self.conv = conv
         self.input_gradient = input_gradient
         self.workspace = Workspace()
         self.cache = None
         self.pieces: int | None = None  # the chunks of the last backward
+        self.code, self.param = activation_code(conv.activation)
         _, H_out, W_out, F = conv.output_shape
         self.algorithm = choose_algorithm(conv.kernel_size, conv.strides, H_out, W_out,
                                           conv.input_shape[-1], F)
@@ -61,11 +74,11 @@ class ConvStep(Step):
     @staticmethod
     def applies(layer: Layer) -> bool:
         return (computes_as(layer, Conv2D) and layer.built
-                and layer.activation in (activations.relu, activations.linear))
+                and activation_code(layer.activation) is not None)
 
     @classmethod
     def takes(cls, layers, k: int) -> int:
-        return int(cls.applies(layers[k]))
+        return int(cls.applies(layers[k]) and not head_may_fuse(layers, k))
 
     @classmethod
     def of(cls, layers, input_gradient: bool) -> ConvStep:
@@ -91,21 +104,27 @@ class ConvStep(Step):
         F, HW, KKC = conv.filters, H_out * W_out, KH * KW * C
         kernel = conv.kernel.value
         bias = conv.bias.value if conv.bias is not None else np.zeros(F, x.dtype)
-        relu = conv.activation is activations.relu
+        code, param = self.code, self.param
+        relu = code == RELU
         y = np.empty((N, H_out, W_out, F), dtype=x.dtype)  # handed on: never a reused buffer
         z = y.reshape(N * HW, F)
+        w = scratch(self.workspace, code, z.shape, x.dtype, z)
+        no_bias = np.zeros(F, x.dtype)  # for an epilogue after the bias was added: act alone
         cols = U = None
         if self.algorithm == "direct":
             def chunk(p: int, a: int, b: int) -> None:
                 conv_direct(x[a:b], kernel, bias, SH, SW, PT, PL, relu, y[a:b])
+                if code not in (LINEAR, RELU):
+                    rows = slice(a * HW, b * HW)
+                    bias_activation_in_place(z[rows], no_bias, code, param, w[rows])
         elif self.algorithm == "winograd":
             U = np.empty((16, C, F), dtype=x.dtype)
             winograd_filter_transform(kernel, U)
-            no_bias = np.zeros(F, x.dtype)  # bias_relu with no bias: the ReLU alone
 
             def finish(s: int, e: int) -> None:
-                if relu:
-                    bias_relu(z[s * HW:e * HW], no_bias)
+                if code != LINEAR:
+                    rows = slice(s * HW, e * HW)
+                    bias_activation_in_place(z[rows], no_bias, code, param, w[rows])
 
             def chunk(p: int, a: int, b: int) -> None:
                 winograd_chunk(x, U, bias, PT, PL, a, b, y, self.workspace, p, finish)
@@ -117,10 +136,7 @@ class ConvStep(Step):
                 rows = slice(a * HW, b * HW)
                 im2col(x[a:b], KH, KW, SH, SW, PT, PL, H_out, W_out, cols[rows])
                 np.matmul(cols[rows], kernel_2d, out=z[rows])
-                if relu:
-                    bias_relu(z[rows], bias)
-                else:
-                    z[rows] += bias
+                bias_activation_in_place(z[rows], bias, code, param, w[rows])
         parallel.run([functools.partial(chunk, p, a, b)
                       for p, (a, b) in enumerate(parallel.chunks(N))])
         self.cache = (x, cols, z, U)
@@ -138,8 +154,8 @@ class ConvStep(Step):
         H_out, W_out, PT, PL = conv.geometry(H, W)
         F, HW, KKC = conv.filters, H_out * W_out, KH * KW * C
         dout = np.ascontiguousarray(dout).reshape(N * HW, F)
-        relu = conv.activation is activations.relu
-        dz = work.get("dz", (N * HW, F), dout.dtype) if relu else dout
+        code, param = self.code, self.param
+        dz = work.get("dz", (N * HW, F), dout.dtype) if code != LINEAR else dout
         pieces = parallel.chunks(N)
         self.pieces = len(pieces)
         dbias = work.get("dbias", (len(pieces), F), dout.dtype)
@@ -161,8 +177,8 @@ class ConvStep(Step):
 
         def chunk(p: int, a: int, b: int) -> None:
             rows = slice(a * HW, b * HW)
-            if relu:
-                relu_backward(dout[rows], y[rows], dz[rows])
+            if code != LINEAR:
+                activation_gradient(dout[rows], y[rows], code, param, dz[rows])
             np.sum(dz[rows], axis=0, out=dbias[p])
             if winograd:
                 winograd_chunk_backward(x, dz_4d, U, PT, PL, a, b, dU[p], dx, work, p)

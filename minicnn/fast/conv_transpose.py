@@ -1,12 +1,12 @@
-"""ConvTransposeStep: a Conv2DTranspose with a ReLU or no activation, chunked over the batch.
+"""ConvTransposeStep: a Conv2DTranspose with any activation, chunked over the batch.
 
 The arithmetic is the layer's (minicnn/layers/conv_transpose.py): forward one GEMM and a col2im
-per chunk, then the bias and ReLU in one pass (`bias_relu`); backward the ReLU mask
-(`relu_backward`), an im2col of dz, and two GEMMs, the chunk's partial kernel gradient
-dcols.T @ xs and, when something before the step trains, its dx = dcols @ K2. Chunks run on
-minicnn's threads (minicnn/fast/parallel.py) and the partial kernel and bias gradients are added
-in chunk order afterwards, as ConvStep does; the stamp matrix and dz are scratch arrays reused
-from step to step (minicnn/fast/workspace.py).
+per chunk, then the bias and activation epilogue (`bias_activation_in_place`, one pass for
+ReLU); backward the activation's derivative from y (`activation_gradient`), an im2col of dz,
+and two GEMMs, the chunk's partial kernel gradient dcols.T @ xs and, when something before the
+step trains, its dx = dcols @ K2. Chunks run on minicnn's threads (minicnn/fast/parallel.py)
+and the partial kernel and bias gradients are added in chunk order afterwards, as ConvStep does;
+the stamp matrix and dz are scratch arrays reused from step to step (minicnn/fast/workspace.py).
 """
 
 from __future__ import annotations
@@ -15,9 +15,15 @@ import functools
 
 import numpy as np
 
-from minicnn import activations
 from minicnn.fast import parallel
-from minicnn.fast.kernels import bias_relu, relu_backward
+from minicnn.fast.activation import (
+    activation_code,
+    activation_gradient,
+    bias_activation_in_place,
+    head_may_fuse,
+    scratch,
+)
+from minicnn.fast.kernels.activations import LINEAR
 from minicnn.fast.step import Step, computes_as
 from minicnn.fast.workspace import Workspace
 from minicnn.kernels import col2im, im2col
@@ -32,23 +38,24 @@ class ConvTransposeStep(Step):
 
     def __init__(self, layer: Conv2DTranspose, input_gradient: bool = True) -> None:
         if not self.applies(layer):
-            raise ValueError("ConvTransposeStep runs a built Conv2DTranspose with 'relu' or no "
-                             f"activation; received {layer!r}")
+            raise ValueError("ConvTransposeStep runs a built Conv2DTranspose with an activation "
+                             f"of minicnn.activations; received {layer!r}")
         self.layers = (layer,)
         self.layer = layer
         self.input_gradient = input_gradient
         self.workspace = Workspace()
         self.cache = None
         self.pieces: int | None = None  # the chunks of the last backward
+        self.code, self.param = activation_code(layer.activation)
 
     @staticmethod
     def applies(layer: Layer) -> bool:
         return (computes_as(layer, Conv2DTranspose) and layer.built
-                and layer.activation in (activations.relu, activations.linear))
+                and activation_code(layer.activation) is not None)
 
     @classmethod
     def takes(cls, layers, k: int) -> int:
-        return int(cls.applies(layers[k]))
+        return int(cls.applies(layers[k]) and not head_may_fuse(layers, k))
 
     @classmethod
     def of(cls, layers, input_gradient: bool) -> ConvTransposeStep:
@@ -91,19 +98,18 @@ class ConvTransposeStep(Step):
         # a contiguous copy (C x KKF, small): the chunks' GEMMs read it faster than a .T view
         kernel_t = np.ascontiguousarray(layer.kernel.value.reshape(KKF, C).T)
         bias = layer.bias.value if layer.bias is not None else np.zeros(F, x.dtype)
-        relu = layer.activation is activations.relu
+        code, param = self.code, self.param
         y = np.empty((N, L_h, L_w, F), dtype=x.dtype)  # handed on: never a reused buffer
         z = y.reshape(N * LL, F)
+        w = scratch(self.workspace, code, z.shape, x.dtype, z)
         cols = self.workspace.get("cols", (N * HW, KKF), x.dtype)
 
         def chunk(a: int, b: int) -> None:
             rows = slice(a * HW, b * HW)
             np.matmul(xs[rows], kernel_t, out=cols[rows])
             col2im(cols[rows], KH, KW, SH, SW, PT, PL, H, W, y[a:b])
-            if relu:
-                bias_relu(z[a * LL:b * LL], bias)
-            else:
-                z[a * LL:b * LL] += bias
+            out_rows = slice(a * LL, b * LL)
+            bias_activation_in_place(z[out_rows], bias, code, param, w[out_rows])
         parallel.run([functools.partial(chunk, a, b) for a, b in parallel.chunks(N)])
         self.cache = (x, z)
         return y
@@ -118,8 +124,8 @@ class ConvTransposeStep(Step):
         N, H, W, C, KH, KW, SH, SW, F, L_h, L_w, PT, PL = self._shapes(x.shape)
         HW, LL, KKF = H * W, L_h * L_w, KH * KW * F
         dout = np.ascontiguousarray(dout).reshape(N * LL, F)
-        relu = layer.activation is activations.relu
-        dz = work.get("dz", (N * LL, F), dout.dtype) if relu else dout
+        code, param = self.code, self.param
+        dz = work.get("dz", (N * LL, F), dout.dtype) if code != LINEAR else dout
         dz_4d = dz.reshape(N, L_h, L_w, F)
         pieces = parallel.chunks(N)
         self.pieces = len(pieces)
@@ -133,8 +139,8 @@ class ConvTransposeStep(Step):
 
         def chunk(p: int, a: int, b: int) -> None:
             rows, out_rows = slice(a * HW, b * HW), slice(a * LL, b * LL)
-            if relu:
-                relu_backward(dout[out_rows], y[out_rows], dz[out_rows])
+            if code != LINEAR:
+                activation_gradient(dout[out_rows], y[out_rows], code, param, dz[out_rows])
             np.sum(dz[out_rows], axis=0, out=dbias[p])
             im2col(dz_4d[a:b], KH, KW, SH, SW, PT, PL, H, W, dcols[rows])
             np.matmul(dcols[rows].T, xs[rows], out=dkernel[p])

@@ -1,11 +1,12 @@
-"""DepthwiseStep: a DepthwiseConv2D or SeparableConv2D with a ReLU or none, chunked over the batch.
+"""DepthwiseStep: a DepthwiseConv2D or SeparableConv2D with any activation, chunked over the batch.
 
 The arithmetic is the layers' (minicnn/layers/depthwise_conv.py, separable_conv.py), with the
 batch cut into chunks run on minicnn's threads (minicnn/fast/parallel.py), as ConvStep does.
 Per chunk, forward: the depthwise kernel; for a SeparableConv2D, the pointwise GEMM; then bias
-and ReLU in one pass (`bias_relu`). Backward: the ReLU mask (`relu_backward`); for a
-SeparableConv2D, the chunk's partial pointwise gradient d.T @ dz and dd = dz @ P.T; the
-depthwise kernel's partial gradient and, when something before the step trains, dx. The
+and activation (`bias_activation_in_place`, one pass for ReLU). Backward: the activation's
+derivative from y (`activation_gradient`); for a SeparableConv2D, the chunk's partial
+pointwise gradient d.T @ dz and dd = dz @ P.T; the depthwise kernel's partial gradient and,
+when something before the step trains, dx. The
 partial gradients are added in chunk order afterwards; the depthwise output d of a
 SeparableConv2D and the temporaries are scratch arrays reused from step to step.
 """
@@ -16,9 +17,15 @@ import functools
 
 import numpy as np
 
-from minicnn import activations
 from minicnn.fast import parallel
-from minicnn.fast.kernels import bias_relu, relu_backward
+from minicnn.fast.activation import (
+    activation_code,
+    activation_gradient,
+    bias_activation_in_place,
+    head_may_fuse,
+    scratch,
+)
+from minicnn.fast.kernels.activations import LINEAR
 from minicnn.fast.step import Step, computes_as
 from minicnn.fast.workspace import Workspace
 from minicnn.kernels.depthwise import (
@@ -40,7 +47,7 @@ class DepthwiseStep(Step):
                  input_gradient: bool = True) -> None:
         if not self.applies(layer):
             raise ValueError("DepthwiseStep runs a built DepthwiseConv2D or SeparableConv2D with "
-                             f"'relu' or no activation; received {layer!r}")
+                             f"an activation of minicnn.activations; received {layer!r}")
         self.layers = (layer,)
         self.layer = layer
         self.separable = isinstance(layer, SeparableConv2D)
@@ -48,15 +55,16 @@ class DepthwiseStep(Step):
         self.workspace = Workspace()
         self.cache = None
         self.pieces: int | None = None  # the chunks of the last backward
+        self.code, self.param = activation_code(layer.activation)
 
     @staticmethod
     def applies(layer: Layer) -> bool:
         return ((computes_as(layer, DepthwiseConv2D) or computes_as(layer, SeparableConv2D))
-                and layer.built and layer.activation in (activations.relu, activations.linear))
+                and layer.built and activation_code(layer.activation) is not None)
 
     @classmethod
     def takes(cls, layers, k: int) -> int:
-        return int(cls.applies(layers[k]))
+        return int(cls.applies(layers[k]) and not head_may_fuse(layers, k))
 
     @classmethod
     def of(cls, layers, input_gradient: bool) -> DepthwiseStep:
@@ -99,9 +107,10 @@ class DepthwiseStep(Step):
         F = layer.filters if self.separable else CM
         kernel = self._depthwise_kernel()
         bias = layer.bias.value if layer.bias is not None else np.zeros(F, x.dtype)
-        relu = layer.activation is activations.relu
+        code, param = self.code, self.param
         y = np.empty((N, H_out, W_out, F), dtype=x.dtype)  # handed on: never a reused buffer
         z = y.reshape(N * HW, F)
+        w = scratch(self.workspace, code, z.shape, x.dtype, z)
         d = self.workspace.get("d", (N, H_out, W_out, CM), x.dtype) if self.separable else y
         pointwise = layer.pointwise_kernel.value.reshape(CM, F) if self.separable else None
 
@@ -110,10 +119,7 @@ class DepthwiseStep(Step):
             depthwise_forward(x[a:b], kernel, SH, SW, PT, PL, d[a:b])
             if self.separable:
                 np.matmul(d[a:b].reshape(-1, CM), pointwise, out=z[rows])
-            if relu:
-                bias_relu(z[rows], bias)
-            else:
-                z[rows] += bias
+            bias_activation_in_place(z[rows], bias, code, param, w[rows])
         parallel.run([functools.partial(chunk, a, b) for a, b in parallel.chunks(N)])
         self.cache = (x, d, z)
         return y
@@ -130,8 +136,8 @@ class DepthwiseStep(Step):
         HW, F = H_out * W_out, y.shape[1]
         CM = C * layer.depth_multiplier
         dout = np.ascontiguousarray(dout).reshape(N * HW, F)
-        relu = layer.activation is activations.relu
-        dz = work.get("dz", (N * HW, F), dout.dtype) if relu else dout
+        code, param = self.code, self.param
+        dz = work.get("dz", (N * HW, F), dout.dtype) if code != LINEAR else dout
         pieces = parallel.chunks(N)
         self.pieces = P = len(pieces)
         kernel = self._depthwise_kernel()
@@ -147,8 +153,8 @@ class DepthwiseStep(Step):
 
         def chunk(p: int, a: int, b: int) -> None:
             rows = slice(a * HW, b * HW)
-            if relu:
-                relu_backward(dout[rows], y[rows], dz[rows])
+            if code != LINEAR:
+                activation_gradient(dout[rows], y[rows], code, param, dz[rows])
             np.sum(dz[rows], axis=0, out=dbias[p])
             if self.separable:
                 np.matmul(d[a:b].reshape(-1, CM).T, dz[rows], out=dpointwise[p, 0, 0])

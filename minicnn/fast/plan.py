@@ -1,12 +1,16 @@
 """make_plan: which steps run a chain of layers, in order (a graph's chains: graph_plan.py).
 
     Conv2D(relu) + MaxPooling2D that qualify   -> ConvPoolStep (one fused pass)
-    any other Conv2D with 'relu' or no activation -> ConvStep (chunked on threads)
-    Conv2DTranspose with 'relu' or no activation -> ConvTransposeStep (chunked on threads)
-    DepthwiseConv2D, SeparableConv2D, 'relu' or none -> DepthwiseStep (chunked on threads)
+    any other Conv2D                            -> ConvStep (chunked on threads)
+    Conv2DTranspose                             -> ConvTransposeStep (chunked on threads)
+    DepthwiseConv2D, SeparableConv2D            -> DepthwiseStep (chunked on threads)
+      (each with any activation of minicnn.activations; a sigmoid or softmax one that ends the
+      chain, which a loss may fuse with, is a LayerStep)
     BatchNormalization (+ a non-overlapping 'valid' MaxPooling2D after it)
                                                 -> BatchNormStep (the pool joins its pass)
     Dropout                                     -> DropoutStep (mask and output in one pass)
+    Activation, ReLU, LeakyReLU, Softmax        -> ActivationStep (one numba pass, or a ufunc
+                                                   between two)
     any other layer (Dense, Flatten, a softmax head, a layer of your own) -> LayerStep (itself)
 
 No step computes an input gradient that nothing would use: the first step with weights to
@@ -22,6 +26,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from minicnn.fast.activation import ActivationStep
 from minicnn.fast.batch_norm import BatchNormStep
 from minicnn.fast.conv import ConvStep
 from minicnn.fast.conv_pool import ConvPoolStep
@@ -36,7 +41,7 @@ from minicnn.layers.base import Layer
 # A step matches a layer by what it computes, not by its exact class: a subclass of Conv2D that
 # overrides neither forward nor backward keeps the fast path (`step.computes_as`).
 REGISTRY: tuple[type[Step], ...] = (ConvPoolStep, ConvStep, ConvTransposeStep, BatchNormStep,
-                                    DropoutStep, DepthwiseStep)
+                                    DropoutStep, DepthwiseStep, ActivationStep)
 
 
 def make_plan(layers: Sequence[Layer], fast: bool = True,

@@ -5,11 +5,20 @@ ints, outputs passed in, an un-jitted twin `_foo` and a plain NumPy `foo_referen
 compared by property tests in tests/test_fast_kernels.py), for kernels that exist only for speed:
 - `conv_direct`: a convolution without the im2col matrix, for a tiny receptive field;
 - `bias_relu`, `relu_backward`: bias + ReLU and its mask, one pass each;
+- `bias_activation`, `activation_finish`, `activation_backward` (`ACTIVATION_KERNELS`): every
+  other activation by an integer code, its bias + activation epilogue (`activation_forward`
+  puts NumPy's exp, expm1 or tanh between the two passes) and its derivative from y;
 - `bias_relu_maxpool`, `maxpool_relu_backward`, `conv_relu_maxpool`,
   `conv_relu_maxpool_backward`: a Conv2D(relu) and the MaxPooling2D after it, as one pass.
 """
 
 from minicnn.fast.kernels.activations import (
+    activation_backward,
+    activation_backward_reference,
+    activation_finish,
+    activation_forward,
+    bias_activation,
+    bias_activation_reference,
     bias_relu,
     bias_relu_reference,
     relu_backward,
@@ -29,9 +38,20 @@ from minicnn.fast.kernels.conv_pool import (
 
 ALL_KERNELS = (conv_direct, bias_relu, relu_backward, bias_relu_maxpool, maxpool_relu_backward,
                conv_relu_maxpool, conv_relu_maxpool_backward)
+# Tested in tests/test_fast_activations.py (their references: `bias_activation_reference` for
+# the pair `activation_forward` runs, `activation_backward_reference`), with their own check
+# that float32 training compiles each once.
+ACTIVATION_KERNELS = (bias_activation, activation_finish, activation_backward)
 
 __all__ = [
+    "ACTIVATION_KERNELS",
     "ALL_KERNELS",
+    "activation_backward",
+    "activation_backward_reference",
+    "activation_finish",
+    "activation_forward",
+    "bias_activation",
+    "bias_activation_reference",
     "bias_relu",
     "bias_relu_maxpool",
     "bias_relu_maxpool_reference",
