@@ -23,10 +23,11 @@ from hypothesis import strategies as st
 
 import minicnn.fast.kernels.activations as kernels
 from minicnn import activations, layers
-from minicnn.fast import ConvStep, make_plan
+from minicnn.fast import ConvPoolStep, ConvStep, make_plan
 from minicnn.fast.activation import ActivationStep, activation_code
 from minicnn.fast.conv_transpose import ConvTransposeStep
 from minicnn.fast.depthwise import DepthwiseStep
+from minicnn.fast.kernels import conv_direct_reference
 from minicnn.fast.kernels.activations import (
     ELU,
     LEAKY_RELU,
@@ -36,11 +37,21 @@ from minicnn.fast.kernels.activations import (
     activation_forward,
     bias_activation_reference,
 )
-from minicnn.layers import Conv2D, Dense, Flatten
+from minicnn.fast.kernels.conv_pool import (
+    _maxpool_relu_backward,
+    bias_relu_maxpool,
+    bias_relu_maxpool_reference,
+    conv_relu_maxpool_backward,
+    conv_relu_maxpool_backward_reference,
+    maxpool_relu_backward,
+    maxpool_relu_backward_reference,
+)
+from minicnn.layers import Conv2D, Dense, Flatten, MaxPooling2D
 from minicnn.models import Sequential
-from tests.strategies import dtypes, seeds, standard_normal, window_setups
+from tests.strategies import distinct_values, dtypes, seeds, standard_normal, window_setups
 from tests.test_conv_transpose import setups as transpose_setups
 from tests.test_depthwise_separable import setups as depthwise_setups
+from tests.test_fast_kernels import conv_pool_setups
 from tests.test_plan import assert_step_equals_layers
 from tests.test_plan_winograd import conv_algorithm
 from tests.tolerances import KERNEL_ATOL, KERNEL_RTOL
@@ -195,6 +206,53 @@ def test_elu_derivative_by_hand():
     np.testing.assert_allclose(dz, [[10.0 * 2.0 * np.exp(-1.0), 10.0]], rtol=1e-12)
 
 
+# -- the conv + max-pool kernels without their ReLU (relu=False) ---------------------------------
+@given(s=conv_pool_setups(), dtype=dtypes(), seed=seeds())
+def test_pool_kernels_without_relu_match_their_references(s, dtype, seed):
+    """The pass ConvPoolStep runs after another activation: pooling z + bias as it is (exact,
+    argmax included), and routing a gradient without the ReLU's mask, with NaN in z and dout."""
+    rng = np.random.default_rng(seed)
+    z = with_non_finite(rng, distinct_values(rng, s.z_shape, dtype), 0.05)
+    bias = standard_normal(rng, (s.F,), dtype)
+    out = np.full(s.pooled_shape, np.nan, dtype=dtype)
+    argmax = np.full(s.pooled_shape, -1, dtype=np.int32)
+    bias_relu_maxpool(z, bias, s.N, s.H_c, s.W_c, s.PH, s.PW, out, argmax, False)
+    ref_out, ref_argmax = bias_relu_maxpool_reference(z, bias, s.N, s.H_c, s.W_c, s.PH, s.PW,
+                                                      False)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(argmax, ref_argmax)
+    dout = with_non_finite(rng, standard_normal(rng, s.pooled_shape, dtype), 0.05)
+    dz, dbias = np.full(s.z_shape, np.nan, dtype=dtype), np.full(s.F, np.nan, dtype=dtype)
+    maxpool_relu_backward(dout, out, argmax, s.N, s.H_c, s.W_c, dz, dbias, False)
+    ref_dz, ref_dbias = maxpool_relu_backward_reference(dout, out, argmax, s.N, s.H_c, s.W_c,
+                                                        False)
+    np.testing.assert_array_equal(dz, ref_dz)
+    np.testing.assert_allclose(dbias, ref_dbias, rtol=KERNEL_RTOL[dtype.name],
+                               atol=KERNEL_ATOL[dtype.name] * s.N * s.H_p * s.W_p)
+    plain_dz = np.full(s.z_shape, np.nan, dtype=dtype)
+    _maxpool_relu_backward(dout, out, argmax, s.N, s.H_c, s.W_c, plain_dz, dbias.copy(), False)
+    np.testing.assert_array_equal(dz, plain_dz)
+
+
+@given(s=conv_pool_setups(), dtype=dtypes(), seed=seeds())
+def test_conv_maxpool_backward_without_relu_matches_reference(s, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = standard_normal(rng, s.x_shape, dtype)
+    kernel = standard_normal(rng, s.kernel_shape, dtype)
+    z = conv_direct_reference(x, kernel, np.zeros(s.F, dtype), 1, 1, 0, 0, False, s.H_c, s.W_c)
+    out, argmax = bias_relu_maxpool_reference(z.reshape(s.z_shape), np.zeros(s.F, dtype), s.N,
+                                              s.H_c, s.W_c, s.PH, s.PW, False)
+    dout = standard_normal(rng, s.pooled_shape, dtype)
+    dkernel = np.full(s.kernel_shape, np.nan, dtype=dtype)
+    dbias = np.full(s.F, np.nan, dtype=dtype)
+    conv_relu_maxpool_backward(x, dout, out, argmax, s.PH, s.PW, dkernel, dbias, False)
+    ref_dkernel, ref_dbias = conv_relu_maxpool_backward_reference(x, dout, out, argmax, s.PH,
+                                                                  s.PW, s.KH, s.KW, False)
+    for got, want in ((dkernel, ref_dkernel), (dbias, ref_dbias)):
+        np.testing.assert_allclose(got, want, rtol=KERNEL_RTOL[dtype.name],
+                                   atol=KERNEL_ATOL[dtype.name] * s.N * s.H_p * s.W_p)
+
+
 # -- the steps ------------------------------------------------------------------------------------
 def step_case(layer, x, step_class, input_gradient, dtype, rng):
     layer.rng = rng
@@ -268,6 +326,45 @@ def test_depthwise_step_equals_its_layer_for_every_activation(name, s, separable
     step_case(layer, x, DepthwiseStep, input_gradient, dtype, rng)
 
 
+MONOTONE = ("relu", "leaky_relu", "elu", "sigmoid", "tanh")  # what ConvPoolStep takes
+
+
+@pytest.mark.parametrize("name", MONOTONE)
+@given(n=st.integers(1, 3), size=st.integers(4, 11), channels=st.integers(1, 5),
+       filters=st.integers(1, 6), kernel=st.integers(1, 3), pool=st.integers(2, 3),
+       algorithm=st.sampled_from([None, "winograd"]), data=st.data(),
+       input_gradient=st.booleans(), dtype=st.sampled_from(["float32", "float64"]), seed=seeds())
+def test_conv_pool_step_equals_its_two_layers_for_every_increasing_activation(
+        name, n, size, channels, filters, kernel, pool, algorithm, data, input_gradient, dtype,
+        seed):
+    """Direct (tiny receptive field), im2col and, forced, Winograd (3x3); odd maps whose last
+    row and column no window reads; the relu path as it was."""
+    activation = data.draw(activation_objects(name))
+    rng = np.random.default_rng(seed)
+    kernel = 3 if algorithm == "winograd" else kernel
+    size = max(size, kernel + pool - 1)
+    x = rng.standard_normal((n, size, size, channels)).astype(dtype)
+    conv = Conv2D(filters, kernel, activation=activation, bias_initializer="he_normal",
+                  dtype=dtype)
+    conv.rng = rng
+    pool_layer = MaxPooling2D(pool)
+    pool_layer(conv(x))
+    with conv_algorithm(algorithm):
+        step = ConvPoolStep(conv, pool_layer, input_gradient=input_gradient)
+    assert algorithm is None or step.algorithm == algorithm
+    assert_step_equals_layers(step, x, rng, dtype, input_gradient)
+
+
+def test_conv_pool_step_takes_no_softmax_nor_identity():
+    """Max does not commute with softmax (a row's values depend on each other); a conv without
+    activation stays a ConvStep."""
+    for activation in ("softmax", None):
+        conv, pool = built(Conv2D(3, 3, activation=activation), MaxPooling2D(2))
+        assert not ConvPoolStep.applies(conv, pool)
+    for activation in MONOTONE:
+        assert ConvPoolStep.applies(*built(Conv2D(3, 3, activation=activation), MaxPooling2D(2)))
+
+
 @st.composite
 def activation_layers(draw) -> layers.Layer:
     """An Activation(any activation), ReLU(), LeakyReLU(slope) or Softmax()."""
@@ -326,6 +423,16 @@ def test_the_plan_takes_every_activation():
     assert kinds == (["ConvStep"] * len(conv_acts) + ["ConvTransposeStep", "DepthwiseStep",
                                                       "DepthwiseStep"]
                      + ["ActivationStep"] * 5 + ["LayerStep"])
+
+
+def test_the_plan_fuses_every_increasing_activation_with_its_pool():
+    model = Sequential([Conv2D(3, 3, activation="tanh", input_shape=(20, 20, 1)),
+                        MaxPooling2D(2), Conv2D(3, 3, activation="leaky_relu"), MaxPooling2D(2),
+                        Conv2D(3, 1, activation="softmax"), MaxPooling2D(2), Flatten(),
+                        Dense(2, activation="softmax")])
+    kinds = [type(step).__name__ for step in model.plan]
+    assert kinds[:3] == ["ConvPoolStep", "ConvPoolStep", "ConvStep"]
+    assert model.plan[2].layers == (model.layers[4],)  # the softmax conv on its own
 
 
 def test_an_activation_of_your_own_keeps_its_layer():

@@ -4,7 +4,8 @@ The layers in `minicnn.layers` are the reference: the textbook algorithm, one la
 This package runs the same arithmetic faster, as a plan of steps, each covering one or two
 layers (`model.plan` lists them, `step.layers` names what each covers):
 - a Conv2D(relu) and the MaxPooling2D after it run as one pass that skips the conv outputs the
-  pool never reads (`ConvPoolStep`, kernels in `fast/kernels/conv_pool.py`);
+  pool never reads (`ConvPoolStep`, kernels in `fast/kernels/conv_pool.py`); with leaky_relu,
+  elu, sigmoid or tanh (which max commutes with) the activation runs first, the pool after;
 - every other Conv2D, Conv2DTranspose, DepthwiseConv2D and SeparableConv2D, with any activation
   of minicnn.activations (linear, relu, leaky_relu and elu of any slope or alpha, sigmoid, tanh,
   softmax), runs chunked on threads, bias and activation in one epilogue (`ConvStep`,

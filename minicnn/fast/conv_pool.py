@@ -1,11 +1,18 @@
-"""ConvPoolStep: a Conv2D with ReLU and the MaxPooling2D after it, run as one step.
+"""ConvPoolStep: a Conv2D with ReLU (or another increasing activation) and the MaxPooling2D after
+it, run as one step.
 
 It computes what the two layers compute in turn (the pooled output and the gradients to float
 rounding), with fewer passes over memory and no dead work; see `minicnn/fast/kernels/conv_pool.py`
 for how. The batch is cut into chunks that run on minicnn's threads, as in ConvStep.
 
-A pair qualifies when the conv has ReLU, stride 1 and 'valid' padding, and the pool has 'valid'
-padding and non-overlapping windows (strides == pool_size), as in the MNIST model's two pairs.
+A pair qualifies when the conv has stride 1, 'valid' padding, a bias and a non-decreasing
+activation other than the identity (relu, leaky_relu, elu, sigmoid or tanh; max commutes with
+them, so the pooled output's derivative is the winner's), and the pool has 'valid' padding and
+non-overlapping windows (strides == pool_size), as in the MNIST model's two pairs. ReLU joins
+the pool's pass; the others are applied to the conv outputs the pool reads first, with the
+conv steps' epilogue (minicnn/fast/activation.py), and backward multiplies the pooled gradient
+by their derivative before routing it. (A conv without activation is left to ConvStep, as
+tests/test_plan.py expects.)
 
 The convolution is "direct" (a tiny receptive field: it joins the one pass), "im2col" or
 "winograd" (3x3 kernels), picked for the layer's shape when the plan is built (`step.algorithm`;
@@ -22,16 +29,23 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minicnn import activations
 from minicnn.fast import parallel
+from minicnn.fast.activation import (
+    activation_code,
+    activation_gradient,
+    bias_activation_in_place,
+    scratch,
+)
 from minicnn.fast.conv import conv_params, conv_partials
 from minicnn.fast.conv_algorithm import choose_algorithm, winograd_chunk, winograd_chunk_backward
 from minicnn.fast.kernels import (
     bias_relu_maxpool,
+    conv_direct,
     conv_relu_maxpool,
     conv_relu_maxpool_backward,
     maxpool_relu_backward,
 )
+from minicnn.fast.kernels.activations import LINEAR, RELU, SOFTMAX
 from minicnn.fast.kernels.winograd import (
     winograd_filter_transform,
     winograd_filter_transform_backward,
@@ -55,14 +69,15 @@ class ConvPoolCache(NamedTuple):
 class ConvPoolStep(Step):
     def __init__(self, conv: Conv2D, pool: MaxPooling2D, input_gradient: bool = True) -> None:
         if not self.applies(conv, pool):
-            raise ValueError(f"ConvPoolStep runs a built Conv2D(relu, stride 1, 'valid', with "
-                             f"bias) and a non-overlapping 'valid' MaxPooling2D; received "
-                             f"{conv!r} and {pool!r}")
+            raise ValueError(f"ConvPoolStep runs a built Conv2D(relu or another increasing "
+                             f"activation, stride 1, 'valid', with bias) and a non-overlapping "
+                             f"'valid' MaxPooling2D; received {conv!r} and {pool!r}")
         self.layers = (conv, pool)
         self.conv, self.pool = conv, pool
         self.input_gradient = input_gradient
         self.cache: ConvPoolCache | None = None
         self.workspace = Workspace()
+        self.code, self.param = activation_code(conv.activation)
         _, H, W, C = conv.input_shape
         H_c = W_c = None  # the pooled region, which the conv computes
         if H is not None and W is not None:
@@ -92,8 +107,9 @@ class ConvPoolStep(Step):
 
     @staticmethod
     def applies(conv: Layer, pool: Layer) -> bool:
-        return (computes_as(conv, Conv2D) and computes_as(pool, MaxPooling2D) and conv.built
-                and conv.activation is activations.relu and conv.strides == (1, 1)
+        code = activation_code(conv.activation) if computes_as(conv, Conv2D) else None
+        return (code is not None and code[0] not in (LINEAR, SOFTMAX)
+                and computes_as(pool, MaxPooling2D) and conv.built and conv.strides == (1, 1)
                 and conv.padding == "valid" and conv.use_bias
                 and pool.padding == "valid" and pool.strides == pool.pool_size)
 
@@ -120,33 +136,50 @@ class ConvPoolStep(Step):
         kernel, bias = conv.kernel.value, conv.bias.value
         out = np.empty((N, H_p, W_p, F), dtype=x.dtype)
         argmax = np.empty((N, H_p, W_p, F), dtype=np.int32)
+        code, param = self.code, self.param
+        relu = code == RELU
+        no_bias = np.zeros(F, x.dtype)
         cols = U = None
-        if self.algorithm == "direct":
+        if not relu or self.algorithm != "direct":
+            z = self.workspace.get("z", (N * HW, F), x.dtype)
+            w = scratch(self.workspace, code, z.shape, x.dtype, z)
+
+        def pool(s: int, e: int, bias: np.ndarray) -> None:
+            """Samples s..e-1: [the activation, then] the pool of z + bias [with ReLU]."""
+            rows = slice(s * HW, e * HW)
+            if not relu:
+                bias_activation_in_place(z[rows], bias, code, param, w[rows])
+                bias = no_bias
+            bias_relu_maxpool(z[rows], bias, e - s, H_c, W_c, PH, PW, out[s:e], argmax[s:e],
+                              relu)
+
+        if self.algorithm == "direct" and relu:
             def chunk(p: int, a: int, b: int) -> None:
                 conv_relu_maxpool(x[a:b], kernel, bias, PH, PW, out[a:b], argmax[a:b])
+        elif self.algorithm == "direct":
+            def chunk(p: int, a: int, b: int) -> None:
+                conv_direct(x[a:b], kernel, bias, 1, 1, 0, 0, False,
+                            z[a * HW:b * HW].reshape(b - a, H_c, W_c, F))
+                pool(a, b, no_bias)
         elif self.algorithm == "winograd":
-            z = self.workspace.get("z", (N * HW, F), x.dtype)
             U = np.empty((16, C, F), dtype=x.dtype)
             winograd_filter_transform(kernel, U)
-            no_bias = np.zeros(F, x.dtype)  # the bias joins the ReLU and pool pass
 
             def finish(s: int, e: int) -> None:
-                bias_relu_maxpool(z[s * HW:e * HW], bias, e - s, H_c, W_c, PH, PW, out[s:e],
-                                  argmax[s:e])
+                pool(s, e, bias)  # the bias joins the activation and pool pass
 
             def chunk(p: int, a: int, b: int) -> None:
                 winograd_chunk(x, U, no_bias, 0, 0, a, b, z.reshape(N, H_c, W_c, F),
                                self.workspace, p, finish)
         else:
             cols = self.workspace.get("cols", (N * HW, KH * KW * C), x.dtype)
-            z = self.workspace.get("z", (N * HW, F), x.dtype)
             kernel_2d = kernel.reshape(-1, F)
 
             def chunk(p: int, a: int, b: int) -> None:
                 rows = slice(a * HW, b * HW)
                 im2col(x[a:b], KH, KW, 1, 1, 0, 0, H_c, W_c, cols[rows])
                 np.matmul(cols[rows], kernel_2d, out=z[rows])
-                bias_relu_maxpool(z[rows], bias, b - a, H_c, W_c, PH, PW, out[a:b], argmax[a:b])
+                pool(a, b, bias)
         parallel.run([functools.partial(chunk, p, a, b)
                       for p, (a, b) in enumerate(parallel.chunks(N))])
         self.cache = ConvPoolCache(x, cols, out, argmax, U)
@@ -174,20 +207,34 @@ class ConvPoolStep(Step):
         dbias = work.get("dbias", (len(pieces), F), x.dtype)
         needs_dx = self.input_gradient
         dx = np.empty(x.shape, dtype=dout.dtype) if needs_dx else None  # handed on: never reused
+        code, param = self.code, self.param
+        relu = code == RELU
+        # For another activation than ReLU, the pooled gradient times act' at the pooled output
+        # (the winner's, where the routing sends it); the kernels then route it unmasked.
+        g = dout if relu else work.get("g", dout.shape, dout.dtype)
+        F_p = dout.shape[1] * dout.shape[2] * F  # one sample's pooled values
+
+        def gradient_at_z(a: int, b: int) -> np.ndarray:
+            if not relu:
+                activation_gradient(dout[a:b].reshape(-1, F_p), out[a:b].reshape(-1, F_p), code,
+                                    param, g[a:b].reshape(-1, F_p))
+            return g[a:b]
+
         if self.algorithm == "winograd":
             dU = work.get("dU", (len(pieces), 16, C, F), x.dtype)
             dz = work.get("dz", (N * HW, F), dout.dtype)
 
             def chunk(p: int, a: int, b: int) -> None:
-                maxpool_relu_backward(dout[a:b], out[a:b], argmax[a:b], b - a, H_c, W_c,
-                                      dz[a * HW:b * HW], dbias[p])
+                maxpool_relu_backward(gradient_at_z(a, b), out[a:b], argmax[a:b], b - a, H_c, W_c,
+                                      dz[a * HW:b * HW], dbias[p], relu)
                 winograd_chunk_backward(x, dz.reshape(N, H_c, W_c, F), U, 0, 0, a, b, dU[p], dx,
                                         work, p)
                 winograd_filter_transform_backward(dU[p], dkernel[p].reshape(KH, KW, C, F))
         elif cols is None and not needs_dx:
             def chunk(p: int, a: int, b: int) -> None:
-                conv_relu_maxpool_backward(x[a:b], dout[a:b], out[a:b], argmax[a:b], PH, PW,
-                                           dkernel[p].reshape(KH, KW, C, F), dbias[p])
+                conv_relu_maxpool_backward(x[a:b], gradient_at_z(a, b), out[a:b], argmax[a:b],
+                                           PH, PW, dkernel[p].reshape(KH, KW, C, F), dbias[p],
+                                           relu)
         else:
             dz = work.get("dz", (N * HW, F), dout.dtype)
             direct = cols is None  # build the matrix the gradients need
@@ -198,8 +245,8 @@ class ConvPoolStep(Step):
 
             def chunk(p: int, a: int, b: int) -> None:
                 rows = slice(a * HW, b * HW)
-                maxpool_relu_backward(dout[a:b], out[a:b], argmax[a:b], b - a, H_c, W_c,
-                                      dz[rows], dbias[p])
+                maxpool_relu_backward(gradient_at_z(a, b), out[a:b], argmax[a:b], b - a, H_c,
+                                      W_c, dz[rows], dbias[p], relu)
                 if direct:
                     im2col(x[a:b], KH, KW, 1, 1, 0, 0, H_c, W_c, cols[rows])
                 np.matmul(cols[rows].T, dz[rows], out=dkernel[p])

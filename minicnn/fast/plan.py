@@ -1,6 +1,7 @@
 """make_plan: which steps run a chain of layers, in order (a graph's chains: graph_plan.py).
 
-    Conv2D(relu) + MaxPooling2D that qualify   -> ConvPoolStep (one fused pass)
+    Conv2D(relu, leaky_relu, elu, sigmoid or tanh) + MaxPooling2D that qualify
+                                                -> ConvPoolStep (one fused pass)
     any other Conv2D                            -> ConvStep (chunked on threads)
     Conv2DTranspose                             -> ConvTransposeStep (chunked on threads)
     DepthwiseConv2D, SeparableConv2D            -> DepthwiseStep (chunked on threads)

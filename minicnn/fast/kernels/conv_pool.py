@@ -17,6 +17,13 @@ argmax are (N, H_p, W_p, F), argmax holding the flat index i * W_c + j of the wi
 Ties go to the first maximum in row-major order, as in MaxPooling2D, and NaN propagates as
 there: relu(NaN) is NaN, and a NaN is its window's maximum (the first NaN, as np.argmax picks).
 
+For a conv with another non-decreasing activation (leaky_relu, elu, sigmoid, tanh), the step
+applies it to the conv outputs first (minicnn/fast/activation.py: NumPy's ufuncs are what make
+those fast) and these kernels run with `relu=False`: the pool takes the values as they are, and
+backward routes a gradient already multiplied by the activation's derivative at the pooled
+output (act' of the window's max is act' at its winner), with no mask. The default, relu=True,
+is the ReLU pass.
+
 Each kernel has a plain NumPy twin `foo_reference` at the end of the module, which returns its
 results: the same computation as the reference tier's steps taken one after another (im2col
 and a GEMM for the conv, np.maximum for bias + ReLU, `maxpool_forward_reference` and
@@ -31,8 +38,9 @@ from minicnn.fast.kernels.conv import conv_row, kernel_row_taps
 from minicnn.kernels import im2col_reference, maxpool_backward_reference, maxpool_forward_reference
 
 
-def _bias_relu_pool_row(z, bias, W_c, at0, out, argmax, best, idx):
-    """Pool relu(z + bias) over one row of windows into out and argmax (W_p, F) each.
+def _bias_relu_pool_row(z, bias, W_c, at0, out, argmax, best, idx, relu):
+    """Pool relu(z + bias) (z + bias if not relu) over one row of windows into out and argmax
+    (W_p, F) each.
 
     z (PH * W_c, F) holds the PH conv output rows the windows cover, (dh, j) at row dh * W_c + j;
     at0 is the flat index of its first row, i * W_c. best and idx (2, F) are scratch: the
@@ -55,12 +63,12 @@ def _bias_relu_pool_row(z, bias, W_c, at0, out, argmax, best, idx):
                 if dh == 0 and dw == 0:
                     for f in range(F):
                         v = z[row, f] + bias[f]
-                        best[1 - k, f] = zero if v <= zero else v  # relu(NaN) is NaN
+                        best[1 - k, f] = zero if (relu and v <= zero) else v  # relu(NaN): NaN
                         idx[1 - k, f] = here
                 else:
                     for f in range(F):
                         v = z[row, f] + bias[f]
-                        v = zero if v <= zero else v
+                        v = zero if (relu and v <= zero) else v
                         b = best[k, f]
                         # strict > keeps the first maximum on ties, as MaxPooling2D does
                         take = (v > b) | ((v != v) & (b == b))
@@ -74,8 +82,9 @@ def _bias_relu_pool_row(z, bias, W_c, at0, out, argmax, best, idx):
             argmax[jp, f] = idx[k, f]
 
 
-def _bias_relu_maxpool(z, bias, N, H_c, W_c, PH, PW, out, argmax):
-    """Pool relu(z + bias) over PH x PW windows (stride = window) into out and argmax."""
+def _bias_relu_maxpool(z, bias, N, H_c, W_c, PH, PW, out, argmax, relu=True):
+    """Pool relu(z + bias) (z + bias if not relu) over PH x PW windows (stride = window) into
+    out and argmax."""
     F = z.shape[1]
     H_p = H_c // PH
     best = np.empty((2, F), dtype=out.dtype)
@@ -84,11 +93,12 @@ def _bias_relu_maxpool(z, bias, N, H_c, W_c, PH, PW, out, argmax):
         for ip in range(H_p):
             first = (n * H_c + ip * PH) * W_c
             bias_relu_pool_row(z[first:first + PH * W_c], bias, W_c, ip * PH * W_c,
-                               out[n, ip], argmax[n, ip], best, idx)
+                               out[n, ip], argmax[n, ip], best, idx, relu)
 
 
-def _maxpool_relu_backward(dout, out, argmax, N, H_c, W_c, dz, dbias):
-    """dz (N * H_c * W_c, F): dout routed to each window's winner, where the max was > 0.
+def _maxpool_relu_backward(dout, out, argmax, N, H_c, W_c, dz, dbias, relu=True):
+    """dz (N * H_c * W_c, F): dout routed to each window's winner, where the max was > 0
+    (everywhere if not relu: dout is then already the gradient at the activation's input).
 
     dz is overwritten; dbias (F,) receives the column sums of dz.
     """
@@ -101,7 +111,7 @@ def _maxpool_relu_backward(dout, out, argmax, N, H_c, W_c, dz, dbias):
         for ip in range(H_p):
             for jp in range(W_p):
                 for f in range(F):
-                    if out[n, ip, jp, f] > zero:
+                    if not relu or out[n, ip, jp, f] > zero:
                         g = dout[n, ip, jp, f]
                         dz[n * H_c * W_c + argmax[n, ip, jp, f], f] = g
                         db[f] += g
@@ -132,11 +142,12 @@ def _conv_relu_maxpool(x, kernel, bias, PH, PW, out, argmax):
                 conv_row(x[n], kernel, ip * PH + dh, 1, 1, 0, 0, taps_w, taps_c,
                          rows[dh * W_c:(dh + 1) * W_c])
             bias_relu_pool_row(rows, bias, W_c, ip * PH * W_c, out[n, ip], argmax[n, ip], best,
-                               idx)
+                               idx, True)
 
 
-def _conv_relu_maxpool_backward(x, dout, out, argmax, PH, PW, dkernel, dbias):
-    """dkernel (KH, KW, C, F) and dbias (F,) of `_conv_relu_maxpool`, both overwritten.
+def _conv_relu_maxpool_backward(x, dout, out, argmax, PH, PW, dkernel, dbias, relu=True):
+    """dkernel (KH, KW, C, F) and dbias (F,) of `_conv_relu_maxpool`, both overwritten (if not
+    relu: of the conv whose activated outputs were pooled, dout already multiplied by act').
 
     Each window sends its gradient to one conv output per filter; the window positions are
     visited in turn with the gradient masked to the filters that chose that position, so the
@@ -156,7 +167,7 @@ def _conv_relu_maxpool_backward(x, dout, out, argmax, PH, PW, dkernel, dbias):
         for ip in range(H_p):
             for jp in range(W_p):
                 for f in range(F):
-                    if out[n, ip, jp, f] > zero:
+                    if not relu or out[n, ip, jp, f] > zero:
                         db[f] += dout[n, ip, jp, f]
                 for dh in range(PH):
                     for dw in range(PW):
@@ -164,7 +175,8 @@ def _conv_relu_maxpool_backward(x, dout, out, argmax, PH, PW, dkernel, dbias):
                         at = i * W_c + j
                         any_chose = False
                         for f in range(F):
-                            chose = (argmax[n, ip, jp, f] == at) & (out[n, ip, jp, f] > zero)
+                            chose = (argmax[n, ip, jp, f] == at) & (
+                                (not relu) | (out[n, ip, jp, f] > zero))
                             v = dout[n, ip, jp, f] if chose else zero
                             g[f] = v
                             any_chose |= chose
@@ -187,27 +199,30 @@ conv_relu_maxpool = njit(cache=True, nogil=True)(_conv_relu_maxpool)
 conv_relu_maxpool_backward = njit(cache=True, nogil=True)(_conv_relu_maxpool_backward)
 
 
-def bias_relu_maxpool_reference(z, bias, N, H_c, W_c, PH, PW):
-    """relu(z + bias), then a PH x PW max pool (stride = window); returns (out, argmax).
+def bias_relu_maxpool_reference(z, bias, N, H_c, W_c, PH, PW, relu=True):
+    """relu(z + bias) (z + bias if not relu), then a PH x PW max pool (stride = window);
+    returns (out, argmax).
 
     z (N * H_c * W_c, F) with rows ordered (n, i, j), bias (F,); out and argmax (N, H_p, W_p, F)
     with H_p = H_c // PH, W_p = W_c // PW. The map is exactly H_c x W_c, so the pool's flat index
     h * W + w is the kernel's i * W_c + j.
     """
     F = z.shape[1]
-    y = np.maximum(z + bias, 0).astype(z.dtype, copy=False).reshape(N, H_c, W_c, F)
+    y = (np.maximum(z + bias, 0) if relu else z + bias).astype(z.dtype, copy=False)
+    y = y.reshape(N, H_c, W_c, F)
     return maxpool_forward_reference(y, PH, PW, PH, PW, 0, 0, H_c // PH, W_c // PW)
 
 
-def maxpool_relu_backward_reference(dout, out, argmax, N, H_c, W_c):
-    """dout masked where the pooled max was > 0, routed to each winner; returns (dz, dbias).
+def maxpool_relu_backward_reference(dout, out, argmax, N, H_c, W_c, relu=True):
+    """dout masked where the pooled max was > 0 (if relu), routed to each winner; returns
+    (dz, dbias).
 
     dout, out, argmax (N, H_p, W_p, F); dz (N * H_c * W_c, F), rows ordered (n, i, j); dbias (F,).
     The ReLU output at a window's winner is the window's max, so masking dout where out > 0
     before routing it is the ReLU's backward applied after the pool's.
     """
     F = dout.shape[3]
-    dout_relu = np.where(out > 0, dout, 0).astype(dout.dtype, copy=False)
+    dout_relu = np.where(out > 0, dout, 0).astype(dout.dtype, copy=False) if relu else dout
     dz = maxpool_backward_reference(dout_relu, argmax, (N, H_c, W_c, F)).reshape(N * H_c * W_c, F)
     return dz, dz.sum(axis=0)
 
@@ -226,7 +241,7 @@ def conv_relu_maxpool_reference(x, kernel, bias, PH, PW):
     return bias_relu_maxpool_reference(z, bias, N, H_c, W_c, PH, PW)
 
 
-def conv_relu_maxpool_backward_reference(x, dout, out, argmax, PH, PW, KH, KW):
+def conv_relu_maxpool_backward_reference(x, dout, out, argmax, PH, PW, KH, KW, relu=True):
     """`maxpool_relu_backward_reference`, then the conv's kernel gradient cols.T @ dz.
 
     x (N, H, W, C); dout, out, argmax (N, H_p, W_p, F) from the forward pass; returns
@@ -235,6 +250,6 @@ def conv_relu_maxpool_backward_reference(x, dout, out, argmax, PH, PW, KH, KW):
     N, _, _, C = x.shape
     H_p, W_p, F = dout.shape[1:]
     H_c, W_c = H_p * PH, W_p * PW
-    dz, dbias = maxpool_relu_backward_reference(dout, out, argmax, N, H_c, W_c)
+    dz, dbias = maxpool_relu_backward_reference(dout, out, argmax, N, H_c, W_c, relu)
     cols = im2col_reference(x, KH, KW, 1, 1, 0, 0, H_c, W_c)
     return (cols.T @ dz).reshape(KH, KW, C, F), dbias
