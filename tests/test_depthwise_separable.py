@@ -291,7 +291,7 @@ def xception_in_small(seed: int = 0) -> Sequential:
         SeparableConv2D(12, 3, padding="same", depth_multiplier=2),
         BatchNormalization(),
         DepthwiseConv2D(3, strides=2, padding="same", activation="relu"),
-        DepthwiseConv2D(2, activation="sigmoid"),  # not a fast step: its layer runs
+        DepthwiseConv2D(2, activation="sigmoid"),
         GlobalAveragePooling2D(),
         Dense(3, activation="softmax")], seed=seed)
 
@@ -300,10 +300,11 @@ def xception_in_small(seed: int = 0) -> Sequential:
 # batch's, which fit rightly warns about; this test is about the two tiers agreeing.
 @pytest.mark.filterwarnings("ignore::minicnn.callbacks.LearningWarning")
 def test_the_fast_plan_trains_like_the_layers():
-    """The plan runs the relu and linear ones as DepthwiseSteps; fit with it and with the
-    reference layers, from the same start, gives the same losses and weights."""
+    """The plan runs every depthwise and separable conv, sigmoid included, as DepthwiseSteps;
+    fit with it and with the reference layers, from the same start, gives the same losses and
+    weights."""
     kinds = [type(step).__name__ for step in xception_in_small().plan]
-    assert kinds.count("DepthwiseStep") == 3 and kinds[5] == "LayerStep"
+    assert kinds.count("DepthwiseStep") == 4 and kinds[5] == "DepthwiseStep"
     rng = np.random.default_rng(1)
     x = rng.random((20, 11, 11, 3)).astype(np.float32)
     y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 20)]
