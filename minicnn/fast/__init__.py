@@ -24,6 +24,11 @@ layers (`model.plan` lists them, `step.layers` names what each covers):
   (`workspace.py`);
 - a BatchNormalization (with the non-overlapping MaxPooling2D after it, if any) and a Dropout
   run in two passes and one (`BatchNormStep`, `DropoutStep`), equal to the layers bit for bit;
+- an AveragePooling2D runs one numba pass each way, chunked on threads (`PoolStep`,
+  `fast/pool.py`, kernels in `fast/kernels/pool.py`);
+- in a graph, an Add or an Average and the ReLU after it run as one pass each way (`MergeStep`,
+  `fast/merge.py`, picked from `graph_plan.MERGE_REGISTRY`), and a tensor read by several
+  nodes gets their gradients added in place into an array nothing else holds (`graph_plan.py`);
 - the first step with weights skips its input gradient, and the steps before it never run
   backward (`backward_pass`).
 Every step computes what its layers compute, to float rounding, and tests/test_plan.py proves it

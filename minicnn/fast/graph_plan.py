@@ -23,8 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from minicnn.fast.merge import MergeStep
 from minicnn.fast.plan import make_plan
 from minicnn.fast.step import LayerStep, Step
+
+# The steps that may run a merge node (a layer reading several tensors) and the nodes chained
+# after it, asked in order as plan.REGISTRY is (`Step.takes` at position 0); a merge none of
+# them takes runs as a LayerStep. A step matches by what its layer computes (`computes_as`).
+MERGE_REGISTRY: tuple[type[Step], ...] = (MergeStep,)
 
 
 @dataclass
@@ -84,7 +90,7 @@ class GraphPlan:
             up = any(upstream.get(id(t), False) for t in node.inputs)
             upstream[id(node.output)] = up or bool(node.layer.params)
             last = chains[-1] if chains else None
-            if (not node.multi_input and last is not None and not last[3]
+            if (not node.multi_input and last is not None and (fast or not last[3])
                     and ins == (last[2],) and len(readers.get(id(node.inputs[0]), ())) == 1
                     and id(node.inputs[0]) not in is_output):
                 last[0].append(layer)
@@ -93,8 +99,10 @@ class GraphPlan:
                 chains.append([[layer], ins, out, node.multi_input, up])
         self.segments: list[Segment] = []
         for layers, ins, out, multi, up in chains:
-            steps = ((LayerStep(layers[0]),) if multi
-                     else make_plan(layers, fast=fast, upstream_params=up))
+            if multi:
+                steps = _merge_plan(layers, up) if fast else (LayerStep(layers[0]),)
+            else:
+                steps = make_plan(layers, fast=fast, upstream_params=up)
             self.segments.append(Segment(steps, ins, out, multi))
         self.output_slots = tuple(slot(t) for t in graph.outputs)
         self.n_slots = len(slots)
@@ -165,8 +173,10 @@ class GraphPlan:
             grads[s] = _add(grads[s], douts[k] if k < len(douts) else None)
         head_of = {self.output_slots[k]: head for k, head in heads.items()}
         touched: set[int] = set()
+        owned: dict[int, np.ndarray] = {}  # the gradients the fan-out may add into in place
         for seg in reversed(self.segments):
             g, head = grads[seg.output], head_of.pop(seg.output, None)
+            grads[seg.output] = None  # read once: the slot no longer holds on to g
             if g is None and head is None:
                 continue
             steps = seg.steps
@@ -186,8 +196,9 @@ class GraphPlan:
                 if g is None:  # the chain's first step skipped its input gradient
                     continue
                 dxs = g if seg.multi_input else [g]
+                new = hook is None and getattr(steps[0], "new_dx", False)
                 for s, dx in zip(seg.inputs, dxs, strict=True):
-                    grads[s] = _add(grads[s], dx)
+                    grads[s] = _accumulate(grads, s, dx, owned, new)
         return [grads[s] for s in self.input_slots]
 
     def _run(self, step: Step, backward: Callable[[], object], touched: set[int]):
@@ -200,12 +211,54 @@ class GraphPlan:
         return dx
 
 
+def _merge_plan(layers: list, upstream_params: bool) -> tuple[Step, ...]:
+    """The steps of a chain that starts at a merge node: the first step of MERGE_REGISTRY that
+    takes the merge (and maybe the layers after it), then make_plan for the rest. A chain of
+    the reference plan holds the merge alone, which this runs as a LayerStep."""
+    cls, n = next(((cls, n) for cls in MERGE_REGISTRY if (n := cls.takes(layers, 0))),
+                  (LayerStep, 1))
+    rest = make_plan(layers[n:], upstream_params=upstream_params) if n < len(layers) else ()
+    return (cls.of(layers[:n], True), *rest)
+
+
 def _mode(step: Step, training: bool | None) -> bool | None:
     if training is not None:
         return training
     if any(hasattr(layer, "_graph") for layer in step.layers):
         return None  # a model run as a layer decides for each of its own layers
     return any(getattr(layer, "training_by_default", False) for layer in step.layers)
+
+
+def _accumulate(grads: list, s: int, dx: np.ndarray | None, owned: dict[int, np.ndarray],
+                new: bool) -> np.ndarray | None:
+    """grads[s] + dx, the fan-out sum, added in place into grads[s] where that is safe.
+
+    `owned` (by id, holding the arrays so no id is reused) lists the arrays no step or caller
+    holds: the plan's own sums, and a step's dx made by its backward (`new`: a step whose
+    `new_dx` says so, and no hook that could keep it). A step that read such an array as its
+    dout has finished with it (steps keep no dout past their backward), so the sum may be
+    written into it, unless a slot still waiting for its segment's backward holds it or a view
+    of it (a merge hands one array to all its inputs: ResNet's Add + ReLU gives the same dx to
+    the shortcut and to the residual branch, and the shortcut's sum waits until the branch has
+    run). Saves a fresh array per ResNet block (its pages faulted in, one more pass).
+    """
+    total = grads[s]
+    if dx is None:
+        return total
+    if total is None:
+        if new:
+            owned[id(dx)] = dx
+        return dx
+    if (id(total) in owned and total.shape == dx.shape
+            and np.result_type(total, dx) == total.dtype
+            and not any(t is not None and k != s and np.may_share_memory(t, total)
+                        for k, t in enumerate(grads))):
+        np.add(total, dx, out=total)  # NumPy copies dx first if it overlaps total
+        return total
+    result = _add(total, dx)
+    if result is not total and result is not dx:
+        owned[id(result)] = result
+    return result
 
 
 def _add(total: np.ndarray | None, g: np.ndarray | None) -> np.ndarray | None:

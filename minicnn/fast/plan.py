@@ -10,6 +10,7 @@
     BatchNormalization (+ a non-overlapping 'valid' MaxPooling2D after it)
                                                 -> BatchNormStep (the pool joins its pass)
     Dropout                                     -> DropoutStep (mask and output in one pass)
+    AveragePooling2D                            -> PoolStep (one numba pass each way, chunked)
     Activation, ReLU, LeakyReLU, Softmax        -> ActivationStep (one numba pass, or a ufunc
                                                    between two)
     any other layer (Dense, Flatten, a softmax head, a layer of your own) -> LayerStep (itself)
@@ -34,6 +35,7 @@ from minicnn.fast.conv_pool import ConvPoolStep
 from minicnn.fast.conv_transpose import ConvTransposeStep
 from minicnn.fast.depthwise import DepthwiseStep
 from minicnn.fast.dropout import DropoutStep
+from minicnn.fast.pool import PoolStep
 from minicnn.fast.step import LayerStep, Step
 from minicnn.layers.base import Layer
 
@@ -42,7 +44,7 @@ from minicnn.layers.base import Layer
 # A step matches a layer by what it computes, not by its exact class: a subclass of Conv2D that
 # overrides neither forward nor backward keeps the fast path (`step.computes_as`).
 REGISTRY: tuple[type[Step], ...] = (ConvPoolStep, ConvStep, ConvTransposeStep, BatchNormStep,
-                                    DropoutStep, DepthwiseStep, ActivationStep)
+                                    DropoutStep, DepthwiseStep, ActivationStep, PoolStep)
 
 
 def make_plan(layers: Sequence[Layer], fast: bool = True,
