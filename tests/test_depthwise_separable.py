@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from minicnn.fast import LayerStep, make_plan
@@ -197,6 +197,11 @@ def keras_twin(keras, s: Setup, separable: bool, activation):
 @given(s=setups(max_size=9), activation=st.sampled_from([None, "relu", "sigmoid"]),
        seed=seeds())
 def test_agrees_with_tensorflow(oracle, separable, s, activation, seed):
+    # TensorFlow's depthwise convolution is right for equal row and column strides only: with
+    # strides (1, 2), a 1x2 kernel on a 3x3 input, tf.nn.depthwise_conv2d gave zeros for output
+    # row 1, whose sums by hand are -0.155 and 1.18 (minicnn's). Unequal strides are checked
+    # against the NumPy references above.
+    assume(s.strides[0] == s.strides[1])
     compare_with_tensorflow(oracle, separable, s, activation, seed)
 
 
