@@ -22,8 +22,9 @@ layers (`model.plan` lists them, `step.layers` names what each covers):
   (`parallel.py`), and the chunks' partial weight gradients are added in a fixed order;
 - scratch buffers (im2col matrices, gradient temporaries) are reused from step to step
   (`workspace.py`);
-- a BatchNormalization (with the non-overlapping MaxPooling2D after it, if any) and a Dropout
-  run in two passes and one (`BatchNormStep`, `DropoutStep`), equal to the layers bit for bit;
+- a BatchNormalization (with the non-overlapping MaxPooling2D or the ReLU after it, if any) and
+  a Dropout run in two passes and one (`BatchNormStep`, `DropoutStep`), equal to the layers bit
+  for bit;
 - an AveragePooling2D runs one numba pass each way, chunked on threads (`PoolStep`,
   `fast/pool.py`, kernels in `fast/kernels/pool.py`);
 - in a graph, an Add or an Average and the ReLU after it run as one pass each way (`MergeStep`,

@@ -7,8 +7,9 @@
     DepthwiseConv2D, SeparableConv2D            -> DepthwiseStep (chunked on threads)
       (each with any activation of minicnn.activations; a sigmoid or softmax one that ends the
       chain, which a loss may fuse with, is a LayerStep)
-    BatchNormalization (+ a non-overlapping 'valid' MaxPooling2D after it)
-                                                -> BatchNormStep (the pool joins its pass)
+    BatchNormalization (+ a non-overlapping 'valid' MaxPooling2D, or a ReLU, after it)
+                                                -> BatchNormStep (the pool or ReLU joins its
+                                                   passes)
     Dropout                                     -> DropoutStep (mask and output in one pass)
     AveragePooling2D                            -> PoolStep (one numba pass each way, chunked)
     Activation, ReLU, LeakyReLU, Softmax        -> ActivationStep (one numba pass, or a ufunc
