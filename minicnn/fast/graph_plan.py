@@ -2,13 +2,16 @@
 
 A graph is cut into segments. A segment is either a chain (nodes that each read the one
 tensor the node before them made, nothing else reading it), run as the steps `make_plan` gives
-that chain, so fusion (conv + pool, BatchNorm + pool) applies along it; or one node of a layer
-that reads several tensors (a merge layer: Add, Concatenate...). A Sequential is one chain, so
-its plan is exactly `make_plan(model.layers)`.
+that chain, so fusion (conv + pool, BatchNorm + pool) applies along it; or a node of a layer
+that reads several tensors (a merge layer: Add, Concatenate...), with the fast plan followed by
+the chain after it, its first step picked from MERGE_REGISTRY (ResNet's Add and the ReLU after
+it: one MergeStep) and the rest from `make_plan`. A Sequential is one chain, so its plan is
+exactly `make_plan(model.layers)`.
 
 Backward runs the segments in reverse with one gradient slot per tensor, and two rules:
 - **fan-out**: a tensor read by several nodes gets the *sum* of the gradients they send back
-  (y = f(g(x), h(x)) has dy/dx = df/dg g'(x) + df/dh h'(x));
+  (y = f(g(x), h(x)) has dy/dx = df/dg g'(x) + df/dh h'(x)), added in place where no one
+  else holds the array (`_accumulate`);
 - **shared layers**: a layer called at several nodes owns one set of weights, so its gradient
   is the sum over its calls. Each call after the first runs on a shallow copy of the layer (the
   same Parameter objects, a cache of its own, so no call overwrites what another's backward
@@ -36,7 +39,8 @@ MERGE_REGISTRY: tuple[type[Step], ...] = (MergeStep,)
 @dataclass
 class Segment:
     """Steps run one after the other, reading the tensors in slots `inputs` and writing slot
-    `output`. `multi_input`: one step whose forward takes a list and whose backward returns one."""
+    `output`. `multi_input`: the first step's forward takes a list and its backward returns
+    one (a merge); the steps after it, if any, are a chain's."""
 
     steps: tuple[Step, ...]
     inputs: tuple[int, ...]
