@@ -102,7 +102,10 @@ def ready(model) -> bool:
     if _complete or model in _warm:
         return True
     with _lock:
-        if _complete or mode() == "foreground":
+        if _complete:
+            return True
+        if mode() == "foreground":  # read once: a lock and the environment per call cost µs
+            _complete = True
             return True
         if _background is None and not missing_kernels():
             _complete = True
