@@ -11,9 +11,6 @@ activation, in float32 and float64, and the plan must pick them.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -54,6 +51,7 @@ from tests.test_depthwise_separable import setups as depthwise_setups
 from tests.test_fast_kernels import conv_pool_setups
 from tests.test_plan import assert_step_equals_layers
 from tests.test_plan_winograd import conv_algorithm
+from tests.test_signatures import kernel_signatures
 from tests.tolerances import KERNEL_ATOL, KERNEL_RTOL
 
 NAMES = ("linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax")
@@ -502,9 +500,6 @@ model.predict(x[:3])
 print(json.dumps({f.py_func.__name__: [str(s) for s in f.signatures] for f in
                   (k.bias_activation, k.activation_finish, k.activation_backward)}))
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    signatures = json.loads(done.stdout.splitlines()[-1])
+    (signatures,) = kernel_signatures(script)
     for name, sigs in signatures.items():
         assert len(sigs) == 1 and "Array(float64" not in sigs[0], (name, sigs)

@@ -12,10 +12,6 @@ gradient array handed to two slots, one of which waits while the other's sum is 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import given
@@ -37,6 +33,7 @@ from minicnn.fast.step import LayerStep
 from minicnn.models import Model, recipes
 from tests.strategies import dtypes, seeds, standard_normal, window_setups
 from tests.test_plan import scale_close
+from tests.test_signatures import kernel_signatures
 from tests.tolerances import PLAN_TRAINING_ATOL
 
 
@@ -320,9 +317,6 @@ model.predict(x[:3])
 print(json.dumps({f.py_func.__name__: [str(s) for s in f.signatures]
                   for f in (pool.avgpool_forward, pool.avgpool_backward)}))
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    signatures = json.loads(done.stdout.splitlines()[-1])
+    (signatures,) = kernel_signatures(script)
     for name, sigs in signatures.items():
         assert len(sigs) == 1 and "Array(float64" not in sigs[0], (name, sigs)
