@@ -109,6 +109,7 @@ def background(monkeypatch):
     monkeypatch.setattr(warmup, "_complete", False)
     monkeypatch.setattr(warmup, "_background", None)
     monkeypatch.setattr(warmup, "_warm", type(warmup._warm)())
+    monkeypatch.setattr(warmup, "_foreground_announced", False)
     yield monkeypatch
     if warmup._background is not None:
         warmup._background.stop()
@@ -187,6 +188,19 @@ def test_fit_says_so_in_one_line_and_only_while_compiling(background, tmp_path, 
     background.setattr(warmup, "_complete", True)
     model.fit(x, y, epochs=1, verbose=2)
     assert "compiling" not in capsys.readouterr().out
+
+
+def test_fit_in_the_foreground_mode_says_so_once_when_kernels_are_missing(background, capsys):
+    background.setenv("MINICNN_COMPILE", "foreground")
+    x = np.zeros((8, 28, 28, 1), np.float32)
+    y = np.eye(10, dtype=np.float32)[np.arange(8) % 10]
+    model = recipes.mnist_cnn(seed=0)
+    model.fit(x, y, epochs=1, verbose=2)
+    out = capsys.readouterr().out
+    assert out.count("compiling its numba kernels for this CPU (once") == 1, out
+    model.fit(x, y, epochs=1, verbose=2)  # compiled here by the first fit: nothing to say
+    assert "compiling" not in capsys.readouterr().out
+    assert warmup._background is None
 
 
 def test_foreground_and_a_complete_cache_never_start_a_process(background, monkeypatch):

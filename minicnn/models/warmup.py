@@ -49,6 +49,7 @@ _lock = threading.Lock()
 _complete = False  # every kernel is cached (or compiled here, or we gave up waiting)
 _warm: weakref.WeakSet = weakref.WeakSet()  # models the background process has warmed
 _background: _Background | None = None
+_foreground_announced = False  # announce() has looked at the cache in the foreground mode
 
 
 def mode() -> str:
@@ -133,11 +134,18 @@ def ready(model) -> bool:
 
 
 def announce(model, print_line: Callable[[str], None] = print) -> None:
-    """Before a fit: one line saying that kernels are compiling, if they are."""
+    """Before a fit: one line saying that kernels are compiling, if they are. In the foreground
+    mode the cache is looked at before the first fit of the process only: after it, what was
+    missing has been compiled here."""
+    global _foreground_announced
+    if mode() == "foreground":
+        if not _foreground_announced:
+            _foreground_announced = True
+            if missing_kernels():
+                print_line("minicnn: compiling its numba kernels for this CPU (once: the next "
+                           "runs load them from numba's cache; about 15 s on 2 cores).")
+        return
     if ready(model):
-        if mode() == "foreground" and not _complete and missing_kernels():
-            print_line("minicnn: compiling its numba kernels for this CPU (once: the next runs "
-                       "load them from numba's cache; about 15 s on 2 cores).")
         return
     print_line("minicnn: compiling its numba kernels for this CPU in the background (once; "
                "about 20 s on 2 cores); the reference layers train until they are ready.")
