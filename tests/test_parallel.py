@@ -61,3 +61,30 @@ def test_fit_gives_blas_its_threads_back():
     after = blas_threads()
     # (numba may load scipy's own OpenBLAS on its first call; only numpy's is minicnn's)
     assert {path: after[path] for path in before} == before
+
+
+def test_a_task_that_runs_tasks_runs_them_itself_in_order():
+    # predict runs whole batches as tasks, and their steps call run() in turn: the inner tasks
+    # must run on the outer task's thread, in order, never waiting on the pool (whose threads
+    # are the ones running the outer tasks: waiting on them could wait forever).
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(2)
+    seen: dict[int, list] = {k: [] for k in range(6)}
+
+    def outer(k):
+        thread = threading.get_ident()
+        parallel.run([lambda j=j: seen[k].append((j, threading.get_ident() == thread))
+                      for j in range(5)])
+
+    try:
+        done = threading.Event()
+        worker = threading.Thread(
+            target=lambda: (parallel.run([lambda k=k: outer(k) for k in range(6)]), done.set()))
+        worker.start()
+        worker.join(timeout=60)
+        assert done.is_set(), "nested run() did not finish"
+    finally:
+        parallel.set_num_threads(before)
+    assert seen == {k: [(j, True) for j in range(5)] for k in range(6)}
+    parallel.run([lambda: seen[0].append("after")])  # the calling thread is not left marked
+    assert seen[0][-1] == "after"

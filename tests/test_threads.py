@@ -177,3 +177,47 @@ def test_an_empty_or_bad_thread_variable_does_not_break_import():
                               env={**os.environ, "MINICNN_NUM_THREADS": value},
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_predict_runs_small_batches_side_by_side_as_model_calls_would():
+    # Batches of up to SIDE_BY_SIDE_MAX_BATCH rows run whole, one per thread at once: each
+    # batch's outputs are what the model gives that batch alone (to float rounding: the
+    # steps cut it differently), in its own rows, whatever the thread count, with `steps`.
+    from minicnn.models import training
+
+    model = mnist_cnn(seed=0)
+    x = np.random.default_rng(3).random((203, 28, 28, 1), dtype=np.float32)
+    want = np.concatenate([np.asarray(model.predict_on_batch(x[a:a + 16]))
+                           for a in range(0, 203, 16)])
+    before = parallel.get_num_threads()
+    try:
+        got = {}
+        for n in (1, 2, 3):
+            minicnn.set_num_threads(n)
+            got[n] = model.predict(x, batch_size=16, verbose=0)
+    finally:
+        minicnn.set_num_threads(before)
+    assert 16 <= training.SIDE_BY_SIDE_MAX_BATCH
+    np.testing.assert_allclose(got[2], want, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(got[1], got[2])
+    np.testing.assert_array_equal(got[3], got[2])
+    np.testing.assert_array_equal(model.predict(x, batch_size=16, steps=5, verbose=0),
+                                  got[2][:80])
+
+
+def test_predict_with_callbacks_tells_them_batch_by_batch():
+    events = []
+
+    class Listen(minicnn.callbacks.Callback):
+        def on_predict_batch_begin(self, batch, logs=None):
+            events.append(("begin", batch))
+
+        def on_predict_batch_end(self, batch, logs=None):
+            events.append(("end", batch))
+
+    model = mnist_cnn(seed=0)
+    x = np.random.default_rng(4).random((50, 28, 28, 1), dtype=np.float32)
+    got = model.predict(x, batch_size=8, verbose=0, callbacks=[Listen()])
+    assert events == [(kind, k) for k in range(7) for kind in ("begin", "end")]
+    np.testing.assert_allclose(got, model.predict(x, batch_size=8, verbose=0),
+                               rtol=1e-5, atol=1e-7)

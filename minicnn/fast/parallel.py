@@ -142,10 +142,13 @@ def cut_batches(pieces: list[tuple[int, int]]) -> Iterator[None]:
 
 def run(tasks: list[Callable[[], None]]) -> None:
     """Run every task, on the calling thread and the pool's, each task once; re-raise the first
-    exception. Tasks must not call run() themselves. Safe to call from several threads at once:
-    each call works on its own tasks too, so it never waits on another call's."""
+    exception. Safe to call from several threads at once: each call works on its own tasks too,
+    so it never waits on another call's. A task that calls run() runs those tasks itself, in
+    order: the threads are already busy with the outer tasks (predict runs whole batches as
+    tasks, and their steps call run()), and a pool thread waiting on the pool could wait on
+    itself."""
     pool, threads = _helpers()
-    if pool is None or len(tasks) < 2:
+    if pool is None or len(tasks) < 2 or getattr(_cut, "in_task", False):
         for task in tasks:
             task()
         return
@@ -153,12 +156,17 @@ def run(tasks: list[Callable[[], None]]) -> None:
     lock = threading.Lock()
 
     def work() -> None:
-        while True:
-            with lock:
-                task = next(pending, None)
-            if task is None:
-                return
-            task()
+        outer = getattr(_cut, "in_task", False)
+        _cut.in_task = True
+        try:
+            while True:
+                with lock:
+                    task = next(pending, None)
+                if task is None:
+                    return
+                task()
+        finally:
+            _cut.in_task = outer
 
     helpers = [pool.submit(work) for _ in range(min(threads - 1, len(tasks) - 1))]
     try:

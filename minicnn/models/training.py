@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import threading
 from collections.abc import Iterator
@@ -45,6 +46,12 @@ from minicnn.models.step import TrainingPass
 from minicnn.recording import BackwardSummary, Recording
 
 # What a deep copy of a model makes anew rather than copies.
+# predict runs batches of up to this many rows side by side, one whole batch per thread (see
+# Model._predict_side_by_side), and tells the progress bar after every SIDE_BY_SIDE_GROUP
+# batches per thread.
+SIDE_BY_SIDE_MAX_BATCH = 256
+SIDE_BY_SIDE_GROUP = 8
+
 _NOT_COPIED = ("_plans", "_idle", "_idle_lock", "_nested_plans", "_local", "_training",
                "_chain_graph")
 
@@ -635,22 +642,68 @@ class Trainer:
                            {"verbose": verbose, "steps": math.ceil(n / batch_size)})
         cbs.on_predict_begin()
         outs: list[np.ndarray] | None = None
-        with parallel.single_threaded_blas(), self._inference_plan() as plan:
-            for step, start in enumerate(range(0, n, batch_size)):
+        starts = range(0, n, batch_size)
+        side_by_side = (not callbacks and self._recording is None and len(starts) > 1
+                        and batch_size <= SIDE_BY_SIDE_MAX_BATCH)
+        with parallel.single_threaded_blas():
+            # The first batch sizes outs (an output may have None sizes); side by side, the
+            # others then run on all the threads at once.
+            for step, start in enumerate(starts[:1] if side_by_side else starts):
                 cbs.on_predict_batch_begin(step)
-                got = self.training_pass(plan).forward(
-                    [a[start:min(start + batch_size, n)] for a in xs], False, self._recording)
-                got = got if isinstance(got, list) else [got]
-                if outs is None:  # sized from the first batch: an output may have None sizes
-                    outs = [np.empty((n, *g.shape[1:]), dtype=g.dtype) for g in got]
-                for o, g in zip(outs, got, strict=True):
-                    o[start:start + batch_size] = g
+                outs = self._predict_into(outs, xs, start, min(start + batch_size, n), n,
+                                          whole=side_by_side)
                 cbs.on_predict_batch_end(step)
+            if side_by_side:
+                self._predict_side_by_side(xs, outs, starts, batch_size, cbs)
         if outs is None:
             outs = [np.empty((0, *(d or 0 for d in t.shape[1:])), dtype=self.dtype)
                     for t in self._graph.outputs]
         cbs.on_predict_end()
         return outs[0] if len(outs) == 1 else outs
+
+    def _predict_into(self, outs: list[np.ndarray] | None, xs: list[np.ndarray], start: int,
+                      stop: int, n: int, whole: bool = False) -> list[np.ndarray]:
+        """outs[k][start:stop] <- output k for rows start..stop-1 of xs; outs (one array of n
+        rows per output) is made from the first batch if None (an output's shape may have None
+        sizes). Copied before the plan goes back for another call to reuse. whole: the steps
+        run the batch as one piece, on this thread, rather than cut for the threads."""
+        cut = parallel.cut_batches([(0, stop - start)]) if whole else contextlib.nullcontext()
+        with cut, self._inference_plan() as plan:
+            got = self.training_pass(plan).forward([a[start:stop] for a in xs], False,
+                                                   self._recording)
+            got = got if isinstance(got, list) else [got]
+            if outs is None:
+                outs = [np.empty((n, *g.shape[1:]), dtype=g.dtype) for g in got]
+            for o, g in zip(outs, got, strict=True):
+                o[start:stop] = g
+        return outs
+
+    def _predict_side_by_side(self, xs: list[np.ndarray], outs: list[np.ndarray],
+                              starts: range, batch_size: int, cbs: CallbackList) -> None:
+        """predict's batches after the first, each run whole on one thread, as many at once as
+        there are threads, into outs.
+
+        Why: a step cuts its batch into pieces for the threads and waits for them all, several
+        times a batch; at Keras's default batch of 32 that is pieces of 4 images and a wait
+        every few hundred microseconds. Whole batches side by side give each thread a batch's
+        worth of work between waits (MNIST's model, 10,000 images at batch 32 on two threads:
+        0.44 s cut, 0.33 s side by side, alternating). Each batch has a plan of its own
+        (`_inference_plan`), so no scratch array is shared, and is cut the same way on any
+        number of threads. The callbacks (the progress bar only: user callbacks keep the
+        one-batch-at-a-time loop) hear of each group of batches when it is done."""
+        n = len(outs[0])
+
+        def one(start: int) -> None:
+            self._predict_into(outs, xs, start, min(start + batch_size, n), n, whole=True)
+
+        group = SIDE_BY_SIDE_GROUP * parallel.get_num_threads()
+        for first in range(1, len(starts), group):
+            steps = range(first, min(first + group, len(starts)))
+            for step in steps:
+                cbs.on_predict_batch_begin(step)
+            parallel.run([functools.partial(one, starts[step]) for step in steps])
+            for step in steps:
+                cbs.on_predict_batch_end(step)
 
     def _predict_batches(self, source, verbose, callbacks):
         params = {"verbose": verbose, "steps": source.steps}
