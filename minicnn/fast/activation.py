@@ -132,6 +132,15 @@ def activation_gradient(dout: np.ndarray, y: np.ndarray, code: int, param: float
         activation_backward(dout, y, code, param, dz)
 
 
+def bias_gradient(dz: np.ndarray, out: np.ndarray) -> None:
+    """out (F,) <- dz (M, F) summed over its rows: a conv's bias gradient, as a matrix-vector
+    product with a row of ones. NumPy's sum over axis 0 of so narrow a matrix goes a row at a
+    time: 0.34 ms against BLAS's 0.017 ms for a chunk of ResNet-20's 16-channel conv (16,384 x
+    16), paid by each of its 21 convs' 8 chunks every step. The sum goes in another order:
+    equal to float rounding."""
+    np.matmul(np.ones(dz.shape[0], dtype=dz.dtype), dz, out=out)
+
+
 class ActivationStep(Step):
     def __init__(self, layer: Layer) -> None:
         if not self.applies(layer):

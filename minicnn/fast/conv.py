@@ -29,6 +29,7 @@ from minicnn.fast.activation import (
     activation_code,
     activation_gradient,
     bias_activation_in_place,
+    bias_gradient,
     head_may_fuse,
     scratch,
 )
@@ -179,7 +180,7 @@ class ConvStep(Step):
             rows = slice(a * HW, b * HW)
             if code != LINEAR:
                 activation_gradient(dout[rows], y[rows], code, param, dz[rows])
-            np.sum(dz[rows], axis=0, out=dbias[p])
+            bias_gradient(dz[rows], dbias[p])
             if winograd:
                 winograd_chunk_backward(x, dz_4d, U, PT, PL, a, b, dU[p], dx, work, p)
                 winograd_filter_transform_backward(dU[p], dkernel[p].reshape(KH, KW, C, F))

@@ -20,6 +20,7 @@ from minicnn.fast.activation import (
     activation_code,
     activation_gradient,
     bias_activation_in_place,
+    bias_gradient,
     head_may_fuse,
     scratch,
 )
@@ -141,7 +142,7 @@ class ConvTransposeStep(Step):
             rows, out_rows = slice(a * HW, b * HW), slice(a * LL, b * LL)
             if code != LINEAR:
                 activation_gradient(dout[out_rows], y[out_rows], code, param, dz[out_rows])
-            np.sum(dz[out_rows], axis=0, out=dbias[p])
+            bias_gradient(dz[out_rows], dbias[p])
             im2col(dz_4d[a:b], KH, KW, SH, SW, PT, PL, H, W, dcols[rows])
             np.matmul(dcols[rows].T, xs[rows], out=dkernel[p])
             if dxs is not None:

@@ -22,6 +22,7 @@ from minicnn.fast.activation import (
     activation_code,
     activation_gradient,
     bias_activation_in_place,
+    bias_gradient,
     head_may_fuse,
     scratch,
 )
@@ -155,7 +156,7 @@ class DepthwiseStep(Step):
             rows = slice(a * HW, b * HW)
             if code != LINEAR:
                 activation_gradient(dout[rows], y[rows], code, param, dz[rows])
-            np.sum(dz[rows], axis=0, out=dbias[p])
+            bias_gradient(dz[rows], dbias[p])
             if self.separable:
                 np.matmul(d[a:b].reshape(-1, CM).T, dz[rows], out=dpointwise[p, 0, 0])
                 np.matmul(dz[rows], pointwise_t, out=dd[a:b].reshape(-1, CM))
