@@ -36,12 +36,20 @@ def _bn_mean_var(x, c0, c1, mu, var):
     """mu, var (C,) <- channels c0:c1 of x (M, C)'s mean and biased variance, as NumPy's
     x.mean(axis=0) and x.var(axis=0) compute them: rows added in order in x's dtype, the
     variance as the mean of (x - mu)**2 (two passes). The loops run over a row's slice with a
-    counter from 0, which numba compiles to SIMD (indexing x[m, c] or x[m, c0 + j] does not)."""
+    counter from 0, which numba compiles to SIMD (indexing x[m, c] or x[m, c0 + j] does not).
+    Four rows go into each pass over the accumulator, still added one after the other: the
+    passes are as short as a row of 8 or 16 channels, so their setup, not memory, bound the
+    sums (128 x 32 x 32 rows of 16 channels: 0.93 ms one row a pass, 0.53 four)."""
     M, n = x.shape[0], c1 - c0
     count = np.zeros(1, dtype=x.dtype)
     count[0] = M
     s = np.zeros(n, dtype=x.dtype)
-    for m in range(M):
+    M4 = M - M % 4
+    for m in range(0, M4, 4):
+        r0, r1, r2, r3 = x[m, c0:c1], x[m + 1, c0:c1], x[m + 2, c0:c1], x[m + 3, c0:c1]
+        for j in range(n):
+            s[j] = (((s[j] + r0[j]) + r1[j]) + r2[j]) + r3[j]
+    for m in range(M4, M):
         row = x[m, c0:c1]
         for j in range(n):
             s[j] += row[j]
@@ -49,7 +57,12 @@ def _bn_mean_var(x, c0, c1, mu, var):
     for j in range(n):
         mean[j] = s[j] / count[0]
         s[j] = 0.0
-    for m in range(M):
+    for m in range(0, M4, 4):
+        r0, r1, r2, r3 = x[m, c0:c1], x[m + 1, c0:c1], x[m + 2, c0:c1], x[m + 3, c0:c1]
+        for j in range(n):
+            d0, d1, d2, d3 = r0[j] - mean[j], r1[j] - mean[j], r2[j] - mean[j], r3[j] - mean[j]
+            s[j] = (((s[j] + d0 * d0) + d1 * d1) + d2 * d2) + d3 * d3
+    for m in range(M4, M):
         row = x[m, c0:c1]
         for j in range(n):
             d = row[j] - mean[j]
