@@ -221,3 +221,33 @@ def test_predict_with_callbacks_tells_them_batch_by_batch():
     assert events == [(kind, k) for k in range(7) for kind in ("begin", "end")]
     np.testing.assert_allclose(got, model.predict(x, batch_size=8, verbose=0),
                                rtol=1e-5, atol=1e-7)
+
+
+def test_evaluate_runs_small_batches_side_by_side_with_metrics_in_batch_order():
+    # The batches' losses and outputs come from the threads; the metrics take them in batch
+    # order: the same numbers as one batch at a time (to float rounding: the steps cut a batch
+    # differently), bit for bit on any number of threads, sample weights included.
+    model = mnist_cnn(seed=0)
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"],
+                  weighted_metrics=["accuracy"])
+    rng = np.random.default_rng(5)
+    x = rng.random((203, 28, 28, 1), dtype=np.float32)
+    y = to_categorical(rng.integers(0, 10, 203), 10)
+    w = rng.random(203).astype(np.float32)
+
+    class Listen(minicnn.callbacks.Callback):  # a user callback: batch by batch, as before
+        pass
+
+    one_by_one = model.evaluate(x, y, batch_size=16, sample_weight=w, verbose=0,
+                                callbacks=[Listen()])
+    before = parallel.get_num_threads()
+    try:
+        got = {}
+        for n in (1, 2, 3):
+            minicnn.set_num_threads(n)
+            got[n] = model.evaluate(x, y, batch_size=16, sample_weight=w, verbose=0)
+    finally:
+        minicnn.set_num_threads(before)
+    assert got[1] == got[2] == got[3]
+    np.testing.assert_allclose(got[2], one_by_one, rtol=1e-5)
+    assert got[2] != model.evaluate(x, y, batch_size=16, verbose=0)  # the weights count

@@ -28,7 +28,7 @@ import copy
 import functools
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -64,6 +64,28 @@ def _is_chain(model) -> bool:
             and all(node.inputs[0] is (graph.nodes[k - 1].output if k else graph.inputs[0])
                     for k, node in enumerate(graph.nodes))
             and not any(hasattr(layer, "_graph") for layer in model._compute_layers))
+
+
+def _side_by_side(steps: range, run: Callable[[int], None], done: Callable[[int], None]) -> None:
+    """run(step) for each of `steps`, as many at once as there are threads, then done(step) for
+    each in order, a group of SIDE_BY_SIDE_GROUP batches per thread at a time: how predict and
+    evaluate run batches of up to SIDE_BY_SIDE_MAX_BATCH rows.
+
+    Why: a step cuts its batch into pieces for the threads and waits for them all, several
+    times a batch; at Keras's default batch of 32 that is pieces of 4 images and a wait every
+    few hundred microseconds. Whole batches side by side give each thread a batch's worth of
+    work between waits (MNIST's model, predict on 10,000 images at batch 32, two threads:
+    0.44 s cut, 0.33 s side by side, alternating). `run` must use a plan of its own
+    (`Model._inference_plan`), so that no scratch array is shared, and run its batch whole
+    (`parallel.cut_batches`), so that a batch is cut the same way on any number of threads.
+    `done` runs on the calling thread: the progress bar and the metrics hear of the batches
+    in order, a group at a time."""
+    group = SIDE_BY_SIDE_GROUP * parallel.get_num_threads()
+    for first in range(steps.start, steps.stop, group):
+        part = range(first, min(first + group, steps.stop))
+        parallel.run([functools.partial(run, step) for step in part])
+        for step in part:
+            done(step)
 
 
 def _optional_count(value, argument: str) -> int | None:
@@ -565,8 +587,14 @@ class Trainer:
         return values if len(values) > 1 else values[0]
 
     def _evaluate(self, arrays, source, batch_size: int, callbacks=None,
-                  params=None) -> CompiledMetrics:
-        """The loss and metrics over arrays (xs, y, sw), or over a batch source's batches."""
+                  params=None, side_by_side: bool = True) -> CompiledMetrics:
+        """The loss and metrics over arrays (xs, y, sw), or over a batch source's batches.
+        side_by_side: arrays of several batches of up to SIDE_BY_SIDE_MAX_BATCH rows may run
+        whole batches on the threads at once (not with user callbacks, which hear of each
+        batch as it runs)."""
+        if (side_by_side and arrays is not None and self._recording is None
+                and batch_size < len(arrays[1]) and batch_size <= SIDE_BY_SIDE_MAX_BATCH):
+            return self._evaluate_side_by_side(arrays, batch_size, callbacks, params)
         tracker = None
         with self._inference_plan() as plan:
             passes = self.training_pass(plan)
@@ -594,6 +622,40 @@ class Trainer:
             raise ValueError("evaluate(): the data gave no batch to evaluate.")
         return tracker
 
+    def _evaluate_side_by_side(self, arrays, batch_size: int, callbacks=None,
+                               params=None) -> CompiledMetrics:
+        """`_evaluate` over arrays, whole batches side by side (`_side_by_side`): each batch's
+        loss and output on a thread, the metrics updated in batch order on this one."""
+        xs, y, sw = arrays
+        starts = range(0, len(y), batch_size)
+        results: list = [None] * len(starts)
+        tracker = self._new_metrics(y[:batch_size], fresh=True)
+
+        def rows(step: int) -> slice:
+            return slice(starts[step], starts[step] + batch_size)
+
+        def run(step: int) -> None:
+            r, bw = rows(step), None if sw is None else sw[rows(step)]
+            with parallel.cut_batches([(0, len(y[r]))]), self._inference_plan() as plan:
+                passes = self.training_pass(plan)
+                out = passes.forward([a[r] for a in xs], training=False)
+                results[step] = (passes.loss(y[r], out, bw), np.copy(out))
+
+        def done(step: int) -> None:
+            r, bw = rows(step), None if sw is None else sw[rows(step)]
+            if callbacks:
+                callbacks.on_test_batch_begin(step)
+            loss, out = results[step]
+            results[step] = None
+            tracker.update(loss, y[r], out, bw)
+            if params is not None:
+                params["steps_done"] = step + 1
+            if callbacks:
+                callbacks.on_test_batch_end(step, tracker.logs())
+
+        _side_by_side(range(len(starts)), run, done)
+        return tracker
+
     def evaluate(self, x=None, y=None, batch_size: int | None = None,
                  verbose: int | str = "auto", sample_weight=None, steps: int | None = None,
                  callbacks: list[Callback] | None = None, return_dict: bool = False):
@@ -619,7 +681,8 @@ class Trainer:
         cbs = CallbackList([*(callbacks or []), ProgbarLogger(verbose)], self, params)
         cbs.on_test_begin()
         with parallel.single_threaded_blas():
-            tracker = self._evaluate(arrays, source, batch_size, cbs, params)
+            tracker = self._evaluate(arrays, source, batch_size, cbs, params,
+                                     side_by_side=not callbacks)
         cbs.on_test_end(tracker.logs())
         return self._returned(tracker, return_dict)
 
@@ -680,30 +743,18 @@ class Trainer:
 
     def _predict_side_by_side(self, xs: list[np.ndarray], outs: list[np.ndarray],
                               starts: range, batch_size: int, cbs: CallbackList) -> None:
-        """predict's batches after the first, each run whole on one thread, as many at once as
-        there are threads, into outs.
-
-        Why: a step cuts its batch into pieces for the threads and waits for them all, several
-        times a batch; at Keras's default batch of 32 that is pieces of 4 images and a wait
-        every few hundred microseconds. Whole batches side by side give each thread a batch's
-        worth of work between waits (MNIST's model, 10,000 images at batch 32 on two threads:
-        0.44 s cut, 0.33 s side by side, alternating). Each batch has a plan of its own
-        (`_inference_plan`), so no scratch array is shared, and is cut the same way on any
-        number of threads. The callbacks (the progress bar only: user callbacks keep the
-        one-batch-at-a-time loop) hear of each group of batches when it is done."""
+        """predict's batches after the first into outs, side by side (`_side_by_side`)."""
         n = len(outs[0])
 
-        def one(start: int) -> None:
-            self._predict_into(outs, xs, start, min(start + batch_size, n), n, whole=True)
+        def run(step: int) -> None:
+            self._predict_into(outs, xs, starts[step], min(starts[step] + batch_size, n), n,
+                               whole=True)
 
-        group = SIDE_BY_SIDE_GROUP * parallel.get_num_threads()
-        for first in range(1, len(starts), group):
-            steps = range(first, min(first + group, len(starts)))
-            for step in steps:
-                cbs.on_predict_batch_begin(step)
-            parallel.run([functools.partial(one, starts[step]) for step in steps])
-            for step in steps:
-                cbs.on_predict_batch_end(step)
+        def done(step: int) -> None:
+            cbs.on_predict_batch_begin(step)
+            cbs.on_predict_batch_end(step)
+
+        _side_by_side(range(1, len(starts)), run, done)
 
     def _predict_batches(self, source, verbose, callbacks):
         params = {"verbose": verbose, "steps": source.steps}
