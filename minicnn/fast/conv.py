@@ -168,6 +168,9 @@ class ConvStep(Step):
         pieces = parallel.chunks(N)
         self.pieces = len(pieces)
         dbias = work.get("dbias", (len(pieces), F), dout.dtype)
+        # dbias as ones @ dz (BLAS's gemv): NumPy's column sums of a narrow (rows, F) matrix
+        # ran 6-20x slower (3200 x 16, LeNet conv2's chunk: 0.065 against 0.003 ms).
+        ones = work.get("ones", (N * HW,), dout.dtype)
         needs_dx = self.input_gradient
         dx = np.empty(x.shape, dtype=dout.dtype) if needs_dx else None  # handed on: never reused
         # Each chunk's partial kernel gradient, in the kernel's layout whatever the algorithm
@@ -196,7 +199,8 @@ class ConvStep(Step):
                                    dkernel[p].reshape(KH, KW, C, F), dbias[p],
                                    dx[a:b] if needs_dx else no_dx, needs_dx)
                 return
-            np.sum(dz[rows], axis=0, out=dbias[p])
+            ones[rows] = 1
+            np.dot(ones[rows], dz[rows], out=dbias[p])
             if winograd:
                 winograd_chunk_backward(x, dz_4d, U, PT, PL, a, b, dU[p], dx, work, p)
                 winograd_filter_transform_backward(dU[p], dkernel[p].reshape(KH, KW, C, F))
