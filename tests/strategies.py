@@ -62,11 +62,12 @@ class WindowSetup:
 
 
 @st.composite
-def window_setups(draw, kind: str = "conv") -> WindowSetup:
+def window_setups(draw, kind: str = "conv", max_stride: int = 3) -> WindowSetup:
     """A conv ("conv") or max-pool ("pool") geometry whose output is never empty.
 
     Batch 1..4, H and W 1..9 (odd and even), channels 1..5, windows 1..5 (pools 2..3), strides
-    1..3 (so pools overlap when the stride is below the pool size), padding "valid" or "same".
+    1..max_stride (so pools overlap when the stride is below the pool size), padding "valid"
+    or "same".
     An empty output is avoided by construction rather than rejected: with "valid" padding the
     input is drawn at least as large as the window.
     """
@@ -75,7 +76,7 @@ def window_setups(draw, kind: str = "conv") -> WindowSetup:
     KH, KW = draw(st.integers(lo, hi)), draw(st.integers(lo, hi))
     min_h, min_w = (KH, KW) if padding == "valid" else (1, 1)
     H, W = draw(st.integers(min_h, 9)), draw(st.integers(min_w, 9))
-    SH, SW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    SH, SW = draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride))
     N, C = draw(st.integers(1, 4)), draw(st.integers(1, 5))
     H_out, PT = window_geometry(H, KH, SH, padding)
     W_out, PL = window_geometry(W, KW, SW, padding)

@@ -9,6 +9,7 @@ per summed term).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,13 +30,19 @@ from minicnn.fast.kernels import (
     conv_relu_maxpool_backward,
     conv_relu_maxpool_backward_reference,
     conv_relu_maxpool_reference,
+    conv_rows,
+    conv_rows_backward,
+    conv_rows_backward_reference,
+    conv_rows_reference,
     maxpool_relu_backward,
     maxpool_relu_backward_reference,
     relu_backward,
     relu_backward_reference,
 )
+from minicnn.fast.kernels import conv_along_rows as conv_rows_module
 from minicnn.kernels import maxpool_forward_reference
 from tests.strategies import (
+    WindowSetup,
     distinct_values,
     dtypes,
     seeds,
@@ -75,6 +82,136 @@ def test_conv_direct_matches_im2col_gemm_reference(s, filters, relu, dtype, seed
     assert_sums_close(out, expected, terms=s.KH * s.KW * s.C)
     if relu:
         assert (out >= 0).all()
+
+
+# -- conv_rows --------------------------------------------------------------------------------
+# Stride-1 setups (the only stride the rows kernels take) and 1..9 filters: the SIMD loop runs
+# over a filter's outputs, and the taps go three at a time (KW = 1, 2, 4 and 5 leave 1, 2, 1
+# and 2 over).
+row_setups = functools.partial(window_setups, "conv", max_stride=1)
+row_filters = functools.partial(st.integers, 1, 9)
+
+
+def row_arrays(rng, s, F, dtype):
+    """x (N, H, W, C), kernel (KH, KW, C, F), bias (F,) and dz (N, H_out, W_out, F), N(0, 1)."""
+    return (standard_normal(rng, s.x_shape, dtype),
+            standard_normal(rng, (s.KH, s.KW, s.C, F), dtype),
+            standard_normal(rng, (F,), dtype),
+            standard_normal(rng, (s.N, s.H_out, s.W_out, F), dtype))
+
+
+def run_conv_rows(x, kernel, bias, s, kernel_function=conv_rows):
+    out = np.full((*s.out_shape[:3], len(bias)), np.nan, dtype=x.dtype)
+    kernel_function(x, kernel, bias, s.PT, s.PL, out)
+    return out
+
+
+def run_conv_rows_backward(x, dz, kernel, s, input_gradient=True):
+    """(dkernel, dbias, dx), from outputs full of NaN; dx stays NaN without input_gradient."""
+    dkernel = np.full(kernel.shape, np.nan, dtype=dz.dtype)
+    dbias = np.full(kernel.shape[3], np.nan, dtype=dz.dtype)
+    dx = np.full(s.x_shape, np.nan, dtype=dz.dtype)
+    conv_rows_backward(x, dz, kernel, s.PT, s.PL, dkernel, dbias, dx, input_gradient)
+    return dkernel, dbias, dx
+
+
+@given(s=row_setups(), F=row_filters(), dtype=dtypes(), seed=seeds())
+def test_conv_rows_matches_im2col_gemm_reference(s, F, dtype, seed):
+    x, kernel, bias, _ = row_arrays(np.random.default_rng(seed), s, F, dtype)
+    expected = conv_rows_reference(x, kernel, bias, s.PT, s.PL, s.H_out, s.W_out)
+    assert_sums_close(run_conv_rows(x, kernel, bias, s), expected, terms=s.KH * s.KW * s.C)
+
+
+@given(s=row_setups(), F=row_filters(), dtype=dtypes(), seed=seeds())
+def test_conv_rows_equals_its_plain_twin(s, F, dtype, seed):
+    """The un-jitted `_conv_rows` runs the same operations in the same order: bit for bit."""
+    x, kernel, bias, _ = row_arrays(np.random.default_rng(seed), s, F, dtype)
+    assert_exact(run_conv_rows(x, kernel, bias, s, conv_rows_module._conv_rows),
+                 run_conv_rows(x, kernel, bias, s))
+
+
+@given(s=row_setups(), F=row_filters(), input_gradient=st.booleans(), dtype=dtypes(),
+       seed=seeds())
+def test_conv_rows_backward_matches_reference(s, F, input_gradient, dtype, seed):
+    x, kernel, _, dz = row_arrays(np.random.default_rng(seed), s, F, dtype)
+    dkernel, dbias, dx = run_conv_rows_backward(x, dz, kernel, s, input_gradient)
+    ref_dkernel, ref_dbias, ref_dx = conv_rows_backward_reference(x, dz, kernel, s.PT, s.PL)
+    assert_sums_close(dkernel, ref_dkernel, terms=s.N * s.H_out * s.W_out)
+    assert_sums_close(dbias, ref_dbias, terms=s.N * s.H_out * s.W_out)
+    if input_gradient:
+        # inputs no output reads (a 'valid' conv's leftover rows and columns) get exactly 0
+        assert_sums_close(dx, ref_dx, terms=s.KH * s.KW * F)
+    else:
+        assert np.isnan(dx).all()  # untouched
+
+
+def test_conv_rows_backward_equals_its_plain_twin():
+    """The un-jitted `_conv_rows_backward` (with the plain `_row_dot`, summed in order) gives
+    the kernel's gradients to rounding, dx bit for bit."""
+    s = WindowSetup(N=2, H=5, W=6, C=2, KH=3, KW=2, SH=1, SW=1, padding="same", H_out=5,
+                    W_out=6, PT=1, PL=0)
+    x, kernel, _, dz = row_arrays(np.random.default_rng(0), s, 3, np.float64)
+    jitted = run_conv_rows_backward(x, dz, kernel, s)
+    plain = [np.full(a.shape, np.nan) for a in jitted]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_rows_module, "row_dot", conv_rows_module._row_dot)
+        conv_rows_module._conv_rows_backward(x, dz, kernel, s.PT, s.PL, *plain, True)
+    for got, want in zip(plain, jitted, strict=True):
+        assert_sums_close(got, want, terms=s.N * s.H_out * s.W_out)
+    assert_exact(plain[2], jitted[2])
+
+
+def with_non_finite_values(rng, a, fraction=0.05):
+    """a with about `fraction` of its elements NaN, +inf or -inf."""
+    a = a.copy()
+    hit = rng.random(a.shape) < fraction
+    a[hit] = rng.choice(np.array([np.nan, np.inf, -np.inf], dtype=a.dtype), size=hit.sum())
+    return a
+
+
+@given(s=row_setups(), F=row_filters(), dtype=dtypes(), seed=seeds())
+def test_conv_rows_propagates_non_finite_numbers(s, F, dtype, seed):
+    """NaN and inf in x, the kernel and dz: forward, each output is NaN, +inf or -inf exactly
+    where the reference's is (the junk positions are never written out); backward, whatever
+    the reference makes non-finite is non-finite here too (a junk position's zero times inf
+    may add NaN, never remove one), and the rest agrees."""
+    rng = np.random.default_rng(seed)
+    x, kernel, bias, dz = row_arrays(rng, s, F, dtype)
+    x, kernel, dz = (with_non_finite_values(rng, a) for a in (x, kernel, dz))
+    with np.errstate(invalid="ignore"):
+        out = run_conv_rows(x, kernel, bias, s)
+        expected = conv_rows_reference(x, kernel, bias, s.PT, s.PL, s.H_out, s.W_out)
+    for test in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(test(out), test(expected))
+    finite = np.isfinite(expected)
+    assert_sums_close(out[finite], expected[finite], terms=s.KH * s.KW * s.C)
+    with np.errstate(invalid="ignore"):
+        got = run_conv_rows_backward(x, dz, kernel, s)
+        want = conv_rows_backward_reference(x, dz, kernel, s.PT, s.PL)
+    for g, w in zip(got, want, strict=True):
+        assert not (np.isfinite(g) & ~np.isfinite(w)).any()
+        both = np.isfinite(g)
+        np.testing.assert_allclose(g[both], w[both], rtol=1e-4, atol=1e-3 * s.N * s.H * s.W)
+
+
+def test_conv_rows_by_hand():
+    """A 3x3 image of 1..9, a 2x2 kernel of ones, 'same' (Keras pads the bottom and right):
+    each output is the sum of its window, cut at the edge; dkernel[kh, kw] sums the inputs
+    tap (kh, kw) reads, and dx counts the windows holding each input."""
+    x = np.arange(1.0, 10.0).reshape(1, 3, 3, 1)
+    kernel = np.ones((2, 2, 1, 1))
+    s = WindowSetup(N=1, H=3, W=3, C=1, KH=2, KW=2, SH=1, SW=1, padding="same", H_out=3,
+                    W_out=3, PT=0, PL=0)
+    out = run_conv_rows(x, kernel, np.array([0.5]), s)
+    np.testing.assert_array_equal(out[0, :, :, 0], [[12.5, 16.5, 9.5],
+                                                    [24.5, 28.5, 15.5],
+                                                    [15.5, 17.5, 9.5]])
+    dkernel, dbias, dx = run_conv_rows_backward(x, np.ones((1, 3, 3, 1)), kernel, s)
+    np.testing.assert_array_equal(dkernel[:, :, 0, 0], [[45.0, 33.0], [39.0, 28.0]])
+    np.testing.assert_array_equal(dbias, [9.0])
+    np.testing.assert_array_equal(dx[0, :, :, 0], [[1.0, 2.0, 2.0],
+                                                   [2.0, 4.0, 4.0],
+                                                   [2.0, 4.0, 4.0]])
 
 
 # -- bias + ReLU --------------------------------------------------------------------------------

@@ -4,13 +4,16 @@ threads.
 Each chunk of samples goes through the convolution, bias and activation on its own, on whichever of
 minicnn's threads is free (minicnn/fast/parallel.py); backward, each chunk computes its partial
 kernel and bias gradients, added in chunk order afterwards. Scratch arrays are reused from step
-to step (minicnn/fast/workspace.py). The convolution is one of three algorithms, picked for the
+to step (minicnn/fast/workspace.py). The convolution is one of four algorithms, picked for the
 layer's shape when the plan is built (`step.algorithm`; the rule and its measurements are in
 minicnn/fast/conv_algorithm.py):
 - "im2col": the im2col matrix, one GEMM and the bias + activation epilogue per chunk;
 - "direct", for a tiny receptive field KH * KW * C (a first layer on grey images: 9): forward
   convolves without the im2col matrix (and the ReLU, if any); backward builds the matrix it
   needs from the input;
+- "rows", for stride 1 with few channels and filters (d2l's LeNet's first layer, 1 -> 6):
+  forward, kernel gradient and dx without the im2col matrix, SIMD along output rows
+  (minicnn/fast/kernels/conv_along_rows.py), then the same epilogue;
 - "winograd", for 3x3 stride-1 kernels: F(2x2, 3x3) (minicnn/fast/winograd.py), block by block,
   the activation applied to each block's outputs while they are in cache.
 The activation's epilogue and backward are minicnn/fast/activation.py's (`bias_relu` and
@@ -39,7 +42,7 @@ from minicnn.fast.conv_algorithm import (
     winograd_chunk,
     winograd_chunk_backward,
 )
-from minicnn.fast.kernels import conv_direct
+from minicnn.fast.kernels import conv_direct, conv_rows, conv_rows_backward
 from minicnn.fast.kernels.activations import LINEAR, RELU
 from minicnn.fast.kernels.winograd import (
     winograd_filter_transform,
@@ -118,6 +121,12 @@ class ConvStep(Step):
                 if code not in (LINEAR, RELU):
                     rows = slice(a * HW, b * HW)
                     bias_activation_in_place(z[rows], no_bias, code, param, w[rows])
+        elif self.algorithm == "rows":
+            def chunk(p: int, a: int, b: int) -> None:
+                conv_rows(x[a:b], kernel, bias, PT, PL, y[a:b])
+                if code != LINEAR:
+                    rows = slice(a * HW, b * HW)
+                    bias_activation_in_place(z[rows], no_bias, code, param, w[rows])
         elif self.algorithm == "winograd":
             U = np.empty((16, C, F), dtype=x.dtype)
             winograd_filter_transform(kernel, U)
@@ -165,10 +174,13 @@ class ConvStep(Step):
         # Each chunk's partial kernel gradient, in the kernel's layout whatever the algorithm
         # (minicnn/distributed hands these partials over to be added as here)
         dkernel = work.get("dkernel", (len(pieces), KKC, F), dout.dtype)
-        winograd = self.algorithm == "winograd"
+        winograd, by_rows = self.algorithm == "winograd", self.algorithm == "rows"
+        dz_4d = dz.reshape(N, H_out, W_out, F)
         if winograd:
             dU = work.get("dU", (len(pieces), 16, C, F), dout.dtype)
-            dz_4d = dz.reshape(N, H_out, W_out, F)
+        elif by_rows:
+            kernel = conv.kernel.value
+            no_dx = np.empty((0, 0, 0, 0), dout.dtype)  # one compiled signature, dx or not
         else:
             build_cols = cols is None  # a direct forward: build the matrix the gradients need
             if build_cols:
@@ -180,6 +192,11 @@ class ConvStep(Step):
             rows = slice(a * HW, b * HW)
             if code != LINEAR:
                 activation_gradient(dout[rows], y[rows], code, param, dz[rows])
+            if by_rows:  # the kernel sums dbias as it goes
+                conv_rows_backward(x[a:b], dz_4d[a:b], kernel, PT, PL,
+                                   dkernel[p].reshape(KH, KW, C, F), dbias[p],
+                                   dx[a:b] if needs_dx else no_dx, needs_dx)
+                return
             bias_gradient(dz[rows], dbias[p])
             if winograd:
                 winograd_chunk_backward(x, dz_4d, U, PT, PL, a, b, dU[p], dx, work, p)

@@ -1,8 +1,10 @@
 """Which algorithm a conv step runs for its layer's shape, and the Winograd pass both steps share.
 
-ConvStep and ConvPoolStep compute their convolution one of three ways, picked once, when the
+ConvStep and ConvPoolStep compute their convolution one of four ways, picked once, when the
 plan is built, by `choose_algorithm` (the rule, with the measurements behind it):
 - "direct": no im2col matrix, for a tiny receptive field (minicnn/fast/kernels/conv.py);
+- "rows": no im2col matrix either, for stride 1 with few channels and few filters, its SIMD
+  loop along the output rows (minicnn/fast/kernels/conv_along_rows.py; ConvStep only);
 - "im2col": the im2col matrix and one GEMM per chunk of the batch;
 - "winograd": F(2x2, 3x3) for 3x3 stride-1 kernels (minicnn/fast/winograd.py), 2.25x fewer
   multiplications, paid for with transforms whose cost grows with C + F rather than C * F.
@@ -11,8 +13,9 @@ plan is built, by `choose_algorithm` (the rule, with the measurements behind it)
 For study and benchmarks the choice can be forced with the environment variable
 MINICNN_CONV_ALGORITHM, read when a plan is built (compile(), or the first fit):
     auto      the rule below (the default)
-    im2col    never Winograd: the plan as it was before Winograd (direct for tiny fields)
-    winograd  Winograd for every 3x3 stride-1 conv, whatever its shape; im2col or direct else
+    im2col    neither Winograd nor rows: the plan as it was before them (direct for tiny fields)
+    winograd  Winograd for every 3x3 stride-1 conv, whatever its shape; the rule else
+    rows      rows for every stride-1 conv a ConvStep runs, whatever its shape; the rule else
 Every algorithm computes the same numbers to float rounding (tests/test_plan_winograd.py).
 """
 
@@ -32,7 +35,7 @@ from minicnn.fast.kernels.winograd import (
 from minicnn.fast.winograd import _blocks
 from minicnn.fast.workspace import Workspace
 
-SETTINGS = ("auto", "im2col", "winograd")
+SETTINGS = ("auto", "im2col", "winograd", "rows")
 ENVIRONMENT_VARIABLE = "MINICNN_CONV_ALGORITHM"
 
 # Up to this receptive field (KH * KW * C) the direct kernel beats im2col + GEMM. Measured on the
@@ -68,6 +71,27 @@ DIRECT_MAX_FIELD = 16
 WINOGRAD_MIN_CHANNELS = 16  # input channels C
 WINOGRAD_MIN_SIDE = 6  # of the outputs the step computes, H_out and W_out
 
+# The rows kernel's thresholds (auto): its time over im2col's, forward + backward (kernel
+# gradient, and dx where marked), batch 128, float32, median of 9 alternating runs, one thread
+# (threadpoolctl), load average 1.0-1.5 on the shared 2-core EPYC; (KH, KW) 'same' but where
+# marked:
+#     shape: H x W x C -> F, kernel                      im2col ms   rows ms   ratio
+#     28x28x1 -> 6, 5x5 (d2l's LeNet conv1)                 7.12       2.96     0.42
+#                       with dx                            12.72       4.25     0.33
+#     28x28x2 -> 8, 5x5, with dx                           17.27       9.01     0.52
+#     32x32x3 -> 8, 3x3                                     7.02       5.02     0.72
+#     16x16x4 -> 8, 3x3, with dx                            3.07       2.75     0.89
+#     28x28x1 -> 16, 5x5                                    7.76       7.44     0.96   (F > 8)
+#     32x32x3 -> 16, 3x3                                    8.30       9.46     1.14   (F > 8)
+#     28x28x1 -> 32, 5x5                                   10.55      14.39     1.36   (F > 8)
+#     32x32x3 -> 32, 3x3 (CIFAR conv1)                     12.24      19.08     1.56   (F > 8)
+#     14x14x6 -> 16, 5x5 'valid', with dx (LeNet conv2)     5.00       9.15     1.83   (F > 8)
+# Its work is one multiply-add per output, tap and filter, none of it shared between filters,
+# while the GEMM's speed grows with the filters (its columns) and the taps (its inner
+# dimension): few filters win, and the more channels, the less. Not measured beyond C = 4.
+ROWS_MAX_FILTERS = 8  # F
+ROWS_MAX_CHANNELS = 4  # C
+
 
 def algorithm_setting() -> str:
     """$MINICNN_CONV_ALGORITHM, or 'auto' when it is unset."""
@@ -81,14 +105,16 @@ def algorithm_setting() -> str:
 
 def choose_algorithm(kernel_size: tuple[int, int], strides: tuple[int, int],
                      H_out: int | None, W_out: int | None, C: int, F: int,
-                     setting: str | None = None) -> str:
-    """'direct', 'im2col' or 'winograd' for a conv computing H_out x W_out outputs (the pooled
-    region, for a ConvPoolStep; None if unknown) from C channels with F filters.
+                     setting: str | None = None, rows_runs: bool = True) -> str:
+    """'direct', 'rows', 'im2col' or 'winograd' for a conv computing H_out x W_out outputs (the
+    pooled region, for a ConvPoolStep; None if unknown) from C channels with F filters.
 
-    setting: 'auto', 'im2col' or 'winograd' (None: $MINICNN_CONV_ALGORITHM). With 'auto':
+    setting: 'auto', 'im2col', 'winograd' or 'rows' (None: $MINICNN_CONV_ALGORITHM);
+    rows_runs: whether the step can run 'rows' (ConvPoolStep cannot). With 'auto':
     - direct when KH * KW * C <= DIRECT_MAX_FIELD;
     - Winograd for a 3x3 stride-1 kernel with C >= WINOGRAD_MIN_CHANNELS input channels and
       both output sides >= WINOGRAD_MIN_SIDE (the measurements above);
+    - rows for stride 1 with C <= ROWS_MAX_CHANNELS and F <= ROWS_MAX_FILTERS;
     - im2col otherwise.
     """
     setting = algorithm_setting() if setting is None else setting
@@ -97,15 +123,21 @@ def choose_algorithm(kernel_size: tuple[int, int], strides: tuple[int, int],
                          f"{', '.join(SETTINGS)}. Received setting={setting!r}")
     (KH, KW), (SH, SW) = kernel_size, strides
     winograd_runs = (KH, KW, SH, SW) == (3, 3, 1, 1)
+    rows_runs = rows_runs and (SH, SW) == (1, 1)
     if setting == "winograd" and winograd_runs:
         return "winograd"
+    if setting == "rows" and rows_runs:
+        return "rows"
     if KH * KW * C <= DIRECT_MAX_FIELD:
         return "direct"
-    if (setting == "im2col" or not winograd_runs
-            or C < WINOGRAD_MIN_CHANNELS
-            or min(H_out or WINOGRAD_MIN_SIDE, W_out or WINOGRAD_MIN_SIDE) < WINOGRAD_MIN_SIDE):
+    if setting == "im2col":
         return "im2col"
-    return "winograd"
+    if (winograd_runs and C >= WINOGRAD_MIN_CHANNELS
+            and min(H_out or WINOGRAD_MIN_SIDE, W_out or WINOGRAD_MIN_SIDE) >= WINOGRAD_MIN_SIDE):
+        return "winograd"
+    if rows_runs and C <= ROWS_MAX_CHANNELS and F <= ROWS_MAX_FILTERS:
+        return "rows"
+    return "im2col"
 
 
 def winograd_chunk(x: np.ndarray, U: np.ndarray, bias: np.ndarray, PT: int, PL: int,

@@ -83,7 +83,7 @@ class ConvPoolStep(Step):
         if H is not None and W is not None:
             H_c, W_c = self._regions((None, H, W, C))[-2:]
         self.algorithm = choose_algorithm(conv.kernel_size, conv.strides, H_c, W_c, C,
-                                          conv.filters)
+                                          conv.filters, rows_runs=False)
 
     def __repr__(self) -> str:
         return f"ConvPoolStep({self.conv.name}, {self.pool.name}, algorithm={self.algorithm!r})"
