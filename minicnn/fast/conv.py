@@ -11,8 +11,9 @@ minicnn/fast/conv_algorithm.py):
 - "direct", for a tiny receptive field KH * KW * C (a first layer on grey images: 9): forward
   convolves without the im2col matrix (and the ReLU, if any); backward builds the matrix it
   needs from the input;
-- "winograd", for 3x3 stride-1 kernels: F(2x2, 3x3) (minicnn/fast/winograd.py), block by block,
-  the activation applied to each block's outputs while they are in cache.
+- "winograd" and "winograd4", for 3x3 stride-1 kernels: F(2x2, 3x3) or F(4x4, 3x3)
+  (minicnn/fast/winograd.py), block by block, the activation applied to each block's outputs
+  while they are in cache.
 The activation's epilogue and backward are minicnn/fast/activation.py's (`bias_relu` and
 `relu_backward` for ReLU, the kernels' general pair for the others). A sigmoid or softmax conv
 that ends its chain stays a LayerStep (`head_may_fuse`).
@@ -34,16 +35,13 @@ from minicnn.fast.activation import (
 )
 from minicnn.fast.conv_algorithm import (
     DIRECT_MAX_FIELD,
+    WINOGRAD,
     choose_algorithm,
     winograd_chunk,
     winograd_chunk_backward,
 )
 from minicnn.fast.kernels import conv_direct
 from minicnn.fast.kernels.activations import LINEAR, RELU
-from minicnn.fast.kernels.winograd import (
-    winograd_filter_transform,
-    winograd_filter_transform_backward,
-)
 from minicnn.fast.step import Step, computes_as
 from minicnn.fast.workspace import Workspace
 from minicnn.kernels import col2im, im2col
@@ -68,6 +66,7 @@ class ConvStep(Step):
         _, H_out, W_out, F = conv.output_shape
         self.algorithm = choose_algorithm(conv.kernel_size, conv.strides, H_out, W_out,
                                           conv.input_shape[-1], F)
+        self.winograd = WINOGRAD.get(self.algorithm)  # its tile size, or None
 
     chunked = True
 
@@ -117,9 +116,10 @@ class ConvStep(Step):
                 if code not in (LINEAR, RELU):
                     rows = slice(a * HW, b * HW)
                     bias_activation_in_place(z[rows], no_bias, code, param, w[rows])
-        elif self.algorithm == "winograd":
-            U = np.empty((16, C, F), dtype=x.dtype)
-            winograd_filter_transform(kernel, U)
+        elif self.winograd is not None:
+            wt = self.winograd
+            U = np.empty((wt.positions, C, F), dtype=x.dtype)
+            wt.filter(kernel, U)
 
             def finish(s: int, e: int) -> None:
                 if code != LINEAR:
@@ -127,7 +127,7 @@ class ConvStep(Step):
                     bias_activation_in_place(z[rows], no_bias, code, param, w[rows])
 
             def chunk(p: int, a: int, b: int) -> None:
-                winograd_chunk(x, U, bias, PT, PL, a, b, y, self.workspace, p, finish)
+                winograd_chunk(wt, x, U, bias, PT, PL, a, b, y, self.workspace, p, finish)
         else:
             cols = self.workspace.get("cols", (N * HW, KKC), x.dtype)
             kernel_2d = kernel.reshape(KKC, F)
@@ -164,9 +164,9 @@ class ConvStep(Step):
         # Each chunk's partial kernel gradient, in the kernel's layout whatever the algorithm
         # (minicnn/distributed hands these partials over to be added as here)
         dkernel = work.get("dkernel", (len(pieces), KKC, F), dout.dtype)
-        winograd = self.algorithm == "winograd"
-        if winograd:
-            dU = work.get("dU", (len(pieces), 16, C, F), dout.dtype)
+        wt = self.winograd
+        if wt is not None:
+            dU = work.get("dU", (len(pieces), wt.positions, C, F), dout.dtype)
             dz_4d = dz.reshape(N, H_out, W_out, F)
         else:
             build_cols = cols is None  # a direct forward: build the matrix the gradients need
@@ -180,9 +180,9 @@ class ConvStep(Step):
             if code != LINEAR:
                 activation_gradient(dout[rows], y[rows], code, param, dz[rows])
             np.sum(dz[rows], axis=0, out=dbias[p])
-            if winograd:
-                winograd_chunk_backward(x, dz_4d, U, PT, PL, a, b, dU[p], dx, work, p)
-                winograd_filter_transform_backward(dU[p], dkernel[p].reshape(KH, KW, C, F))
+            if wt is not None:
+                winograd_chunk_backward(wt, x, dz_4d, U, PT, PL, a, b, dU[p], dx, work, p)
+                wt.filter_backward(dU[p], dkernel[p].reshape(KH, KW, C, F))
                 return
             if build_cols:
                 im2col(x[a:b], KH, KW, SH, SW, PT, PL, H_out, W_out, cols[rows])
