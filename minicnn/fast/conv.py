@@ -66,7 +66,6 @@ class ConvStep(Step):
         _, H_out, W_out, F = conv.output_shape
         self.algorithm = choose_algorithm(conv.kernel_size, conv.strides, H_out, W_out,
                                           conv.input_shape[-1], F)
-        self.winograd = WINOGRAD.get(self.algorithm)  # its tile size, or None
 
     chunked = True
 
@@ -89,6 +88,11 @@ class ConvStep(Step):
 
     def partials(self) -> list[np.ndarray]:
         return conv_partials(self)
+
+    @property
+    def winograd(self):
+        """The Winograd tile size `algorithm` names (minicnn/fast/winograd.py), or None."""
+        return WINOGRAD.get(self.algorithm)
 
     def __repr__(self) -> str:
         return f"ConvStep({self.conv.name}, algorithm={self.algorithm!r})"

@@ -85,7 +85,11 @@ class ConvPoolStep(Step):
             H_c, W_c = self._regions((None, H, W, C))[-2:]
         self.algorithm = choose_algorithm(conv.kernel_size, conv.strides, H_c, W_c, C,
                                           conv.filters)
-        self.winograd = WINOGRAD.get(self.algorithm)  # its tile size, or None
+
+    @property
+    def winograd(self):
+        """The Winograd tile size `algorithm` names (minicnn/fast/winograd.py), or None."""
+        return WINOGRAD.get(self.algorithm)
 
     def __repr__(self) -> str:
         return f"ConvPoolStep({self.conv.name}, {self.pool.name}, algorithm={self.algorithm!r})"
