@@ -206,7 +206,7 @@ def minicnn_algorithm_ops(batch_size: int) -> tuple[dict, list[dict]]:
             C, (_, H_out, W_out, F) = x.shape[-1], conv.output_shape
             candidates = ["im2col"]
             if (KH, KW, SH, SW) == (3, 3, 1, 1):
-                candidates.append("winograd")
+                candidates += ["winograd", "winograd4"]
             if KH * KW * C <= DIRECT_TIMED_MAX_FIELD:
                 candidates.append("direct")
             out_shape = step.layers[-1].output_shape[1:]

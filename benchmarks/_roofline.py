@@ -106,10 +106,15 @@ def conv_flops(N: int, H_out: int, W_out: int, KH: int, KW: int, C: int, F: int)
     return 2 * N * H_out * W_out * KH * KW * C * F
 
 
-def winograd_flops(N: int, H_out: int, W_out: int, C: int, F: int) -> int:
-    """The GEMM FLOPs one pass of F(2x2, 3x3) executes: 16 products per 2x2 output block and
-    (c, f), the tile grid rounded up to whole blocks (transforms not counted)."""
-    return 2 * N * 16 * ((H_out + 1) // 2) * ((W_out + 1) // 2) * C * F
+# minicnn's Winograd algorithms (step.algorithm) and their tile's m x m outputs
+WINOGRAD_TILES = {"winograd": 2, "winograd4": 4}
+
+
+def winograd_flops(N: int, H_out: int, W_out: int, C: int, F: int, m: int = 2) -> int:
+    """The GEMM FLOPs one pass of F(m x m, 3x3) executes: (m + 2)^2 products per m x m output
+    block and (c, f) (16 per 2x2 block, 36 per 4x4), the tile grid rounded up to whole blocks
+    (transforms not counted)."""
+    return 2 * N * (m + 2) ** 2 * -(-H_out // m) * -(-W_out // m) * C * F
 
 
 def pass_bytes(p: str, x: int, y: int, w: int) -> int:

@@ -98,8 +98,9 @@ def executed_share(framework: str, name: str, algorithms: dict) -> float:
     (_, _, C), (H_out, W_out, F) = SHAPES[first]
     region = (H_out // 2 * 2, W_out // 2 * 2) if "+" in name else (H_out, W_out)
     nominal = _roofline.conv_flops(1, H_out, W_out, 3, 3, C, F)
-    if algorithms.get(name) == "winograd":
-        return _roofline.winograd_flops(1, *region, C, F) / nominal
+    m = _roofline.WINOGRAD_TILES.get(algorithms.get(name))
+    if m:
+        return _roofline.winograd_flops(1, *region, C, F, m) / nominal
     return _roofline.conv_flops(1, *region, 3, 3, C, F) / nominal
 
 
@@ -238,8 +239,9 @@ def algorithm_rows(units: list[dict], samples: dict, thread_counts: list[int],
                 if not fwd or not bwd:
                     continue
                 f, b = _common.summary(fwd), _common.summary(bwd)
-                executed = (_roofline.winograd_flops(batch_size, *u["computed"], C, F)
-                            if algorithm == "winograd" else
+                executed = (_roofline.winograd_flops(batch_size, *u["computed"], C, F,
+                                                     _roofline.WINOGRAD_TILES[algorithm])
+                            if algorithm in _roofline.WINOGRAD_TILES else
                             _roofline.conv_flops(batch_size, *u["computed"], KH, KW, C, F))
                 entry = {"model": u["model"], "step": u["step"], "threads": t,
                          "algorithm": algorithm, "picked": algorithm == u["picked"],

@@ -91,7 +91,8 @@ def test_bench_kernels_quick(tmp_path):
                                                          if model == "mnist_cnn"}
     assert algorithms[("mnist_cnn", "conv1+pool1")]["algorithm"] == "direct"
     assert {e["algorithm"] for e in data["algorithms"]
-            if e["step"] == "conv2+pool2" and e["model"] == "mnist_cnn"} == {"im2col", "winograd"}
+            if e["step"] == "conv2+pool2" and e["model"] == "mnist_cnn"} == {"im2col", "winograd",
+                                                                             "winograd4"}
     assert any(model == "cifar10_cnn" for model, _ in algorithms)
     assert "## Conv algorithms per layer" in markdown and "(picked)" in markdown
     rows = {(r["layer"], r["pass"]): r for r in data["rows"]}
@@ -218,6 +219,9 @@ def test_the_roofline_flags_only_what_beats_the_peak():
     assert share == pytest.approx(16 * 25 / (9 * 121))
     assert bench_kernels.executed_share("tensorflow", "conv2+pool2", winograd) == 1.0
     assert bench_kernels.executed_share("minicnn", "conv3", winograd) == 1.0
+    # by F(4x4): 9 4x4 blocks (a 12x12 grid), 36 products each
+    assert bench_kernels.executed_share("minicnn", "conv2+pool2", {
+        "conv2+pool2": "winograd4"}) == pytest.approx(36 * 9 / (9 * 121))
     assert roofline.check(150.0, share, peak=100.0) is None  # effective 150, executed 55
     assert "timing error" in roofline.check(150.0, 1.0, peak=100.0)
     # Arithmetic intensity: conv2's forward reads x and the kernel and writes y, in float32.

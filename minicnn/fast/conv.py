@@ -14,8 +14,9 @@ minicnn/fast/conv_algorithm.py):
 - "rows", for stride 1 with few channels and filters (d2l's LeNet's first layer, 1 -> 6):
   forward, kernel gradient and dx without the im2col matrix, SIMD along output rows
   (minicnn/fast/kernels/conv_along_rows.py), then the same epilogue;
-- "winograd", for 3x3 stride-1 kernels: F(2x2, 3x3) (minicnn/fast/winograd.py), block by block,
-  the activation applied to each block's outputs while they are in cache.
+- "winograd" and "winograd4", for 3x3 stride-1 kernels: F(2x2, 3x3) or F(4x4, 3x3)
+  (minicnn/fast/winograd.py), block by block, the activation applied to each block's outputs
+  while they are in cache.
 The activation's epilogue and backward are minicnn/fast/activation.py's (`bias_relu` and
 `relu_backward` for ReLU, the kernels' general pair for the others). A sigmoid or softmax conv
 that ends its chain stays a LayerStep (`head_may_fuse`).
@@ -38,16 +39,13 @@ from minicnn.fast.activation import (
 )
 from minicnn.fast.conv_algorithm import (
     DIRECT_MAX_FIELD,
+    WINOGRAD,
     choose_algorithm,
     winograd_chunk,
     winograd_chunk_backward,
 )
 from minicnn.fast.kernels import conv_direct, conv_rows, conv_rows_backward
 from minicnn.fast.kernels.activations import LINEAR, RELU
-from minicnn.fast.kernels.winograd import (
-    winograd_filter_transform,
-    winograd_filter_transform_backward,
-)
 from minicnn.fast.step import Step, computes_as
 from minicnn.fast.workspace import Workspace
 from minicnn.kernels import col2im, im2col
@@ -95,6 +93,11 @@ class ConvStep(Step):
     def partials(self) -> list[np.ndarray]:
         return conv_partials(self)
 
+    @property
+    def winograd(self):
+        """The Winograd tile size `algorithm` names (minicnn/fast/winograd.py), or None."""
+        return WINOGRAD.get(self.algorithm)
+
     def __repr__(self) -> str:
         return f"ConvStep({self.conv.name}, algorithm={self.algorithm!r})"
 
@@ -127,9 +130,10 @@ class ConvStep(Step):
                 if code != LINEAR:
                     rows = slice(a * HW, b * HW)
                     bias_activation_in_place(z[rows], no_bias, code, param, w[rows])
-        elif self.algorithm == "winograd":
-            U = np.empty((16, C, F), dtype=x.dtype)
-            winograd_filter_transform(kernel, U)
+        elif self.winograd is not None:
+            wt = self.winograd
+            U = np.empty((wt.positions, C, F), dtype=x.dtype)
+            wt.filter(kernel, U)
 
             def finish(s: int, e: int) -> None:
                 if code != LINEAR:
@@ -137,7 +141,7 @@ class ConvStep(Step):
                     bias_activation_in_place(z[rows], no_bias, code, param, w[rows])
 
             def chunk(p: int, a: int, b: int) -> None:
-                winograd_chunk(x, U, bias, PT, PL, a, b, y, self.workspace, p, finish)
+                winograd_chunk(wt, x, U, bias, PT, PL, a, b, y, self.workspace, p, finish)
         else:
             cols = self.workspace.get("cols", (N * HW, KKC), x.dtype)
             kernel_2d = kernel.reshape(KKC, F)
@@ -174,10 +178,10 @@ class ConvStep(Step):
         # Each chunk's partial kernel gradient, in the kernel's layout whatever the algorithm
         # (minicnn/distributed hands these partials over to be added as here)
         dkernel = work.get("dkernel", (len(pieces), KKC, F), dout.dtype)
-        winograd, by_rows = self.algorithm == "winograd", self.algorithm == "rows"
+        wt, by_rows = self.winograd, self.algorithm == "rows"
         dz_4d = dz.reshape(N, H_out, W_out, F)
-        if winograd:
-            dU = work.get("dU", (len(pieces), 16, C, F), dout.dtype)
+        if wt is not None:
+            dU = work.get("dU", (len(pieces), wt.positions, C, F), dout.dtype)
         elif by_rows:
             kernel = conv.kernel.value
             no_dx = np.empty((0, 0, 0, 0), dout.dtype)  # one compiled signature, dx or not
@@ -198,9 +202,9 @@ class ConvStep(Step):
                                    dx[a:b] if needs_dx else no_dx, needs_dx)
                 return
             bias_gradient(dz[rows], dbias[p])
-            if winograd:
-                winograd_chunk_backward(x, dz_4d, U, PT, PL, a, b, dU[p], dx, work, p)
-                winograd_filter_transform_backward(dU[p], dkernel[p].reshape(KH, KW, C, F))
+            if wt is not None:
+                winograd_chunk_backward(wt, x, dz_4d, U, PT, PL, a, b, dU[p], dx, work, p)
+                wt.filter_backward(dU[p], dkernel[p].reshape(KH, KW, C, F))
                 return
             if build_cols:
                 im2col(x[a:b], KH, KW, SH, SW, PT, PL, H_out, W_out, cols[rows])

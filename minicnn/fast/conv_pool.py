@@ -14,12 +14,12 @@ conv steps' epilogue (minicnn/fast/activation.py), and backward multiplies the p
 by their derivative before routing it. (A conv without activation is left to ConvStep, as
 tests/test_plan.py expects.)
 
-The convolution is "direct" (a tiny receptive field: it joins the one pass), "im2col" or
-"winograd" (3x3 kernels), picked for the layer's shape when the plan is built (`step.algorithm`;
-the rule is in minicnn/fast/conv_algorithm.py). Either of the last two writes the conv outputs,
-without bias, on the pooled region only; bias, ReLU and pool follow in one pass, block by block
-for Winograd while its outputs are in cache, and backward is the same routing pass followed by
-that algorithm's adjoint.
+The convolution is "direct" (a tiny receptive field: it joins the one pass), "im2col", or
+"winograd" or "winograd4" (3x3 kernels), picked for the layer's shape when the plan is built
+(`step.algorithm`; the rule is in minicnn/fast/conv_algorithm.py). Im2col and Winograd write
+the conv outputs, without bias, on the pooled region only; bias, ReLU and pool follow in one
+pass, block by block for Winograd while its outputs are in cache, and backward is the same
+routing pass followed by that algorithm's adjoint.
 """
 
 from __future__ import annotations
@@ -37,7 +37,12 @@ from minicnn.fast.activation import (
     scratch,
 )
 from minicnn.fast.conv import conv_params, conv_partials
-from minicnn.fast.conv_algorithm import choose_algorithm, winograd_chunk, winograd_chunk_backward
+from minicnn.fast.conv_algorithm import (
+    WINOGRAD,
+    choose_algorithm,
+    winograd_chunk,
+    winograd_chunk_backward,
+)
 from minicnn.fast.kernels import (
     bias_relu_maxpool,
     conv_direct,
@@ -46,10 +51,6 @@ from minicnn.fast.kernels import (
     maxpool_relu_backward,
 )
 from minicnn.fast.kernels.activations import LINEAR, RELU, SOFTMAX
-from minicnn.fast.kernels.winograd import (
-    winograd_filter_transform,
-    winograd_filter_transform_backward,
-)
 from minicnn.fast.step import Step, computes_as
 from minicnn.fast.workspace import Workspace
 from minicnn.kernels import col2im, im2col
@@ -63,7 +64,7 @@ class ConvPoolCache(NamedTuple):
     cols: np.ndarray | None  # (N * H_c * W_c, KH * KW * C) over the pooled region (im2col)
     out: np.ndarray  # (N, H_p, W_p, F), the pooled output
     argmax: np.ndarray  # (N, H_p, W_p, F), flat index i * W_c + j of each window's winner
-    U: np.ndarray | None  # (16, C, F), the Winograd-transformed kernel (winograd)
+    U: np.ndarray | None  # (positions, C, F), the Winograd-transformed kernel (winograd)
 
 
 class ConvPoolStep(Step):
@@ -84,6 +85,11 @@ class ConvPoolStep(Step):
             H_c, W_c = self._regions((None, H, W, C))[-2:]
         self.algorithm = choose_algorithm(conv.kernel_size, conv.strides, H_c, W_c, C,
                                           conv.filters, rows_runs=False)
+
+    @property
+    def winograd(self):
+        """The Winograd tile size `algorithm` names (minicnn/fast/winograd.py), or None."""
+        return WINOGRAD.get(self.algorithm)
 
     def __repr__(self) -> str:
         return f"ConvPoolStep({self.conv.name}, {self.pool.name}, algorithm={self.algorithm!r})"
@@ -161,15 +167,16 @@ class ConvPoolStep(Step):
                 conv_direct(x[a:b], kernel, bias, 1, 1, 0, 0, False,
                             z[a * HW:b * HW].reshape(b - a, H_c, W_c, F))
                 pool(a, b, no_bias)
-        elif self.algorithm == "winograd":
-            U = np.empty((16, C, F), dtype=x.dtype)
-            winograd_filter_transform(kernel, U)
+        elif self.winograd is not None:
+            wt = self.winograd
+            U = np.empty((wt.positions, C, F), dtype=x.dtype)
+            wt.filter(kernel, U)
 
             def finish(s: int, e: int) -> None:
                 pool(s, e, bias)  # the bias joins the activation and pool pass
 
             def chunk(p: int, a: int, b: int) -> None:
-                winograd_chunk(x, U, no_bias, 0, 0, a, b, z.reshape(N, H_c, W_c, F),
+                winograd_chunk(wt, x, U, no_bias, 0, 0, a, b, z.reshape(N, H_c, W_c, F),
                                self.workspace, p, finish)
         else:
             cols = self.workspace.get("cols", (N * HW, KH * KW * C), x.dtype)
@@ -220,16 +227,17 @@ class ConvPoolStep(Step):
                                     param, g[a:b].reshape(-1, F_p))
             return g[a:b]
 
-        if self.algorithm == "winograd":
-            dU = work.get("dU", (len(pieces), 16, C, F), x.dtype)
+        wt = self.winograd
+        if wt is not None:
+            dU = work.get("dU", (len(pieces), wt.positions, C, F), x.dtype)
             dz = work.get("dz", (N * HW, F), dout.dtype)
 
             def chunk(p: int, a: int, b: int) -> None:
                 maxpool_relu_backward(gradient_at_z(a, b), out[a:b], argmax[a:b], b - a, H_c, W_c,
                                       dz[a * HW:b * HW], dbias[p], relu)
-                winograd_chunk_backward(x, dz.reshape(N, H_c, W_c, F), U, 0, 0, a, b, dU[p], dx,
-                                        work, p)
-                winograd_filter_transform_backward(dU[p], dkernel[p].reshape(KH, KW, C, F))
+                winograd_chunk_backward(wt, x, dz.reshape(N, H_c, W_c, F), U, 0, 0, a, b, dU[p],
+                                        dx, work, p)
+                wt.filter_backward(dU[p], dkernel[p].reshape(KH, KW, C, F))
         elif cols is None and not needs_dx:
             def chunk(p: int, a: int, b: int) -> None:
                 conv_relu_maxpool_backward(x[a:b], gradient_at_z(a, b), out[a:b], argmax[a:b],

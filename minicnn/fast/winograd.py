@@ -79,21 +79,42 @@ added in chunk order, so results are the same bit for bit on any number of threa
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
 from minicnn.fast import parallel
-from minicnn.fast.kernels.winograd import (
-    winograd_filter_transform,
-    winograd_filter_transform_backward,
-    winograd_input_transform,
-    winograd_input_transform_backward,
-    winograd_output_transform,
-    winograd_output_transform_backward,
-)
+from minicnn.fast.kernels import winograd as f2x2
+from minicnn.fast.kernels import winograd4 as f4x4
 from minicnn.fast.workspace import Workspace
 from minicnn.layers._args import padding_mode, window_geometry
+
+
+class WinogradTransforms(NamedTuple):
+    """One of the two tile sizes: F(m x m, 3x3) outputs m x m per tile of (m + 2)^2 positions.
+    The kernels take the same arguments in both (minicnn/fast/kernels/winograd.py's), with
+    V, U and M of `positions` rows."""
+
+    m: int
+    input: Callable
+    input_backward: Callable
+    filter: Callable
+    filter_backward: Callable
+    output: Callable
+    output_backward: Callable
+
+    @property
+    def positions(self) -> int:
+        return (self.m + 2) ** 2
+
+    def tiles(self, H_out: int, W_out: int) -> tuple[int, int]:
+        """The tile grid (TH, TW) covering H_out x W_out outputs."""
+        return -(-H_out // self.m), -(-W_out // self.m)
+
+
+F2X2 = WinogradTransforms(2, *f2x2.WINOGRAD_KERNELS)
+F4X4 = WinogradTransforms(4, *f4x4.WINOGRAD4_KERNELS)
 
 
 class WinogradGeometry(NamedTuple):
@@ -101,18 +122,19 @@ class WinogradGeometry(NamedTuple):
     W_out: int
     PT: int  # zero rows above the input
     PL: int  # zero columns left of it
-    TH: int  # tile rows: ceil(H_out / 2)
-    TW: int  # tile columns: ceil(W_out / 2)
+    TH: int  # tile rows: ceil(H_out / m)
+    TW: int  # tile columns: ceil(W_out / m)
 
 
-def winograd_geometry(H: int, W: int, padding: str) -> WinogradGeometry:
-    """Output size, leading padding and tile grid of a 3x3 stride-1 conv on an H x W input."""
+def winograd_geometry(H: int, W: int, padding: str, m: int = 2) -> WinogradGeometry:
+    """Output size, leading padding and tile grid (m x m outputs a tile) of a 3x3 stride-1 conv
+    on an H x W input."""
     H_out, PT = window_geometry(H, 3, 1, padding)
     W_out, PL = window_geometry(W, 3, 1, padding)
     if H_out <= 0 or W_out <= 0:
         raise ValueError(f"A 3x3 kernel does not fit an input of {H}x{W} with "
                          f"padding='{padding}'")
-    return WinogradGeometry(H_out, W_out, PT, PL, (H_out + 1) // 2, (W_out + 1) // 2)
+    return WinogradGeometry(H_out, W_out, PT, PL, -(-H_out // m), -(-W_out // m))
 
 
 # A chunk is worked through in blocks of whole samples with about this many tiles, so that a
@@ -130,16 +152,18 @@ def _blocks(a: int, b: int, T: int) -> list[tuple[int, int]]:
 class WinogradCache(NamedTuple):
     x: np.ndarray  # (N, H, W, C): backward transforms it again, block by block
     geometry: WinogradGeometry
-    U: np.ndarray  # (16, C, F), the transformed kernel
+    U: np.ndarray  # (positions, C, F), the transformed kernel
+    transforms: WinogradTransforms
 
 
 def winograd_conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: str,
-                    workspace: Workspace | None = None) -> tuple[np.ndarray, WinogradCache]:
+                    workspace: Workspace | None = None,
+                    transforms: WinogradTransforms = F2X2) -> tuple[np.ndarray, WinogradCache]:
     """y = conv(x, kernel) + bias, stride 1; x (N, H, W, C), kernel (3, 3, C, F), bias (F,) or
     None; returns y (N, H_out, W_out, F) and what the backward pass needs.
 
     Scratch arrays come from `workspace` when given (reused from call to call, as the fast
-    plan's steps do).
+    plan's steps do). transforms: F2X2 or F4X4, the tile size.
     """
     padding = padding_mode(padding)
     x = np.ascontiguousarray(x)
@@ -153,25 +177,26 @@ def winograd_conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, 
                          f"bias {None if bias is None else bias.dtype}")
     N, H, W, C = x.shape
     F = kernel.shape[3]
-    geo = winograd_geometry(H, W, padding)
+    wt = transforms
+    geo = winograd_geometry(H, W, padding, wt.m)
     T = geo.TH * geo.TW  # tiles per sample
     work = workspace or Workspace()
     bias = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias)
-    U = np.empty((16, C, F), dtype=x.dtype)
-    winograd_filter_transform(np.ascontiguousarray(kernel), U)
+    U = np.empty((wt.positions, C, F), dtype=x.dtype)
+    wt.filter(np.ascontiguousarray(kernel), U)
     y = np.empty((N, geo.H_out, geo.W_out, F), dtype=x.dtype)  # handed on: never reused
 
     def chunk(p: int, a: int, b: int) -> None:
         for s, e in _blocks(a, b, T):
-            # position-major (16, tiles, K): each of the 16 GEMMs on contiguous matrices
-            V = work.get(f"V{p}", (16, (e - s) * T, C), x.dtype)
-            M = work.get(f"M{p}", (16, (e - s) * T, F), x.dtype)
-            winograd_input_transform(x[s:e], geo.PT, geo.PL, geo.TH, geo.TW, V)
+            # position-major (positions, tiles, K): each GEMM on contiguous matrices
+            V = work.get(f"V{p}", (wt.positions, (e - s) * T, C), x.dtype)
+            M = work.get(f"M{p}", (wt.positions, (e - s) * T, F), x.dtype)
+            wt.input(x[s:e], geo.PT, geo.PL, geo.TH, geo.TW, V)
             np.matmul(V, U, out=M)
-            winograd_output_transform(M, bias, geo.TH, geo.TW, y[s:e])
+            wt.output(M, bias, geo.TH, geo.TW, y[s:e])
     parallel.run([functools.partial(chunk, p, a, b)
                   for p, (a, b) in enumerate(parallel.chunks(N))])
-    return y, WinogradCache(x, geo, U)
+    return y, WinogradCache(x, geo, U, wt)
 
 
 def winograd_conv2d_backward(dout: np.ndarray, cache: WinogradCache,
@@ -179,8 +204,8 @@ def winograd_conv2d_backward(dout: np.ndarray, cache: WinogradCache,
                              ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """dout (N, H_out, W_out, F) -> dx (N, H, W, C) (None if not input_gradient),
     dkernel (3, 3, C, F), dbias (F,)."""
-    x, geo, U = cache
-    (N, H, W, C), F = x.shape, U.shape[2]
+    x, geo, U, wt = cache
+    (N, H, W, C), F, P = x.shape, U.shape[2], U.shape[0]
     if dout.shape != (N, geo.H_out, geo.W_out, F):
         raise ValueError(f"Invalid value for argument `dout`. Expected shape "
                          f"{(N, geo.H_out, geo.W_out, F)}. Received dout.shape={dout.shape}")
@@ -188,33 +213,33 @@ def winograd_conv2d_backward(dout: np.ndarray, cache: WinogradCache,
     T = geo.TH * geo.TW
     work = workspace or Workspace()
     pieces = parallel.chunks(N)
-    dU = work.get("dU", (len(pieces), 16, C, F), dout.dtype)
+    dU = work.get("dU", (len(pieces), P, C, F), dout.dtype)
     dbias = work.get("dbias", (len(pieces), F), dout.dtype)
     dx = np.empty((N, H, W, C), dtype=dout.dtype) if input_gradient else None
-    # (16, F, C), contiguous: the batched GEMM with a transposed view ran 1.6x slower
+    # (positions, F, C), contiguous: the batched GEMM with a transposed view ran 1.6x slower
     U_t = np.ascontiguousarray(U.transpose(0, 2, 1))
 
     def chunk(p: int, a: int, b: int) -> None:
-        dU_block = work.get(f"dU{p}", (16, C, F), dout.dtype)
+        dU_block = work.get(f"dU{p}", (P, C, F), dout.dtype)
         blocks = _blocks(a, b, T)
         if not blocks:  # an empty batch
             dU[p] = 0.0
         for k, (s, e) in enumerate(blocks):
-            V = work.get(f"V{p}", (16, (e - s) * T, C), dout.dtype)
-            dM = work.get(f"dM{p}", (16, (e - s) * T, F), dout.dtype)
-            winograd_input_transform(x[s:e], geo.PT, geo.PL, geo.TH, geo.TW, V)
-            winograd_output_transform_backward(dout[s:e], geo.TH, geo.TW, dM)
+            V = work.get(f"V{p}", (P, (e - s) * T, C), dout.dtype)
+            dM = work.get(f"dM{p}", (P, (e - s) * T, F), dout.dtype)
+            wt.input(x[s:e], geo.PT, geo.PL, geo.TH, geo.TW, V)
+            wt.output_backward(dout[s:e], geo.TH, geo.TW, dM)
             if k == 0:
                 np.matmul(V.transpose(0, 2, 1), dM, out=dU[p])
             else:
                 np.matmul(V.transpose(0, 2, 1), dM, out=dU_block)
                 dU[p] += dU_block
             if input_gradient:
-                dV = work.get(f"dV{p}", (16, (e - s) * T, C), dout.dtype)
+                dV = work.get(f"dV{p}", (P, (e - s) * T, C), dout.dtype)
                 np.matmul(dM, U_t, out=dV)
-                winograd_input_transform_backward(dV, geo.PT, geo.PL, geo.TH, geo.TW, dx[s:e])
+                wt.input_backward(dV, geo.PT, geo.PL, geo.TH, geo.TW, dx[s:e])
         np.sum(dout[a:b], axis=(0, 1, 2), out=dbias[p])
     parallel.run([functools.partial(chunk, p, a, b) for p, (a, b) in enumerate(pieces)])
     dkernel = np.empty((3, 3, C, F), dtype=dout.dtype)
-    winograd_filter_transform_backward(np.sum(dU, axis=0), dkernel)
+    wt.filter_backward(np.sum(dU, axis=0), dkernel)
     return dx, dkernel, np.sum(dbias, axis=0)

@@ -35,6 +35,8 @@ kernel has a plain NumPy twin `foo_reference` at the end of the module that mult
 matrices above; tests/test_winograd.py compares them.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -272,77 +274,123 @@ WINOGRAD_KERNELS = (winograd_input_transform, winograd_input_transform_backward,
 
 
 # -- plain NumPy twins: the matrices written out -------------------------------------------------
-B_T = np.array([[1, 0, -1, 0],
-                [0, 1, 1, 0],
-                [0, -1, 1, 0],
-                [0, 1, 0, -1]], dtype=np.float64)
-G = np.array([[1, 0, 0],
-              [0.5, 0.5, 0.5],
-              [0.5, -0.5, 0.5],
-              [0, 0, 1]], dtype=np.float64)
-A_T = np.array([[1, 1, 1, 0],
-                [0, 1, -1, -1]], dtype=np.float64)
+class WinogradMatrices(NamedTuple):
+    """F(m x m, 3x3)'s transforms: B_T (alpha, alpha), G (alpha, 3), A_T (m, alpha), where
+    alpha = m + 2."""
+
+    B_T: np.ndarray
+    G: np.ndarray
+    A_T: np.ndarray
+
+    @property
+    def m(self) -> int:  # outputs per tile side, the tiles' stride
+        return self.A_T.shape[0]
+
+    @property
+    def alpha(self) -> int:  # input tile side
+        return self.B_T.shape[0]
 
 
-def _padded_size(TH, TW):
-    """The padded input the tile grid covers: 2 * TH + 2 rows, 2 * TW + 2 columns."""
-    return 2 * TH + 2, 2 * TW + 2
+F2X2_MATRICES = WinogradMatrices(
+    B_T=np.array([[1, 0, -1, 0],
+                  [0, 1, 1, 0],
+                  [0, -1, 1, 0],
+                  [0, 1, 0, -1]], dtype=np.float64),
+    G=np.array([[1, 0, 0],
+                [0.5, 0.5, 0.5],
+                [0.5, -0.5, 0.5],
+                [0, 0, 1]], dtype=np.float64),
+    A_T=np.array([[1, 1, 1, 0],
+                  [0, 1, -1, -1]], dtype=np.float64))
+# minicnn/fast/kernels/winograd4.py's, from the points 0, 1, -1, 2, -2 and infinity
+F4X4_MATRICES = WinogradMatrices(
+    B_T=np.array([[4, 0, -5, 0, 1, 0],
+                  [0, -4, -4, 1, 1, 0],
+                  [0, 4, -4, -1, 1, 0],
+                  [0, -2, -1, 2, 1, 0],
+                  [0, 2, -1, -2, 1, 0],
+                  [0, 4, 0, -5, 0, 1]], dtype=np.float64),
+    G=np.array([[1 / 4, 0, 0],
+                [-1 / 6, -1 / 6, -1 / 6],
+                [-1 / 6, 1 / 6, -1 / 6],
+                [1 / 24, 1 / 12, 1 / 6],
+                [1 / 24, -1 / 12, 1 / 6],
+                [0, 0, 1]], dtype=np.float64),
+    A_T=np.array([[1, 1, 1, 1, 1, 0],
+                  [0, 1, -1, 2, -2, 0],
+                  [0, 1, 1, 4, 4, 0],
+                  [0, 1, -1, 8, -8, 1]], dtype=np.float64))
 
 
-def winograd_input_transform_reference(x, PT, PL, TH, TW):
-    """Pad x (N, H, W, C) explicitly, cut its 4x4 tiles, return V (16, N * TH * TW, C)."""
+def _padded_size(TH, TW, m=2):
+    """The padded input the tile grid covers: m * TH + 2 rows, m * TW + 2 columns."""
+    return m * TH + 2, m * TW + 2
+
+
+def winograd_input_transform_reference(x, PT, PL, TH, TW, matrices=F2X2_MATRICES):
+    """Pad x (N, H, W, C) explicitly, cut its alpha x alpha tiles (stride m), return
+    V (alpha^2, N * TH * TW, C)."""
     N, H, W, C = x.shape
-    HP, WP = _padded_size(TH, TW)
+    B_T, m, a = matrices.B_T.astype(x.dtype), matrices.m, matrices.alpha
+    HP, WP = _padded_size(TH, TW, m)
     xp = np.zeros((N, HP, WP, C), dtype=x.dtype)
     xp[:, PT:PT + H, PL:PL + W] = x
-    d = np.lib.stride_tricks.sliding_window_view(xp, (4, 4), axis=(1, 2))[:, ::2, ::2]
-    V = B_T.astype(x.dtype) @ d @ B_T.T.astype(x.dtype)  # (N, TH, TW, C, 4, 4)
-    return np.ascontiguousarray(V.transpose(4, 5, 0, 1, 2, 3)).reshape(16, N * TH * TW, C)
+    d = np.lib.stride_tricks.sliding_window_view(xp, (a, a), axis=(1, 2))[:, ::m, ::m]
+    V = B_T @ d @ B_T.T  # (N, TH, TW, C, a, a)
+    return np.ascontiguousarray(V.transpose(4, 5, 0, 1, 2, 3)).reshape(a * a, N * TH * TW, C)
 
 
-def winograd_input_transform_backward_reference(dV, x_shape, PT, PL, TH, TW):
+def winograd_input_transform_backward_reference(dV, x_shape, PT, PL, TH, TW,
+                                                matrices=F2X2_MATRICES):
     """B dV B^T per tile, added onto an explicitly padded buffer, cropped; returns dx."""
     N, H, W, C = x_shape
-    dv = dV.reshape(4, 4, N, TH, TW, C).transpose(2, 3, 4, 5, 0, 1)
-    dd = B_T.T.astype(dV.dtype) @ dv @ B_T.astype(dV.dtype)  # (N, TH, TW, C, 4, 4)
-    dxp = np.zeros((N, *_padded_size(TH, TW), C), dtype=dV.dtype)
+    B_T, m, a = matrices.B_T.astype(dV.dtype), matrices.m, matrices.alpha
+    dv = dV.reshape(a, a, N, TH, TW, C).transpose(2, 3, 4, 5, 0, 1)
+    dd = B_T.T @ dv @ B_T  # (N, TH, TW, C, a, a)
+    dxp = np.zeros((N, *_padded_size(TH, TW, m), C), dtype=dV.dtype)
     for ti in range(TH):
         for tj in range(TW):
-            dxp[:, 2 * ti:2 * ti + 4, 2 * tj:2 * tj + 4] += dd[:, ti, tj].transpose(0, 2, 3, 1)
+            dxp[:, m * ti:m * ti + a, m * tj:m * tj + a] += dd[:, ti, tj].transpose(0, 2, 3, 1)
     return dxp[:, PT:PT + H, PL:PL + W]
 
 
-def winograd_filter_transform_reference(kernel):
-    """G g G^T for every filter of kernel (3, 3, C, F); returns U (16, C, F)."""
+def winograd_filter_transform_reference(kernel, matrices=F2X2_MATRICES):
+    """G g G^T for every filter of kernel (3, 3, C, F); returns U (alpha^2, C, F)."""
     _, _, C, F = kernel.shape
+    G, a = matrices.G.astype(kernel.dtype), matrices.alpha
     g = kernel.transpose(2, 3, 0, 1)  # (C, F, 3, 3)
-    U = G.astype(kernel.dtype) @ g @ G.T.astype(kernel.dtype)  # (C, F, 4, 4)
-    return np.ascontiguousarray(U.transpose(2, 3, 0, 1)).reshape(16, C, F)
+    U = G @ g @ G.T  # (C, F, a, a)
+    return np.ascontiguousarray(U.transpose(2, 3, 0, 1)).reshape(a * a, C, F)
 
 
-def winograd_filter_transform_backward_reference(dU):
-    """G^T dU G for every channel and filter of dU (16, C, F); returns dkernel (3, 3, C, F)."""
+def winograd_filter_transform_backward_reference(dU, matrices=F2X2_MATRICES):
+    """G^T dU G for every channel and filter of dU (alpha^2, C, F); returns dkernel
+    (3, 3, C, F)."""
     _, C, F = dU.shape
-    du = dU.reshape(4, 4, C, F).transpose(2, 3, 0, 1)  # (C, F, 4, 4)
-    dg = G.T.astype(dU.dtype) @ du @ G.astype(dU.dtype)  # (C, F, 3, 3)
+    G, a = matrices.G.astype(dU.dtype), matrices.alpha
+    du = dU.reshape(a, a, C, F).transpose(2, 3, 0, 1)  # (C, F, a, a)
+    dg = G.T @ du @ G  # (C, F, 3, 3)
     return np.ascontiguousarray(dg.transpose(2, 3, 0, 1))
 
 
-def winograd_output_transform_reference(M, bias, N, TH, TW, H_out, W_out):
-    """A^T m A + bias per tile of M (16, N * TH * TW, F), laid out and cropped to y."""
+def winograd_output_transform_reference(M, bias, N, TH, TW, H_out, W_out,
+                                        matrices=F2X2_MATRICES):
+    """A^T m A + bias per tile of M (alpha^2, N * TH * TW, F), laid out and cropped to y."""
     F = M.shape[-1]
-    m = M.reshape(4, 4, N, TH, TW, F).transpose(2, 3, 4, 5, 0, 1)
-    Y = A_T.astype(M.dtype) @ m @ A_T.T.astype(M.dtype)  # (N, TH, TW, F, 2, 2)
-    y = Y.transpose(0, 1, 4, 2, 5, 3).reshape(N, 2 * TH, 2 * TW, F)
+    A_T, m, a = matrices.A_T.astype(M.dtype), matrices.m, matrices.alpha
+    mt = M.reshape(a, a, N, TH, TW, F).transpose(2, 3, 4, 5, 0, 1)
+    Y = A_T @ mt @ A_T.T  # (N, TH, TW, F, m, m)
+    y = Y.transpose(0, 1, 4, 2, 5, 3).reshape(N, m * TH, m * TW, F)
     return np.ascontiguousarray(y[:, :H_out, :W_out] + bias)
 
 
-def winograd_output_transform_backward_reference(dout, TH, TW):
-    """dout (N, H_out, W_out, F) zero-padded to the tile grid, A dy A^T per 2x2 block; returns
-    dM (16, N * TH * TW, F)."""
+def winograd_output_transform_backward_reference(dout, TH, TW, matrices=F2X2_MATRICES):
+    """dout (N, H_out, W_out, F) zero-padded to the tile grid, A dy A^T per m x m block;
+    returns dM (alpha^2, N * TH * TW, F)."""
     N, H_out, W_out, F = dout.shape
-    dy = np.zeros((N, 2 * TH, 2 * TW, F), dtype=dout.dtype)
+    A_T, m, a = matrices.A_T.astype(dout.dtype), matrices.m, matrices.alpha
+    dy = np.zeros((N, m * TH, m * TW, F), dtype=dout.dtype)
     dy[:, :H_out, :W_out] = dout
-    dy = dy.reshape(N, TH, 2, TW, 2, F).transpose(0, 1, 3, 5, 2, 4)  # (N, TH, TW, F, 2, 2)
-    dM = A_T.T.astype(dout.dtype) @ dy @ A_T.astype(dout.dtype)  # (N, TH, TW, F, 4, 4)
-    return np.ascontiguousarray(dM.transpose(4, 5, 0, 1, 2, 3)).reshape(16, N * TH * TW, F)
+    dy = dy.reshape(N, TH, m, TW, m, F).transpose(0, 1, 3, 5, 2, 4)  # (N, TH, TW, F, m, m)
+    dM = A_T.T @ dy @ A_T  # (N, TH, TW, F, a, a)
+    return np.ascontiguousarray(dM.transpose(4, 5, 0, 1, 2, 3)).reshape(a * a, N * TH * TW, F)
