@@ -33,8 +33,9 @@ from minicnn.fast.step import LayerStep
 from minicnn.models import Model, recipes
 from tests.strategies import dtypes, seeds, standard_normal, window_setups
 from tests.test_plan import scale_close
+from tests.test_plan_winograd import conv_algorithm
 from tests.test_signatures import kernel_signatures
-from tests.tolerances import PLAN_TRAINING_ATOL
+from tests.tolerances import PLAN_TRAINING_ATOL, PLAN_TRAINING_ATOL_WINOGRAD4
 
 
 def sprinkle_nonfinite(rng, a: np.ndarray) -> np.ndarray:
@@ -275,20 +276,25 @@ def test_fan_out_graph_trains_like_the_reference(monkeypatch):
     assert 0 < sums[True] < sums[False], sums
 
 
-def test_resnet20_trains_like_the_reference():
-    """Two SGD steps of the real thing at batch 4: 9 Add + ReLU steps, their sums in place."""
+@pytest.mark.parametrize(("setting", "atol"), [("winograd", PLAN_TRAINING_ATOL),
+                                               ("auto", PLAN_TRAINING_ATOL_WINOGRAD4)])
+def test_resnet20_trains_like_the_reference(setting, atol):
+    """Two SGD steps of the real thing at batch 4: 9 Add + ReLU steps, their sums in place;
+    with F(2x2) Winograd the plan rounds as closely as im2col, with the plan's own choice
+    (F(4x4) for 16 convs) to F(4x4)'s float32 rounding."""
     rng = np.random.default_rng(0)
     x = rng.random((4, 32, 32, 3), dtype=np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 4)]
-    models = [recipes.resnet20(seed=0, augment=False) for _ in range(2)]
-    models[1].set_weights(models[0].get_weights())
-    models[1].compile("sgd", "categorical_crossentropy", fast=False)
-    models[0].compile("sgd", "categorical_crossentropy")
-    for _ in range(2):
-        losses = [m.train_on_batch(x, y) for m in models]
-        np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    with conv_algorithm(setting):
+        models = [recipes.resnet20(seed=0, augment=False) for _ in range(2)]
+        models[1].set_weights(models[0].get_weights())
+        models[1].compile("sgd", "categorical_crossentropy", fast=False)
+        models[0].compile("sgd", "categorical_crossentropy")
+        for _ in range(2):  # the plan is built by the first step
+            losses = [m.train_on_batch(x, y) for m in models]
+            np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
     for a, b in zip(models[0].get_weights(), models[1].get_weights(), strict=True):
-        np.testing.assert_allclose(a, b, rtol=0, atol=PLAN_TRAINING_ATOL)
+        np.testing.assert_allclose(a, b, rtol=0, atol=atol)
 
 
 def test_lenet_plan_runs_its_pools_as_pool_steps():

@@ -17,9 +17,10 @@ layers (`model.plan` lists them, `step.layers` names what each covers):
 - a first conv with a tiny receptive field convolves directly, without an im2col matrix;
 - a stride-1 conv with <= 4 channels and <= 8 filters (d2l's LeNet's first) convolves along its
   output rows, forward and backward, without an im2col matrix (`kernels/conv_along_rows.py`);
-- a 3x3 stride-1 conv with >= 16 input channels and outputs >= 6x6 runs Winograd F(2x2, 3x3)
+- a 3x3 stride-1 conv with >= 16 input channels and outputs >= 6x6 runs Winograd, F(4x4, 3x3)
+  or, where its coarser tile grid would compute many outputs to drop, F(2x2, 3x3)
   (`winograd.py`; the rules in `conv_algorithm.py`, shown as `step.algorithm`;
-  MINICNN_CONV_ALGORITHM=im2col|winograd|rows|auto forces one when the plan is built);
+  MINICNN_CONV_ALGORITHM=im2col|winograd|winograd4|rows|auto forces one when the plan is built);
 - every batch is cut into chunks that run on one pool of threads, with BLAS single-threaded
   (`parallel.py`), and the chunks' partial weight gradients are added in a fixed order;
 - scratch buffers (im2col matrices, gradient temporaries) are reused from step to step

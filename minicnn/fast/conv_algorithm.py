@@ -93,22 +93,25 @@ ROWS_MAX_CHANNELS = 4  # C
 # V and M 0.56x the size, but its grid rounds the outputs up to a multiple of 4, not 2: a 10x10
 # region computes 12x12 (1.44x F(2x2)'s 10x10), a 30x30 one 32x32 (1.14x). F(4x4) is picked when
 # its grid's area is at most WINOGRAD4_MAX_GRID times F(2x2)'s. Measured: F(4x4)'s time over
-# F(2x2)'s, forward + backward with dx, batch 128, float32, two threads, min of 10-13
-# alternating runs, load average ~1 (another engineer's benchmarks):
+# F(2x2)'s, forward + backward with dx, batch 128, float32, two threads and single-threaded BLAS
+# (as in fit), min of 13 alternating runs, load average 3 (another engineer's benchmarks: the
+# absolute times were ~2x a quiet machine's, so only the ratios are kept):
 #     shape: C -> F, the outputs the step computes        grid area   F(4x4) / F(2x2)
-#     ResNet-20 32x32x16 -> 16 'same'                         1.00          0.80
-#               16x16x32 -> 32 'same'                         1.00          0.77
+#     ResNet-20 32x32x16 -> 16 'same'                         1.00          0.94
+#               16x16x32 -> 32 'same'                         1.00          0.86
 #                8x8x64  -> 64 'same'                         1.00          0.90
-#     64 -> 64 'same', 7x7                                    1.00          0.90
-#     Fashion-MNIST conv2 13x13x32 -> 64, 11x11               1.00          0.88
-#     CIFAR conv2+pool 32x32x32 -> 32, its 30x30 region       1.14          0.86
-#     CIFAR conv3       15x15x32 -> 64 'same'                 1.07          0.79
+#     64 -> 64 'same', 7x7                                    1.00          0.89
+#     Fashion-MNIST conv2 13x13x32 -> 64, 11x11               1.00          0.90
+#     CIFAR conv2+pool 32x32x32 -> 32, its 30x30 region       1.14          0.89
+#     CIFAR conv3       15x15x32 -> 64 'same'                 1.00          0.82
 #     CIFAR conv4+pool  15x15x64 -> 64, its 12x12 region      1.00          0.85
-#     16x16 -> 16 and 32 -> 32 'same', 18x18                  1.23          1.00, 0.93
-#     32 -> 32 and 16 -> 16 'same', 13x13 and 14x14           1.31          1.02-1.13
-#     MNIST conv2+pool  13x13x32 -> 64, its 10x10 region      1.44          1.14
-#     64 -> 64 and 32 -> 32 'same', 9x9 and 10x10             1.44          1.11-1.25
-#     64 -> 64 'same', 6x6                                    1.78          1.29
+#     16 -> 16 and 32 -> 32 'same', 18x18                     1.23          0.99, 0.95
+#     32 -> 32 and 16 -> 16 'same', 13x13 and 14x14           1.31          1.00-1.07
+#     MNIST conv2+pool  13x13x32 -> 64, its 10x10 region      1.44          1.16
+#     64 -> 64 and 32 -> 32 'same', 9x9 and 10x10             1.44          1.10-1.18
+#     64 -> 64 'same', 6x6                                    1.78          1.21
+# (Earlier, at load 1 but with BLAS free to start its own threads: 0.80, 0.77 and 0.90 for
+# ResNet-20's three shapes.) Break-even lies between 1.23 and 1.31.
 WINOGRAD4_MAX_GRID = 1.2
 
 
