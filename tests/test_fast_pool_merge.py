@@ -12,6 +12,8 @@ gradient array handed to two slots, one of which waits while the other's sum is 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 from minicnn import layers
 from minicnn.fast import graph_plan, make_plan
 from minicnn.fast.kernels.pool import (
+    GATHER_MAX_CHANNELS,
     _avgpool_backward,
     _avgpool_forward,
     avgpool_backward,
@@ -84,6 +87,26 @@ def test_avgpool_backward_matches_reference_and_twin(s, dtype, seed, nonfinite):
             dx = np.full(s.x_shape, np.nan, dtype=dtype)
             kernel(dout, *window, dx)
             assert_same(dx, expected)
+
+
+@given(s=window_setups("pool"), dtype=dtypes(), seed=seeds(), nonfinite=st.booleans())
+def test_avgpool_kernels_on_both_sides_of_the_gather_threshold(s, dtype, seed, nonfinite):
+    """With GATHER_MAX_CHANNELS - 1 channels, windows inside the input (forward) and windows
+    that do not overlap (backward) take the gathered rows; with GATHER_MAX_CHANNELS, the
+    channel loops. Both give the reference bit for bit (the tests above draw 1..5 channels)."""
+    rng = np.random.default_rng(seed)
+    window = (s.KH, s.KW, s.SH, s.SW, s.PT, s.PL)
+    for C in (GATHER_MAX_CHANNELS - 1, GATHER_MAX_CHANNELS):
+        t = dataclasses.replace(s, C=C)
+        x, dout = (standard_normal(rng, shape, dtype) for shape in (t.x_shape, t.out_shape))
+        if nonfinite:
+            x, dout = sprinkle_nonfinite(rng, x), sprinkle_nonfinite(rng, dout)
+        out, dx = np.full(t.out_shape, np.nan, dtype), np.full(t.x_shape, np.nan, dtype)
+        with np.errstate(invalid="ignore"):
+            avgpool_forward(x, *window, out)
+            assert_same(out, avgpool_forward_reference(x, *window, t.H_out, t.W_out))
+            avgpool_backward(dout, *window, dx)
+            assert_same(dx, avgpool_backward_reference(dout, *window, t.H, t.W))
 
 
 def test_avgpool_kernels_by_hand():

@@ -143,7 +143,7 @@ from minicnn import layers
 from minicnn.fast.kernels import conv_along_rows as k
 from minicnn.models import Sequential
 rng = np.random.default_rng(0)
-model = Sequential([layers.Conv2D(4, 5, padding="same", activation="sigmoid",
+model = Sequential([layers.Conv2D(3, 5, padding="same", activation="sigmoid",
                                   input_shape=(12, 12, 1)),
                     layers.Conv2D(3, 3, activation="relu"), layers.Flatten(),
                     layers.Dense(3, activation="softmax")], seed=0)

@@ -15,7 +15,7 @@ layers (`model.plan` lists them, `step.layers` names what each covers):
   ufunc between two (`ActivationStep`, `fast/activation.py`, kernels in
   `fast/kernels/activations.py`);
 - a first conv with a tiny receptive field convolves directly, without an im2col matrix;
-- a stride-1 conv with <= 4 channels and <= 8 filters (d2l's LeNet's first) convolves along its
+- a stride-1 conv with <= 3 channels and <= 8 filters (d2l's LeNet's first) convolves along its
   output rows, forward and backward, without an im2col matrix (`kernels/conv_along_rows.py`);
 - a 3x3 stride-1 conv with >= 16 input channels and outputs >= 6x6 runs Winograd, F(4x4, 3x3)
   or, where its coarser tile grid would compute many outputs to drop, F(2x2, 3x3)

@@ -69,25 +69,32 @@ WINOGRAD_MIN_CHANNELS = 16  # input channels C
 WINOGRAD_MIN_SIDE = 6  # of the outputs the step computes, H_out and W_out
 
 # The rows kernel's thresholds (auto): its time over im2col's, forward + backward (kernel
-# gradient, and dx where marked), batch 128, float32, median of 9 alternating runs, one thread
-# (threadpoolctl), load average 1.0-1.5 on the shared 2-core EPYC; (KH, KW) 'same' but where
-# marked:
-#     shape: H x W x C -> F, kernel                      im2col ms   rows ms   ratio
-#     28x28x1 -> 6, 5x5 (d2l's LeNet conv1)                 7.12       2.96     0.42
-#                       with dx                            12.72       4.25     0.33
-#     28x28x2 -> 8, 5x5, with dx                           17.27       9.01     0.52
-#     32x32x3 -> 8, 3x3                                     7.02       5.02     0.72
-#     16x16x4 -> 8, 3x3, with dx                            3.07       2.75     0.89
-#     28x28x1 -> 16, 5x5                                    7.76       7.44     0.96   (F > 8)
-#     32x32x3 -> 16, 3x3                                    8.30       9.46     1.14   (F > 8)
-#     28x28x1 -> 32, 5x5                                   10.55      14.39     1.36   (F > 8)
-#     32x32x3 -> 32, 3x3 (CIFAR conv1)                     12.24      19.08     1.56   (F > 8)
-#     14x14x6 -> 16, 5x5 'valid', with dx (LeNet conv2)     5.00       9.15     1.83   (F > 8)
+# gradient, and dx where marked), batch 128, float32, min of 15 alternating runs, one thread
+# (threadpoolctl), load average 2.1 on the shared 2-core EPYC (other programs running, so only
+# the ratios are kept); 'same' padding but where marked; im2col as it runs since its kernel
+# rows move as runs (minicnn/kernels/conv.py):
+#     shape: H x W x C -> F, kernel                         ratio
+#     28x28x1 -> 6, 5x5 (d2l's LeNet conv1)                 0.59
+#                       with dx                             0.50
+#     28x28x2 -> 8, 5x5, with dx                            0.78
+#     16x16x2 -> 8, 3x3, with dx                            0.83
+#     32x32x3 -> 8, 3x3                                     0.88
+#                       with dx                             0.83
+#     28x28x4 -> 8, 5x5, with dx                            0.80   (C > 3)
+#     16x16x4 -> 8, 3x3                                     1.20   (C > 3)
+#                       with dx                             1.14   (C > 3)
+#     28x28x1 -> 16, 5x5                                    1.23   (F > 8)
+#     32x32x3 -> 16, 3x3                                    1.34   (F > 8)
+#     28x28x1 -> 32, 5x5                                    1.60   (F > 8)
+#     32x32x3 -> 32, 3x3 (CIFAR conv1)                      1.66   (F > 8)
+#     14x14x6 -> 16, 5x5 'valid', with dx (LeNet conv2)     2.64   (F > 8)
 # Its work is one multiply-add per output, tap and filter, none of it shared between filters,
 # while the GEMM's speed grows with the filters (its columns) and the taps (its inner
-# dimension): few filters win, and the more channels, the less. Not measured beyond C = 4.
+# dimension): few filters win, and the more channels, the less. With 4 channels a 5x5 kernel
+# on a 28x28 map still wins and a 3x3 one on 16x16 loses (more of the loop is the junk
+# columns and the per-tap setup); the rule stops at 3.
 ROWS_MAX_FILTERS = 8  # F
-ROWS_MAX_CHANNELS = 4  # C
+ROWS_MAX_CHANNELS = 3  # C
 
 # Which tile, where Winograd runs (auto). F(4x4)'s GEMMs are 1.78x smaller than F(2x2)'s and its
 # V and M 0.56x the size, but its grid rounds the outputs up to a multiple of 4, not 2: a 10x10

@@ -17,8 +17,11 @@ from minicnn.kernels._stand_in import Kernel
 # one run of KW * C values instead of KW runs of C: a loop of C = 1 or 6 values runs far below
 # SIMD speed. Measured per chunk of 32 images, one thread: LeNet's conv2 (14x14x6, 5x5) im2col
 # 0.25 -> 0.11 ms, col2im 0.28 -> 0.10 ms; its conv1 (28x28x1, 5x5 'same') 1.13 -> 0.69 and
-# 1.21 -> 0.61 ms; but 32x32x16 (3x3 'same') 0.96 -> 1.57 and 1.04 -> 1.12 ms, where a run of C
-# = 16 values is one SIMD vector and a run of 48 is too short for the vectorised loop.
+# 1.21 -> 0.61 ms; per 16 images, 32x32x3 3x3 'same' (ResNet-20's and the CIFAR-10 recipe's
+# first conv) 0.39 -> 0.28 and 0.44 -> 0.18 ms, the same with stride 2 0.10 -> 0.07 and
+# 0.11 -> 0.05 ms, 32x32x8 3x3 0.31 -> 0.30 and 0.33 -> 0.21 ms; but 32x32x16 3x3 (per 32
+# images) 0.96 -> 1.57 and 1.04 -> 1.12 ms, where a run of C = 16 values is one SIMD vector and
+# a run of 48 is too short for the vectorised loop.
 RUN_MAX_CHANNELS = 16
 
 
