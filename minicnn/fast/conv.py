@@ -130,8 +130,7 @@ class ConvStep(Step):
                 if code != LINEAR:
                     rows = slice(a * HW, b * HW)
                     bias_activation_in_place(z[rows], no_bias, code, param, w[rows])
-        elif self.winograd is not None:
-            wt = self.winograd
+        elif (wt := self.winograd) is not None:
             U = np.empty((wt.positions, C, F), dtype=x.dtype)
             wt.filter(kernel, U)
 

@@ -167,8 +167,7 @@ class ConvPoolStep(Step):
                 conv_direct(x[a:b], kernel, bias, 1, 1, 0, 0, False,
                             z[a * HW:b * HW].reshape(b - a, H_c, W_c, F))
                 pool(a, b, no_bias)
-        elif self.winograd is not None:
-            wt = self.winograd
+        elif (wt := self.winograd) is not None:
             U = np.empty((wt.positions, C, F), dtype=x.dtype)
             wt.filter(kernel, U)
 
