@@ -9,6 +9,9 @@ pixel stamps its kernel, scaled, onto the output, stride apart.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -193,7 +196,12 @@ def oracle():
        seed=seeds())
 def test_agrees_with_tensorflow(oracle, s, activation, seed):
     """y, dx, dkernel and dbias of sum(y * dout) from the same float32 weights; dout is zeroed
-    where a float64 pre-activation lies within KINK_MARGIN of a ReLU's kink. `-s` prints them."""
+    where a float64 pre-activation lies within KINK_MARGIN of a ReLU's kink. `-s` prints them.
+
+    Strides larger than the kernel are left to the definition's tests: there TensorFlow's
+    oneDNN kernel is no oracle (a 1x1 kernel with strides (3, 1) gave outputs 0.88 off, in one
+    run of three, as its output for what the next test refuses can crash the process)."""
+    assume(all(k >= st for k, st in zip(s.kernel, s.strides, strict=True)))
     oracle_tf, keras = oracle
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(s.x_shape).astype(np.float32)
@@ -234,10 +242,17 @@ def test_output_shapes_are_keras_over_a_grid(oracle):
 
 
 def test_tensorflow_cannot_run_what_is_refused(oracle):
-    _, keras = oracle
+    # In a process of its own: TensorFlow's oneDNN kernel for this layer may raise, abort the
+    # process, or damage its heap so that a later test or the interpreter's exit crashes
+    # (seen: test_conv_transpose.py alone ended in SIGSEGV, SIGABRT or success, 3 runs of 3)
+    script = ("import numpy as np, keras\n"
+              "x = np.ones((1, 5, 5, 2), np.float32)\n"
+              "keras.layers.Conv2DTranspose(3, 2, strides=2, padding='same', output_padding=0)(x)\n"
+              "print('ran')\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode != 0 and "ran" not in proc.stdout, proc.stdout + proc.stderr[-2000:]
     x = np.ones((1, 5, 5, 2), np.float32)
-    with pytest.raises(Exception):  # noqa: B017  TensorFlow's oneDNN kernel aborts
-        keras.layers.Conv2DTranspose(3, 2, strides=2, padding="same", output_padding=0)(x)
     with pytest.raises(ValueError, match="Use an odd kernel size, or output_padding >= 1"):
         Conv2DTranspose(3, 2, strides=2, padding="same", output_padding=0)(x)
 
