@@ -45,13 +45,13 @@ from minicnn.models.compiled import CompiledMetrics
 from minicnn.models.step import TrainingPass
 from minicnn.recording import BackwardSummary, Recording
 
-# What a deep copy of a model makes anew rather than copies.
-# predict runs batches of up to this many rows side by side, one whole batch per thread (see
-# Model._predict_side_by_side), and tells the progress bar after every SIDE_BY_SIDE_GROUP
-# batches per thread.
+# predict and evaluate run batches of up to this many rows side by side, one whole batch per
+# thread (`_side_by_side`), and tell the progress bar and the metrics after every
+# SIDE_BY_SIDE_GROUP batches per thread.
 SIDE_BY_SIDE_MAX_BATCH = 256
 SIDE_BY_SIDE_GROUP = 8
 
+# What a deep copy of a model makes anew rather than copies.
 _NOT_COPIED = ("_plans", "_idle", "_idle_lock", "_nested_plans", "_local", "_training",
                "_chain_graph")
 
@@ -75,9 +75,9 @@ def _side_by_side(steps: range, run: Callable[[int], None], done: Callable[[int]
     times a batch; at Keras's default batch of 32 that is pieces of 4 images and a wait every
     few hundred microseconds. Whole batches side by side give each thread a batch's worth of
     work between waits (MNIST's model, predict on 10,000 images at batch 32, two threads:
-    0.44 s cut, 0.33 s side by side, alternating). `run` must use a plan of its own
-    (`Model._inference_plan`), so that no scratch array is shared, and run its batch whole
-    (`parallel.cut_batches`), so that a batch is cut the same way on any number of threads.
+    0.44 s cut, 0.33 s side by side, alternating). `run` runs its batch through
+    `Model._batch_pass(rows)`: a plan of its own, so that no scratch array is shared, and the
+    batch whole, so that it is cut the same way on any number of threads.
     `done` runs on the calling thread: the progress bar and the metrics hear of the batches
     in order, a group at a time."""
     group = SIDE_BY_SIDE_GROUP * parallel.get_num_threads()
@@ -268,6 +268,17 @@ class Trainer:
         finally:
             with self._idle_lock:
                 self._idle.setdefault(key, []).append(plan)
+
+    @contextlib.contextmanager
+    def _batch_pass(self, whole_rows: int | None = None) -> Iterator[TrainingPass]:
+        """The training pass over an inference plan of this call's own (`_inference_plan`).
+        whole_rows: the rows of the batch it will run, which its steps then run as one piece
+        on this thread rather than cut for the threads (how `_side_by_side` runs a batch);
+        None: cut as usual."""
+        cut = (contextlib.nullcontext() if whole_rows is None
+               else parallel.cut_batches([(0, whole_rows)]))
+        with cut, self._inference_plan() as plan:
+            yield self.training_pass(plan)
 
     @property
     def _recording(self) -> Recording | None:
@@ -636,8 +647,7 @@ class Trainer:
 
         def run(step: int) -> None:
             r, bw = rows(step), None if sw is None else sw[rows(step)]
-            with parallel.cut_batches([(0, len(y[r]))]), self._inference_plan() as plan:
-                passes = self.training_pass(plan)
+            with self._batch_pass(len(y[r])) as passes:
                 out = passes.forward([a[r] for a in xs], training=False)
                 results[step] = (passes.loss(y[r], out, bw), np.copy(out))
 
@@ -728,12 +738,10 @@ class Trainer:
                       stop: int, n: int, whole: bool = False) -> list[np.ndarray]:
         """outs[k][start:stop] <- output k for rows start..stop-1 of xs; outs (one array of n
         rows per output) is made from the first batch if None (an output's shape may have None
-        sizes). Copied before the plan goes back for another call to reuse. whole: the steps
-        run the batch as one piece, on this thread, rather than cut for the threads."""
-        cut = parallel.cut_batches([(0, stop - start)]) if whole else contextlib.nullcontext()
-        with cut, self._inference_plan() as plan:
-            got = self.training_pass(plan).forward([a[start:stop] for a in xs], False,
-                                                   self._recording)
+        sizes). Copied before the plan goes back for another call to reuse. whole: as
+        `_batch_pass`."""
+        with self._batch_pass(stop - start if whole else None) as passes:
+            got = passes.forward([a[start:stop] for a in xs], False, self._recording)
             got = got if isinstance(got, list) else [got]
             if outs is None:
                 outs = [np.empty((n, *g.shape[1:]), dtype=g.dtype) for g in got]
